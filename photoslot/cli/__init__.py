@@ -1,0 +1,1 @@
+"""The `photoslot` command: one typer app, one module per command group."""

@@ -1,0 +1,107 @@
+"""The `photoslot` command line (names and flags: shared/CLI.md)."""
+from __future__ import annotations
+
+import asyncio
+from typing import Optional
+
+import typer
+
+from photoslot.cli import common, jobs, settings, slot
+from photoslot.cli.common import config, console, fail, print_json, run_async, with_context
+
+app = typer.Typer(help="photoslot — DSLR Remote Pro ⇄ AI image providers, on PostgreSQL.",
+                  no_args_is_help=True, add_completion=False)
+app.add_typer(slot.app, name="slot")
+app.add_typer(settings.app, name="settings")
+app.command("jobs")(jobs.jobs)
+
+
+@app.callback()
+def main_options(config_path: Optional[str] = typer.Option(None, "--config", metavar="PATH",
+                                                           help="YAML config (else PHOTOSLOT_CONFIG, ./photoslot.yaml)")):
+    common.state.config_path = config_path
+
+
+@app.command()
+def serve(host: Optional[str] = typer.Option(None, "--host", help="listen address (server.host)"),
+          port: Optional[int] = typer.Option(None, "--port", help="listen port (server.port)"),
+          workers: Optional[int] = typer.Option(None, "--workers", min=0,
+                                                help="in-process workers, 0 = none (workers.in_process)")) -> None:
+    """HTTP server + in-process workers + sweeper."""
+    from photoslot import logs, runtime
+
+    cfg = config()
+    logs.setup(cfg.get("logging.level"))
+    if host is not None:
+        cfg.set("server.host", host)
+    if port is not None:
+        cfg.set("server.port", port)
+    n = workers if workers is not None else int(cfg.get("workers.in_process"))
+    try:
+        run_async(runtime.serve(cfg, host=cfg.get("server.host"), port=int(cfg.get("server.port")), workers=n))
+    except OSError as exc:
+        fail(f"cannot start the server: {exc}", 1)
+
+
+@app.command()
+def work(concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1,
+                                                   help="workers in this process (workers.in_process)")) -> None:
+    """Workers only, against the configured database (scale-out)."""
+    from photoslot import logs, runtime
+
+    cfg = config()
+    logs.setup(cfg.get("logging.level"))
+    run_async(runtime.work(cfg, concurrency=concurrency or int(cfg.get("workers.in_process"))))
+
+
+@app.command()
+def sweep(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """One sweeper pass; reports what it removed and finalized."""
+    from photoslot.sweeper import sweep_once
+
+    report = with_context(sweep_once)
+    if as_json:
+        print_json(report)
+    else:
+        console.print(f"jobs timed out: {report['jobs_timed_out']}, uploads removed: {report['uploads_removed']}, "
+                      f"orphan files removed: {report['orphan_files_removed']} ({report['ms']} ms)")
+
+
+@app.command()
+def providers(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """The provider/operation catalogue with parameters."""
+    from rich.table import Table
+
+    from photoslot.providers import catalogue
+
+    data = catalogue.as_list()
+    if as_json:
+        print_json(data)
+        return
+    table = Table(title="providers and operations")
+    for col in ("provider", "operation", "templates", "parameters"):
+        table.add_column(col)
+    for p in data:
+        for op in p["operations"]:
+            params = ", ".join(
+                f"{k} ({v['type']}{', ' + str(v.get('minimum')) + '–' + str(v.get('maximum')) if 'minimum' in v else ''})"
+                for k, v in op["parameters"].items()) or "—"
+            table.add_row(p["id"], op["id"], ", ".join(op["needs"]) or "—", ("prompt; " if op["prompt_required"] else "") + params)
+    console.print(table)
+
+
+@app.command()
+def emulate(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8765, "--port"),
+            latency: float = typer.Option(0.0, "--latency", metavar="SECONDS", help="provider latency to simulate"),
+            gemini_key: Optional[str] = typer.Option("emulator-key", "--gemini-key", help="API key to require"),
+            turbotext_key: Optional[str] = typer.Option("emulator-key", "--turbotext-key", help="API key to require")) -> None:
+    """Local stand-in for Gemini and Turbotext, with run-time fault injection."""
+    from photoslot import logs
+    from photoslot.emulator import run
+
+    logs.setup("INFO")
+    run(host=host, port=port, latency_seconds=latency, gemini_api_key=gemini_key, turbotext_api_key=turbotext_key)
+
+
+def main() -> None:
+    app()

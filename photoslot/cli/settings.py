@@ -1,0 +1,69 @@
+"""photoslot settings show|set"""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from photoslot import audit
+from photoslot import settings as live_settings
+from photoslot.cli.common import console, fail, fmt_time, print_json, with_context
+
+app = typer.Typer(help="Live settings: response window, retention, ingest password.", no_args_is_help=True)
+
+PROMPT = "\0prompt"
+
+
+def _print(view: dict) -> None:
+    table = Table(show_header=False, title="photoslot settings")
+    table.add_column("setting", style="bold")
+    table.add_column("value")
+    lo, hi = view["sync_response_bounds"]
+    table.add_row("T_sync_response", f"{view['sync_response_seconds']:g} s (allowed {lo:g}–{hi:g} s)")
+    table.add_row("result retention", f"{view['result_retention_hours']:g} h")
+    pw = "set" if view["ingest_password_set"] else "NOT SET — every ingest answers 401"
+    if view["ingest_password_set"] and view["ingest_password_updated_at"]:
+        pw += f" (changed {fmt_time(view['ingest_password_updated_at'])} by {view['ingest_password_updated_by']})"
+    table.add_row("ingest password", pw)
+    for name, info in view["provider_keys"].items():
+        table.add_row(f"{name} API key", "configured" if info["is_configured"] else "not configured")
+    console.print(table)
+
+
+@app.command("show")
+def show(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """T_sync_response, retention, whether an ingest password / provider keys are set (never their values)."""
+
+    async def go(ctx):
+        return live_settings.public_view(await live_settings.load(ctx.db, ctx.cfg), ctx.cfg)
+
+    view = with_context(go)
+    print_json(view) if as_json else _print(view)
+
+
+@app.command("set")
+def set_(
+    sync_timeout: Optional[float] = typer.Option(None, "--sync-timeout", metavar="SECONDS",
+                                                 help="T_sync_response for new jobs (within the configured bounds)"),
+    ingest_password: Optional[str] = typer.Option(None, "--ingest-password", metavar="[TEXT]", is_flag=False,
+                                                  flag_value=PROMPT,
+                                                  help="new ingest password; without TEXT it is asked for without echo"),
+    retention: Optional[float] = typer.Option(None, "--result-retention-hours", metavar="H",
+                                              help="how long results stay downloadable"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Live change, audited. The new password works on the very next ingest."""
+    if ingest_password == PROMPT:
+        ingest_password = typer.prompt("new ingest password", hide_input=True, confirmation_prompt=True)
+    if sync_timeout is None and ingest_password is None and retention is None:
+        fail("nothing to change: give --sync-timeout, --ingest-password or --result-retention-hours", 2)
+
+    async def go(ctx):
+        updated = await live_settings.update(ctx.db, ctx.cfg, ctx.clock, actor=audit.os_actor(), source="cli",
+                                             sync_response_seconds=sync_timeout, ingest_password=ingest_password,
+                                             result_retention_hours=retention)
+        return live_settings.public_view(updated, ctx.cfg)
+
+    view = with_context(go)
+    print_json(view) if as_json else _print(view)

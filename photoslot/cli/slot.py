@@ -1,0 +1,142 @@
+"""photoslot slot list|show|set|reset"""
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from photoslot import audit, slots
+from photoslot.cli.common import console, fail, fmt_time, print_json, with_context
+from photoslot.providers import catalogue
+
+app = typer.Typer(help="The 15 slots: list, inspect, configure, reset.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """15 rows: id, name, provider, operation, enabled, ingest URL, last result."""
+
+    async def go(ctx):
+        return [slots.view(ctx.cfg, s) for s in await slots.list_all(ctx.db)]
+
+    rows = with_context(go)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title="photoslot slots")
+    for col in ("slot", "name", "provider", "operation", "enabled", "ingest URL", "last result"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["id"], r["name"] or "—", r["provider_id"] or "—", r["operation_id"] or "—",
+                      "yes" if r["enabled"] else "no", r["ingest_url"], fmt_time(r["last_result_at"]))
+    console.print(table)
+
+
+def _show(slot: dict, recent: list[dict]) -> None:
+    table = Table(show_header=False, title=f"{slot['id']}")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key in ("name", "provider_id", "operation_id", "enabled", "version", "ingest_url", "updated_at"):
+        value = slot[key]
+        table.add_row(key, fmt_time(value) if key.endswith("_at") else str(value if value is not None else "—"))
+    table.add_row("settings", json.dumps(slot["settings_json"], ensure_ascii=False, indent=1))
+    console.print(table)
+    if recent:
+        res = Table(title="recent results")
+        for col in ("job", "finished", "download"):
+            res.add_column(col)
+        for r in recent:
+            res.add_row(r["job_id"], fmt_time(r["completed_at"]), r["download_url"])
+        console.print(res)
+    else:
+        console.print("no results yet")
+
+
+@app.command("show")
+def show(slot_id: str = typer.Argument(..., metavar="SLOT"),
+         as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """Full settings and the last results (job id, time, download link)."""
+
+    async def go(ctx):
+        slot = slots.view(ctx.cfg, await slots.get(ctx.db, slot_id))
+        return slot, await slots.recent_results(ctx.db, ctx.cfg, slot_id)
+
+    slot, recent = with_context(go)
+    if as_json:
+        print_json({**slot, "recent_results": recent})
+    else:
+        _show(slot, recent)
+
+
+def _key_values(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"{flag} expects KEY=VALUE, got {item!r}", 2)
+        out[key] = value
+    return out
+
+
+@app.command("set")
+def set_(
+    slot_id: str = typer.Argument(..., metavar="SLOT"),
+    name: Optional[str] = typer.Option(None, "--name", help="label shown to admins"),
+    provider: Optional[str] = typer.Option(None, "--provider", help=f"one of: {', '.join(catalogue.CATALOGUE)}"),
+    operation: Optional[str] = typer.Option(None, "--operation", help="operation id; see `photoslot providers`"),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="what the AI should do with the photo"),
+    param: List[str] = typer.Option([], "--param", help="KEY=VALUE operation parameter (repeatable)"),
+    template: List[str] = typer.Option([], "--template", help="ROLE=TEMPLATE_ID (repeatable)"),
+    output_format: Optional[str] = typer.Option(None, "--output-format", help="jpeg (default), png or webp"),
+    enable: Optional[bool] = typer.Option(None, "--enable/--disable", help="accept ingests or not"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Validate against the catalogue, save, print the result."""
+    params = _key_values(param, "--param")
+    templates = _key_values(template, "--template")
+
+    async def go(ctx):
+        current = await slots.get(ctx.db, slot_id)
+        new_provider = provider or current["provider_id"]
+        new_operation = operation or current["operation_id"]
+        switched = (new_provider, new_operation) != (current["provider_id"], current["operation_id"])
+        settings = {} if switched else dict(current["settings_json"] or {})
+        if prompt is not None:
+            settings["prompt"] = prompt
+        if output_format is not None:
+            settings["output_format"] = output_format
+        if params:
+            merged = dict(settings.get("params") or {})
+            for k, v in params.items():
+                merged[k] = catalogue.coerce_param(new_provider, new_operation, k, v)
+            settings["params"] = merged
+        if templates:
+            settings["templates"] = {**(settings.get("templates") or {}), **templates}
+        saved = await slots.configure(ctx.db, ctx.clock, slot_id, actor=audit.os_actor(), source="cli", name=name,
+                                      provider_id=new_provider, operation_id=new_operation, settings_json=settings,
+                                      enabled=enable, expected_version=current["version"])
+        view = slots.view(ctx.cfg, saved)
+        return view, await slots.recent_results(ctx.db, ctx.cfg, slot_id)
+
+    slot, recent = with_context(go)
+    if as_json:
+        print_json(slot)
+    else:
+        _show(slot, recent)
+
+
+@app.command("reset")
+def reset(slot_id: str = typer.Argument(..., metavar="SLOT"),
+          as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """Back to unconfigured (the id and its ingest URL stay)."""
+
+    async def go(ctx):
+        return slots.view(ctx.cfg, await slots.reset(ctx.db, ctx.clock, slot_id, actor=audit.os_actor(), source="cli"))
+
+    slot = with_context(go)
+    if as_json:
+        print_json(slot)
+    else:
+        console.print(f"{slot['id']} reset; its ingest URL {slot['ingest_url']} answers 404 until configured again")

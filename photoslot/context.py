@@ -1,0 +1,52 @@
+"""Everything a process needs, opened once: config, clock, database, media store, listener.
+
+`serve`, `work`, the CLI and the tests all build one of these; nothing reaches for globals.
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass, field
+
+from photoslot import db as dbmod
+from photoslot import jobs
+from photoslot.clock import SystemClock
+from photoslot.media import MediaStore
+
+
+def use_selector_loop_on_windows() -> None:
+    """aiopg (psycopg2's async mode) needs the selector event loop; Windows defaults to proactor."""
+    if sys.platform == "win32":
+        asyncio.set_event_loop_policy(asyncio.WindowsSelectorEventLoopPolicy())  # type: ignore[attr-defined]
+
+
+@dataclass
+class AppContext:
+    cfg: object
+    clock: object
+    db: dbmod.Database
+    media: MediaStore
+    listener: dbmod.Listener | None = None
+    waiters: jobs.DoneWaiters = field(default_factory=jobs.DoneWaiters)
+
+    @classmethod
+    async def open(cls, cfg, *, clock=None, dsn: str | None = None, listen: bool = False) -> "AppContext":
+        dsn = dsn or await asyncio.to_thread(dbmod.resolve_dsn, cfg)
+        database = await dbmod.connect(dsn, pool_size=int(cfg.get("database.pool_size")))
+        media = MediaStore(cfg.media_root)
+        media.ensure()
+        ctx = cls(cfg=cfg, clock=clock or SystemClock(), db=database, media=media)
+        if listen and cfg.get("workers.notify"):
+            ctx.listener = dbmod.Listener(dsn)
+            ctx.listener.subscribe(jobs.DONE_CHANNEL, ctx.waiters.notify)
+            ctx.listener.on_reconnect(ctx.waiters.wake_all)
+        return ctx
+
+    async def start_listener(self) -> None:
+        if self.listener is not None:
+            await self.listener.start()
+
+    async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.stop()
+        await self.db.close()

@@ -1,0 +1,255 @@
+"""PostgreSQL access: the embedded server, the aiopg pool, named queries, LISTEN/NOTIFY.
+
+Every statement is looked up by name in `queries.sql`; the schema is `schema.sql`. Both ship
+inside the package.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+import aiopg
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+import psycopg2.extras
+
+log = logging.getLogger("photoslot.db")
+
+psycopg2.extras.register_uuid()
+
+SCHEMA_VERSION = 1
+Json = psycopg2.extras.Json
+EMBEDDED_DB_NAME = "photoslot"
+
+
+class DatabaseUnavailable(RuntimeError):
+    """PostgreSQL cannot be reached or dropped the connection; callers answer 503."""
+
+
+def _load_queries() -> dict[str, str]:
+    text = resources.files("photoslot").joinpath("queries.sql").read_text(encoding="utf-8")
+    queries: dict[str, str] = {}
+    for block in re.split(r"^-- name: ", text, flags=re.M)[1:]:
+        name, _, body = block.partition("\n")
+        queries[name.strip()] = body.strip()
+    return queries
+
+
+QUERIES = _load_queries()
+
+
+def schema_sql() -> str:
+    return resources.files("photoslot").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+def _adapt(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: psycopg2.extras.Json(v) if isinstance(v, (dict, list)) else v for k, v in params.items()}
+
+
+# ---------------------------------------------------------------- embedded PostgreSQL
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or join) the pgserver PostgreSQL in <data_dir>/pg and return a DSN for our database.
+
+    pgserver keeps a per-data-dir list of the processes using the server and stops it when the
+    last one exits, so `serve`, `work` and CLI commands on one data dir share one server.
+    """
+    import warnings
+
+    with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on servers; harmless
+        warnings.simplefilter("ignore")
+        import pgserver  # imported lazily: a DSN deployment never needs the binaries
+
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir / "pg", cleanup_mode="stop")
+    admin_dsn = server.get_uri()
+    conn = psycopg2.connect(admin_dsn)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DB_NAME,))
+            if cur.fetchone() is None:
+                try:
+                    cur.execute(f'CREATE DATABASE "{EMBEDDED_DB_NAME}"')
+                except (psycopg2.errors.DuplicateDatabase, psycopg2.errors.UniqueViolation):
+                    pass  # another photoslot process won the race
+    finally:
+        conn.close()
+    return server.get_uri(EMBEDDED_DB_NAME)
+
+
+def resolve_dsn(cfg) -> str:
+    return cfg.dsn or start_embedded(cfg.data_dir)
+
+
+# ---------------------------------------------------------------- queries
+
+class _Runner:
+    """Runs named queries on one cursor source; shared by the pool and a transaction."""
+
+    async def _run(self, name: str, params: dict, fetch: str, /):
+        sql = QUERIES[name]
+        try:
+            async with self._cursor() as cur:
+                await cur.execute(sql, _adapt(params))
+                if fetch == "one":
+                    row = await cur.fetchone()
+                    return dict(row) if row is not None else None
+                if fetch == "all":
+                    return [dict(r) for r in await cur.fetchall()]
+                return cur.rowcount
+        except (psycopg2.OperationalError, psycopg2.InterfaceError, ConnectionError) as exc:
+            raise DatabaseUnavailable(str(exc).strip().splitlines()[0] if str(exc) else "database connection lost") from exc
+
+    async def fetchone(self, name: str, /, **params) -> dict | None:
+        return await self._run(name, params, "one")
+
+    async def fetchall(self, name: str, /, **params) -> list[dict]:
+        return await self._run(name, params, "all")
+
+    async def execute(self, name: str, /, **params) -> int:
+        return await self._run(name, params, "none")
+
+
+class _Tx(_Runner):
+    def __init__(self, conn) -> None:
+        self._conn = conn
+
+    def _cursor(self):
+        return self._conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
+
+
+class Database(_Runner):
+    def __init__(self, pool: aiopg.Pool, dsn: str) -> None:
+        self.pool = pool
+        self.dsn = dsn
+
+    @contextlib.asynccontextmanager
+    async def _cursor(self):
+        try:
+            conn = await asyncio.wait_for(self.pool.acquire(), timeout=5)
+        except (psycopg2.OperationalError, OSError, asyncio.TimeoutError) as exc:
+            raise DatabaseUnavailable(f"cannot get a database connection: {exc.__class__.__name__}") from exc
+        try:
+            async with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                yield cur
+        finally:
+            self.pool.release(conn)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_Tx]:
+        try:
+            conn = await asyncio.wait_for(self.pool.acquire(), timeout=5)
+        except (psycopg2.OperationalError, OSError, asyncio.TimeoutError) as exc:
+            raise DatabaseUnavailable(f"cannot get a database connection: {exc.__class__.__name__}") from exc
+        try:
+            async with conn.cursor() as cur:
+                await cur.execute("BEGIN")
+            try:
+                yield _Tx(conn)
+            except BaseException:
+                if not conn.closed:
+                    async with conn.cursor() as cur:
+                        await cur.execute("ROLLBACK")
+                raise
+            async with conn.cursor() as cur:
+                await cur.execute("COMMIT")
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            raise DatabaseUnavailable(str(exc).strip().splitlines()[0] if str(exc) else "database connection lost") from exc
+        finally:
+            self.pool.release(conn)
+
+    async def apply_schema(self) -> None:
+        async with self.transaction() as tx:
+            async with tx._cursor() as cur:
+                # One process at a time: CREATE … IF NOT EXISTS is not safe against a concurrent twin.
+                await cur.execute("SELECT pg_advisory_xact_lock(hashtext('photoslot-schema'))")
+                await cur.execute(schema_sql())
+
+    async def close(self) -> None:
+        self.pool.close()
+        await self.pool.wait_closed()
+
+
+async def connect(dsn: str, *, pool_size: int = 10, apply_schema: bool = True) -> Database:
+    try:
+        pool = await aiopg.create_pool(dsn, minsize=1, maxsize=pool_size, timeout=30)
+    except psycopg2.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {str(exc).strip().splitlines()[0]}") from exc
+    db = Database(pool, dsn)
+    if apply_schema:
+        await db.apply_schema()
+    return db
+
+
+# ---------------------------------------------------------------- LISTEN / NOTIFY
+
+class Listener:
+    """One dedicated connection per process that LISTENs and dispatches notifications.
+
+    When the connection drops it reconnects by itself and calls every `on_reconnect` callback, so
+    waiters re-read the database for anything they may have missed meanwhile.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._handlers: dict[str, list[Callable[[str], None]]] = {}
+        self._on_reconnect: list[Callable[[], None]] = []
+        self._task: asyncio.Task | None = None
+        self.connected = asyncio.Event()
+
+    def subscribe(self, channel: str, handler: Callable[[str], None]) -> None:
+        self._handlers.setdefault(channel, []).append(handler)
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        self._on_reconnect.append(callback)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="photoslot-listener")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.connected.wait(), timeout=10)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def _run(self) -> None:
+        first = True
+        while True:
+            conn = None
+            try:
+                conn = await aiopg.connect(self.dsn, timeout=10)
+                async with conn.cursor() as cur:
+                    for channel in self._handlers:
+                        await cur.execute(f"LISTEN {channel}")
+                self.connected.set()
+                if not first:
+                    log.info("notification listener reconnected")
+                    for cb in self._on_reconnect:
+                        cb()
+                first = False
+                while True:
+                    msg = await conn.notifies.get()
+                    for handler in self._handlers.get(msg.channel, ()):
+                        handler(msg.payload)
+            except asyncio.CancelledError:
+                if conn is not None:
+                    conn.close()
+                raise
+            except Exception as exc:  # connection lost: keep trying, the poll fallback covers the gap
+                self.connected.clear()
+                log.warning("notification listener lost its connection (%s); retrying", exc.__class__.__name__)
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                await asyncio.sleep(0.5)
+

@@ -1,0 +1,77 @@
+"""Pillow work of the emulator: inspect inputs, produce a visibly transformed copy.
+
+All functions are synchronous and CPU-bound; callers run them with ``asyncio.to_thread``.
+EXIF orientation is deliberately NOT applied: like a real provider, the emulator transforms
+the pixels as stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+
+_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
+_EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+BORDER_COLOUR = (230, 0, 180)
+
+
+class NotAnImage(ValueError):
+    pass
+
+
+def extension_for(mime: str) -> str:
+    return _EXT.get(mime, "png")
+
+
+def describe(data: bytes, declared_mime: str | None, source: str) -> dict[str, Any]:
+    """Metadata for the request log: never the bytes themselves."""
+    info: dict[str, Any] = {
+        "mime": declared_mime,
+        "size_bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "width": None,
+        "height": None,
+        "source": source,
+    }
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            info["width"], info["height"] = im.size
+            if not declared_mime:
+                info["mime"] = Image.MIME.get(im.format or "", None)
+    except (UnidentifiedImageError, OSError, ValueError):
+        pass
+    return info
+
+
+def is_image(data: bytes) -> bool:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+        return True
+    except Exception:  # noqa: BLE001 - Pillow raises many kinds of errors on junk
+        return False
+
+
+def transform(data: bytes, output_mime: str = "image/png") -> bytes:
+    """Sepia-tone the image and draw a magenta border; same size as the stored pixels."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            rgb = im.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise NotAnImage(str(exc)) from exc
+    grey = ImageOps.grayscale(rgb)
+    out = ImageOps.colorize(grey, black=(40, 20, 5), white=(255, 236, 200), mid=(170, 120, 70))
+    w, h = out.size
+    border = max(2, min(w, h) // 40)
+    ImageDraw.Draw(out).rectangle([0, 0, w - 1, h - 1], outline=BORDER_COLOUR, width=border)
+    buf = io.BytesIO()
+    fmt = _FORMATS.get(output_mime, "PNG")
+    if fmt == "PNG":
+        out.save(buf, fmt, compress_level=1)
+    else:
+        out.save(buf, fmt, quality=90)
+    return buf.getvalue()

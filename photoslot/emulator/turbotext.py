@@ -1,0 +1,337 @@
+"""Turbotext ``/api_ai/{method}`` wire protocol: create_queue → get_result polling → download."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from . import transform
+from .control import EmulatorState
+from .keys import STATE_KEY
+
+log = logging.getLogger("photoslot.emulator")
+
+#: method → (required fields, image URL fields in fetch order, field whose image is transformed)
+METHODS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+    "generate_image2image": (("url", "content"), ("url",), "url"),
+    "mix_images": (("url_image_target", "url"), ("url_image_target", "url"), "url_image_target"),
+    "deepfake_photo": (("url", "url_image_target"), ("url", "url_image_target"), "url_image_target"),
+}
+IMAGE_FIELDS = frozenset({"url", "url_image_target"})
+FETCH_TIMEOUT = aiohttp.ClientTimeout(total=10)
+MAX_FETCH_BYTES = 64 * 1024 * 1024
+HUGE_BYTES = 30 * 1024 * 1024
+
+
+@dataclasses.dataclass
+class QueueItem:
+    queueid: int
+    method: str
+    outcome: str
+    entry: dict[str, Any]
+    done: bool = False
+    error: str | None = None
+    result_name: str | None = None
+    result_ext: str = "png"
+    polls: int = 0
+
+
+class TurbotextStore:
+    def __init__(self) -> None:
+        self.items: dict[int, QueueItem] = {}
+        self.results: dict[str, tuple[bytes, str]] = {}
+        self.tasks: set[asyncio.Task] = set()
+        self.session: aiohttp.ClientSession | None = None
+        self._next_id = 1000 + secrets.randbelow(9000)
+
+    def new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(timeout=FETCH_TIMEOUT)
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+
+
+TT_KEY: web.AppKey[TurbotextStore] = web.AppKey("photoslot_emulator_turbotext", TurbotextStore)
+
+
+def _json(payload: dict[str, Any], status: int = 200) -> web.Response:
+    return web.json_response(payload, status=status)
+
+
+def _fail(error: str, status: int = 200) -> web.Response:
+    return _json({"success": False, "error": error}, status)
+
+
+def _bearer_ok(request: web.Request, expected: str | None) -> bool:
+    if expected is None:
+        return True
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return scheme.lower() == "bearer" and token.strip() == expected
+
+
+async def api_ai(request: web.Request) -> web.StreamResponse:
+    state: EmulatorState = request.app[STATE_KEY]
+    stats = state.stats["turbotext"]
+    started = time.monotonic()
+    stats.requests += 1
+    stats.http_enter()
+    outcome = "error"
+    try:
+        outcome, response = await _serve(request, state)
+        return response
+    except asyncio.CancelledError:
+        outcome = "cancelled"
+        raise
+    finally:
+        stats.http_leave()
+        log.info("turbotext %s %s outcome=%s ms=%.1f", request.method, request.path, outcome,
+                 (time.monotonic() - started) * 1000)
+
+
+def _count(state: EmulatorState, outcome: str) -> None:
+    state.count_outcome("turbotext", outcome)
+
+
+async def _serve(request: web.Request, state: EmulatorState) -> tuple[str, web.StreamResponse]:
+    method = request.match_info["method"]
+    if not _bearer_ok(request, state.api_keys["turbotext"]):
+        _count(state, "invalid_key")
+        state.record({"provider": "turbotext", "path": request.path, "method": method,
+                      "outcome": "invalid_key"})
+        return "invalid_key", _fail("Invalid API key", 401)
+    if method not in METHODS:
+        return "unknown_method", _fail("Unknown method")
+    form = await request.post()
+    do = form.get("do")
+    if do == "create_queue":
+        return await _create_queue(request, state, method, form)
+    if do == "get_result":
+        return _get_result(request, state, method, form)
+    return "unknown_action", _fail("Unknown action")
+
+
+async def _create_queue(request: web.Request, state: EmulatorState, method: str,
+                        form: Any) -> tuple[str, web.StreamResponse]:
+    stats = state.stats["turbotext"]
+    store = request.app[TT_KEY]
+    stats.create_queue += 1
+    fields = {k: str(v) for k, v in form.items() if k not in IMAGE_FIELDS and k != "do"
+              and isinstance(v, str)}
+    content = form.get("content") if isinstance(form.get("content"), str) else None
+    entry = state.record({
+        "provider": "turbotext",
+        "path": request.path,
+        "method": method,
+        "do": "create_queue",
+        "prompt": content,
+        "content": content,
+        "fields": fields,
+        "images": [],
+        "outcome": "pending",
+    })
+    required, url_fields, _ = METHODS[method]
+    for name in required:
+        value = form.get(name)
+        if not isinstance(value, str) or not value.strip():
+            entry["outcome"] = "bad_request"
+            _count(state, "bad_request")
+            return "bad_request", _fail(f"Missing parameter: {name}")
+
+    try:
+        await state.wait_while_hanging("turbotext", scripted=False)
+        outcome = state.next_outcome("turbotext")
+        if outcome == "hang":
+            await state.wait_while_hanging("turbotext", scripted=True)
+            outcome = "ok"
+    except asyncio.CancelledError:
+        entry["outcome"] = "cancelled"
+        _count(state, "cancelled")
+        raise
+    if state.closing:
+        entry["outcome"] = "shutdown"
+        return "shutdown", _fail("Service unavailable", 503)
+    if outcome.startswith("fail:"):
+        code = int(outcome.split(":", 1)[1])
+        entry["outcome"] = f"http_{code}"
+        _count(state, entry["outcome"])
+        return entry["outcome"], _fail(f"Emulated HTTP error {code}", code)
+
+    queueid = store.new_id()
+    entry["queueid"] = queueid
+    if outcome == "truncated_json":
+        entry["outcome"] = "truncated_json"
+        _count(state, "truncated_json")
+        raw = json.dumps({"success": True, "queueid": queueid}).encode()
+        return "truncated_json", web.Response(body=raw[: len(raw) // 2],
+                                              content_type="application/json")
+
+    item = QueueItem(queueid=queueid, method=method, outcome=outcome, entry=entry)
+    entry["outcome"] = "queued"
+    store.items[queueid] = item
+    urls = [(f, str(form[f])) for f in url_fields]
+    stats.enter()  # a queue item being processed: the provider-side parallelism
+    task = asyncio.create_task(_process(request.app, state, store, item, urls))
+    store.tasks.add(task)
+    task.add_done_callback(store.tasks.discard)
+    return "queued", _json({"success": True, "queueid": queueid})
+
+
+async def _fetch(session: aiohttp.ClientSession, url: str) -> tuple[int, bytes, str | None]:
+    async with session.get(url) as resp:
+        if resp.status != 200:
+            return resp.status, b"", None
+        buf = bytearray()
+        async for chunk in resp.content.iter_chunked(256 * 1024):
+            buf += chunk
+            if len(buf) > MAX_FETCH_BYTES:
+                break
+        data = bytes(buf)
+        ctype = resp.headers.get("Content-Type", "").split(";")[0].strip() or None
+        return resp.status, data, ctype
+
+
+async def _process(app: web.Application, state: EmulatorState, store: TurbotextStore,
+                   item: QueueItem, urls: list[tuple[str, str]]) -> None:
+    stats = state.stats["turbotext"]
+    started = time.monotonic()
+    final = "error"
+    try:
+        images: dict[str, bytes] = {}
+        for role, url in urls:
+            stats.fetches += 1
+            try:
+                assert store.session is not None
+                status, data, ctype = await _fetch(store.session, url)
+            except asyncio.CancelledError:
+                raise
+            except asyncio.TimeoutError:
+                item.error, final = "Failed to download image: timeout", "download_failed"
+                return
+            except Exception as exc:  # noqa: BLE001 - any client error is a failed download
+                item.error = f"Failed to download image: {type(exc).__name__}"
+                final = "download_failed"
+                return
+            if status != 200:
+                item.error, final = f"Failed to download image: HTTP {status}", "download_failed"
+                return
+            if len(data) > MAX_FETCH_BYTES:
+                item.error, final = "Failed to download image: too large", "download_failed"
+                return
+            info = await asyncio.to_thread(transform.describe, data, ctype, url)
+            info["role"] = role
+            item.entry["images"].append(info)
+            if info["width"] is None:
+                item.error, final = "Failed to download image: not an image", "download_failed"
+                return
+            images[role] = data
+
+        knobs = state.knobs["turbotext"]
+        if knobs.latency_seconds:
+            await asyncio.sleep(knobs.latency_seconds)
+
+        outcome = item.outcome
+        if outcome == "no_image":
+            item.error, final = "No image generated", "no_image"
+            return
+        if outcome == "safety":
+            item.error, final = "Content rejected by moderation", "safety"
+            return
+        mime = knobs.output_mime
+        target = METHODS[item.method][2]
+        if outcome == "not_image":
+            data = b"this is not an image"
+        else:
+            try:
+                data = await asyncio.to_thread(transform.transform, images[target], mime)
+            except transform.NotAnImage:
+                item.error, final = "Failed to process image", "bad_image"
+                return
+            if outcome == "huge":
+                data = data + b"\0" * max(0, HUGE_BYTES - len(data))
+        name = secrets.token_hex(16)
+        store.results[name] = (data, mime)
+        item.result_name = name
+        item.result_ext = transform.extension_for(mime)
+        final = outcome if outcome in ("not_image", "huge") else "ok"
+    except asyncio.CancelledError:
+        final = "cancelled"
+        raise
+    finally:
+        item.done = True
+        item.entry["outcome"] = final
+        stats.leave()
+        _count(state, final)
+        log.info("turbotext queue %s %s outcome=%s ms=%.1f", item.queueid, item.method, final,
+                 (time.monotonic() - started) * 1000)
+
+
+def _get_result(request: web.Request, state: EmulatorState, method: str,
+                form: Any) -> tuple[str, web.StreamResponse]:
+    stats = state.stats["turbotext"]
+    store = request.app[TT_KEY]
+    stats.get_result += 1
+    raw_id = form.get("queueid")
+    try:
+        queueid: int | None = int(str(raw_id))
+    except (TypeError, ValueError):
+        queueid = None
+    entry = state.record({"provider": "turbotext", "path": request.path, "method": method,
+                          "do": "get_result", "queueid": queueid if queueid is not None else raw_id,
+                          "outcome": "pending"})
+    item = store.items.get(queueid) if queueid is not None else None
+    if item is None:
+        entry["outcome"] = "not_found"
+        return "not_found", _fail("Queue not found")
+    item.polls += 1
+    if not item.done or item.polls <= state.knobs["turbotext"].reconnect_polls:
+        entry["outcome"] = "reconnect"
+        return "reconnect", _json({"action": "reconnect"})
+    if item.error is not None or item.result_name is None:
+        entry["outcome"] = "failed"
+        return "failed", _fail(item.error or "No image generated")
+    base = f"{request.scheme}://{request.host}"
+    entry["outcome"] = "success"
+    return "success", _json({
+        "success": True,
+        "data": {
+            "image": [item.result_name],
+            "uploaded_image": f"{base}/api_ai/result/{item.result_name}.{item.result_ext}",
+        },
+    })
+
+
+async def download_result(request: web.Request) -> web.StreamResponse:
+    state: EmulatorState = request.app[STATE_KEY]
+    store = request.app[TT_KEY]
+    started = time.monotonic()
+    name = request.match_info["name"]
+    token = name.rsplit(".", 1)[0]
+    found = store.results.get(token)
+    state.stats["turbotext"].downloads += 1
+    outcome = "ok" if found else "not_found"
+    state.record({"provider": "turbotext", "path": request.path, "method": "result",
+                  "outcome": outcome})
+    log.info("turbotext GET %s outcome=%s ms=%.1f", request.path, outcome,
+             (time.monotonic() - started) * 1000)
+    if found is None:
+        return _fail("Not found", 404)
+    data, mime = found
+    return web.Response(body=data, content_type=mime)

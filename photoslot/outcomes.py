@@ -1,0 +1,42 @@
+"""How a job's outcome is answered to DSLR Remote Pro (DESIGN §5), in one table."""
+from __future__ import annotations
+
+# failure_reason stored on the job → (HTTP status, failure_reason in the ingest's JSON)
+FAILURE_ANSWERS: dict[str, tuple[int, str]] = {
+    "timeout": (504, "timeout"),
+    "provider_error": (502, "provider_error"),
+    "provider_refused": (502, "provider_refused"),
+    "invalid_result": (502, "invalid_result"),
+    "quota_exhausted": (503, "quota_exhausted"),
+    "cancelled": (503, "cancelled"),
+    "client_gone": (499, "client_gone"),
+    "internal_error": (500, "internal_error"),
+}
+
+FINAL_STATES = ("succeeded", "timeout", "failed", "cancelled")
+
+
+def status_for_reason(reason: str) -> str:
+    """The job state a failure reason ends in."""
+    if reason == "timeout":
+        return "timeout"
+    if reason in ("cancelled", "client_gone"):
+        return "cancelled"
+    return "failed"
+
+
+def answer_for(reason: str) -> tuple[int, str]:
+    return FAILURE_ANSWERS.get(reason, (500, "internal_error"))
+
+
+def ingest_answer(job: dict) -> tuple[int, str]:
+    """(HTTP status, JSON failure_reason) for a finalized, unsuccessful job.
+
+    A provider that was down is stored as `provider_error` with answer_status 503 and answered
+    as `provider_unavailable`, as DESIGN §5 lists it.
+    """
+    reason = job.get("failure_reason") or "internal_error"
+    status, label = answer_for(reason)
+    if reason == "provider_error" and job.get("answer_status") == 503:
+        return 503, "provider_unavailable"
+    return status, label

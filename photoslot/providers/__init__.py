@@ -1,0 +1,1 @@
+"""AI providers: the operation catalogue and one client module per provider."""

@@ -1,0 +1,125 @@
+"""Google Gemini through the google-genai SDK's async client.
+
+The SDK's own retries are switched off (attempts=1): our loop retries NO_IMAGE answers, 429 and
+5xx with backoff, and every attempt runs under the job's deadline (asyncio.timeout), so nothing
+the SDK does can overrun it. 4xx other than 429 fail at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+import aiohttp
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from photoslot.providers.base import ProviderFailure, ProviderInput, ProviderResult, RequestHook
+
+log = logging.getLogger("photoslot.providers.gemini")
+
+REFUSAL_FINISH = {"SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION",
+                  "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"}
+MIN_ATTEMPT_SECONDS = 0.2  # no point starting a call with less time than this left
+
+
+class GeminiClient:
+    def __init__(self, cfg) -> None:
+        pcfg = cfg.provider("gemini")
+        self.model = pcfg["model"]
+        self.api_key = pcfg["api_key"]
+        self._client: genai.Client | None = None
+        self._base_url = pcfg["base_url"]
+
+    def _sdk(self) -> genai.Client:
+        if self._client is None:
+            if not self.api_key:
+                raise ProviderFailure("provider_error", "Gemini API key is not configured "
+                                      "(providers.gemini.api_key or GEMINI_API_KEY)", 503)
+            options = types.HttpOptions(
+                base_url=self._base_url or None,
+                retry_options=types.HttpRetryOptions(attempts=1),
+            )
+            self._client = genai.Client(api_key=self.api_key, http_options=options)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            try:
+                await self._client.aio.aclose()
+            except Exception:  # closing is best effort
+                pass
+            self._client = None
+
+    async def run(self, operation: str, data: ProviderInput, *, deadline: float, on_request: RequestHook) -> ProviderResult:
+        if operation != "image_edit":
+            raise ProviderFailure("internal_error", f"gemini operation {operation!r} is not implemented")
+        contents: list = [types.Part.from_bytes(data=data.image, mime_type=data.mime), data.prompt]
+        gen_config = types.GenerateContentConfig(
+            response_modalities=["IMAGE"],
+            temperature=data.params.get("temperature"),
+            seed=data.params.get("seed"),
+        )
+        return await self._generate(contents, gen_config, deadline=deadline, on_request=on_request)
+
+    async def _generate(self, contents, gen_config, *, deadline: float, on_request: RequestHook) -> ProviderResult:
+        loop = asyncio.get_running_loop()
+        sdk = self._sdk()
+        attempt = 0
+        backoff = 0.5
+        last_problem = "no attempt made"
+        while True:
+            remaining = deadline - loop.time()
+            if remaining < MIN_ATTEMPT_SECONDS:
+                raise asyncio.TimeoutError(f"deadline reached after {attempt} attempt(s); last: {last_problem}")
+            attempt += 1
+            await on_request()
+            try:
+                async with asyncio.timeout(remaining):
+                    resp = await sdk.aio.models.generate_content(model=self.model, contents=contents, config=gen_config)
+            except genai_errors.APIError as exc:
+                code = getattr(exc, "code", None) or 0
+                message = (getattr(exc, "message", None) or str(exc))[:300]
+                if code == 429 or code >= 500:
+                    last_problem = f"HTTP {code} {getattr(exc, 'status', '') or ''} {message}".strip()
+                    log.info("gemini attempt %d: %s; retrying while the deadline allows", attempt, last_problem)
+                else:
+                    raise ProviderFailure("provider_error", f"Gemini HTTP {code}: {message}", 502) from None
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                # connection refused/reset, or a body that is not JSON
+                last_problem = f"{exc.__class__.__name__}: {str(exc)[:200]}"
+                log.info("gemini attempt %d failed: %s", attempt, last_problem)
+            else:
+                result = self._parse(resp, attempt)
+                if isinstance(result, ProviderResult):
+                    return result
+                last_problem = result
+                log.info("gemini attempt %d returned no image (%s); retrying", attempt, result)
+            delay = min(backoff, max(0.0, deadline - loop.time() - MIN_ATTEMPT_SECONDS))
+            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
+            backoff = min(backoff * 2, 4.0)
+
+    @staticmethod
+    def _parse(resp, attempt: int) -> ProviderResult | str:
+        """A result, or a short text saying why there is no image (retryable)."""
+        feedback = getattr(resp, "prompt_feedback", None)
+        if feedback is not None and getattr(feedback, "block_reason", None):
+            reason = str(getattr(feedback.block_reason, "value", feedback.block_reason))
+            raise ProviderFailure("provider_refused", f"Gemini blocked the request: {reason}", 502)
+        usage = getattr(resp, "usage_metadata", None)
+        tokens = getattr(usage, "total_token_count", None) if usage else None
+        candidates = resp.candidates or []
+        if not candidates:
+            return "no candidates"
+        cand = candidates[0]
+        finish = str(getattr(cand.finish_reason, "value", cand.finish_reason) or "")
+        parts = (cand.content.parts if cand.content and cand.content.parts else [])
+        for part in parts:
+            blob = getattr(part, "inline_data", None)
+            if blob is not None and blob.data:
+                return ProviderResult(image=blob.data, mime=blob.mime_type, response_id=getattr(resp, "response_id", None),
+                                      tokens=tokens, attempts=attempt)
+        if finish in REFUSAL_FINISH:
+            raise ProviderFailure("provider_refused", f"Gemini refused to make the image (finish reason {finish})", 502)
+        return f"finish reason {finish or 'unknown'}"

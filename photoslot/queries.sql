@@ -1,0 +1,168 @@
+-- Every SQL statement photoslot runs, by name. Loaded by photoslot/db.py (`db.fetchone("name", …)`).
+-- Time is always a parameter (%(now)s from the injected clock), never SQL's now(), so tests that
+-- move the clock move every rule.
+
+-- name: settings_all
+SELECT key, value, updated_at, updated_by FROM settings;
+
+-- name: setting_upsert
+INSERT INTO settings (key, value, updated_at, updated_by)
+VALUES (%(key)s, %(value)s, %(now)s, %(actor)s)
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at,
+                                updated_by = EXCLUDED.updated_by;
+
+-- name: setting_insert_if_missing
+INSERT INTO settings (key, value, updated_at, updated_by)
+VALUES (%(key)s, %(value)s, %(now)s, %(actor)s)
+ON CONFLICT (key) DO NOTHING
+RETURNING key;
+
+-- name: slot_get
+SELECT * FROM slots WHERE id = %(slot_id)s;
+
+-- name: slot_list
+SELECT s.*,
+       (SELECT max(j.finalized_at) FROM jobs j
+         WHERE j.slot_id = s.id AND j.status = 'succeeded') AS last_result_at
+FROM slots s ORDER BY s.id;
+
+-- name: slot_update
+-- Optimistic: the caller passes the version it read; a stale one updates nothing.
+UPDATE slots
+SET name = %(name)s, provider_id = %(provider_id)s, operation_id = %(operation_id)s,
+    settings_json = %(settings_json)s, enabled = %(enabled)s,
+    version = version + 1, updated_at = %(now)s
+WHERE id = %(slot_id)s AND version = %(version)s
+RETURNING *;
+
+-- name: slot_reset
+UPDATE slots
+SET name = '', provider_id = NULL, operation_id = NULL, settings_json = '{}'::jsonb,
+    enabled = false, version = version + 1, updated_at = %(now)s
+WHERE id = %(slot_id)s
+RETURNING *;
+
+-- name: ingest_context
+-- One round trip per shot: the slot, the live settings, and the queue depth for back-pressure.
+SELECT s.*,
+       (SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) FROM settings) AS live_settings,
+       (SELECT count(*) FROM jobs WHERE NOT is_finalized AND status = 'pending') AS pending_jobs
+FROM slots s WHERE s.id = %(slot_id)s;
+
+-- name: job_insert
+INSERT INTO jobs (id, slot_id, provider_id, operation_id, slot_settings, input_metadata,
+                  upload_path, upload_mime, upload_size_bytes, expires_at, created_at, updated_at)
+VALUES (%(id)s, %(slot_id)s, %(provider_id)s, %(operation_id)s, %(slot_settings)s, %(input_metadata)s,
+        %(upload_path)s, %(upload_mime)s, %(upload_size_bytes)s, %(expires_at)s, %(now)s, %(now)s);
+
+-- name: job_get
+SELECT * FROM jobs WHERE id = %(job_id)s;
+
+-- name: job_list
+SELECT * FROM jobs
+WHERE (%(slot_id)s::text IS NULL OR slot_id = %(slot_id)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+ORDER BY created_at DESC
+LIMIT %(limit)s;
+
+-- name: claim_lock
+-- Serialises claims per provider across every process, so the running count below is exact.
+SELECT pg_advisory_xact_lock(hashtext('photoslot-claim:' || %(provider_id)s));
+
+-- name: job_claim
+-- Oldest open job of this provider whose deadline is still ahead: pending, or processing with a
+-- lapsed lease (its worker died). Only while fewer than max_parallel hold a live lease.
+WITH running AS (
+    SELECT count(*) AS n FROM jobs
+    WHERE provider_id = %(provider_id)s AND status = 'processing' AND lease_expires_at > %(now)s
+), candidate AS (
+    SELECT id FROM jobs
+    WHERE provider_id = %(provider_id)s AND NOT is_finalized AND expires_at > %(now)s
+      AND (status = 'pending' OR lease_expires_at <= %(now)s)
+    ORDER BY created_at
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs j
+SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s,
+    lease_expires_at = %(lease_expires_at)s, started_at = coalesce(j.started_at, %(now)s),
+    updated_at = %(now)s
+FROM candidate, running
+WHERE j.id = candidate.id AND running.n < %(max_parallel)s
+RETURNING j.*;
+
+-- name: job_heartbeat
+UPDATE jobs SET lease_expires_at = %(lease_expires_at)s
+WHERE id = %(job_id)s AND worker_id = %(worker_id)s AND status = 'processing'
+RETURNING id;
+
+-- name: job_release
+-- A stopping worker hands its job back so another process can take it while the deadline allows.
+UPDATE jobs SET status = 'pending', worker_id = NULL, lease_expires_at = NULL, updated_at = %(now)s
+WHERE id = %(job_id)s AND worker_id = %(worker_id)s AND status = 'processing'
+RETURNING id;
+
+-- name: job_record_provider
+UPDATE jobs
+SET provider_job_reference = coalesce(%(reference)s, provider_job_reference),
+    provider_response_id = coalesce(%(response_id)s, provider_response_id),
+    provider_tokens = coalesce(%(tokens)s, provider_tokens),
+    provider_requests = provider_requests + %(requests)s,
+    poll_count = poll_count + %(polls)s,
+    updated_at = %(now)s
+WHERE id = %(job_id)s;
+
+-- name: job_finalize_success
+-- Conditional: whoever finalizes first wins; a late result updates nothing. The upload path is
+-- cleared in the same statement and handed back (old_upload_path) for the winner to delete.
+UPDATE jobs j
+SET status = 'succeeded', failure_reason = NULL, failure_detail = NULL, answer_status = 200,
+    result_file_path = %(result_file_path)s, result_mime_type = %(result_mime_type)s,
+    result_size_bytes = %(result_size_bytes)s, result_checksum = %(result_checksum)s,
+    result_expires_at = %(result_expires_at)s, finalized_at = %(now)s, updated_at = %(now)s,
+    lease_expires_at = NULL, upload_path = NULL
+FROM (SELECT id, upload_path AS old_upload_path FROM jobs WHERE id = %(job_id)s FOR UPDATE) o
+WHERE j.id = o.id AND NOT j.is_finalized
+RETURNING j.*, o.old_upload_path;
+
+-- name: job_finalize_failure
+UPDATE jobs j
+SET status = %(status)s, failure_reason = %(failure_reason)s, failure_detail = %(failure_detail)s,
+    answer_status = %(answer_status)s, finalized_at = %(now)s, updated_at = %(now)s,
+    lease_expires_at = NULL, upload_path = NULL
+FROM (SELECT id, upload_path AS old_upload_path FROM jobs WHERE id = %(job_id)s FOR UPDATE) o
+WHERE j.id = o.id AND NOT j.is_finalized
+RETURNING j.*, o.old_upload_path;
+
+-- name: jobs_expire_abandoned
+-- Sweeper: open jobs past their deadline (nobody is waiting any more, e.g. serve was killed).
+UPDATE jobs j
+SET status = 'timeout', failure_reason = 'timeout',
+    failure_detail = 'deadline passed with no process answering (finalized by the sweeper)',
+    answer_status = 504, finalized_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL,
+    upload_path = NULL
+FROM (SELECT id, upload_path AS old_upload_path FROM jobs
+      WHERE NOT is_finalized AND expires_at <= %(cutoff)s FOR UPDATE SKIP LOCKED) o
+WHERE j.id = o.id AND NOT j.is_finalized
+RETURNING j.id, j.slot_id, j.provider_id, o.old_upload_path;
+
+-- name: jobs_upload_paths
+-- Sweeper: every upload a job still points to (anything else under uploads/ is an orphan).
+SELECT upload_path FROM jobs WHERE upload_path IS NOT NULL;
+
+-- name: jobs_open_count_by_state
+SELECT status, count(*) AS n FROM jobs WHERE NOT is_finalized GROUP BY status;
+
+-- name: audit_insert
+INSERT INTO audit_log (at, actor, source, action, target, details)
+VALUES (%(now)s, %(actor)s, %(source)s, %(action)s, %(target)s, %(details)s);
+
+-- name: audit_list
+SELECT * FROM audit_log ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: slot_recent_results
+SELECT id, finalized_at, result_mime_type, result_size_bytes, result_expires_at
+FROM jobs
+WHERE slot_id = %(slot_id)s AND status = 'succeeded'
+ORDER BY finalized_at DESC
+LIMIT %(limit)s;

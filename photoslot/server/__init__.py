@@ -1,0 +1,1 @@
+"""The aiohttp server: ingest, health, (later) admin API, public links and metrics."""

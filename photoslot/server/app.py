@@ -1,0 +1,42 @@
+"""The aiohttp application: routes only; the work lives in the modules they call."""
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from photoslot.db import DatabaseUnavailable
+from photoslot.server.ingest import IngestHandler
+
+CTX = web.AppKey("ctx", object)
+INGEST = web.AppKey("ingest", IngestHandler)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    checks = {"database": False, "media_root": False}
+    try:
+        await asyncio.wait_for(ctx.db.fetchone("jobs_open_count_by_state"), timeout=2)
+        checks["database"] = True
+    except (DatabaseUnavailable, asyncio.TimeoutError):
+        pass
+    checks["media_root"] = await asyncio.to_thread(ctx.media.writable)
+    ok = all(checks.values())
+    return web.json_response({"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503)
+
+
+def build_app(ctx, *, shutdown: asyncio.Event | None = None) -> web.Application:
+    max_mb = float(ctx.cfg.get("ingest.max_upload_mb"))
+    # aiohttp's own cap only guards non-streamed reads; ingest streams and enforces its cap itself.
+    app = web.Application(client_max_size=int((max_mb + 1) * 1024 * 1024))
+    app[CTX] = ctx
+    ingest = IngestHandler(ctx, shutdown=shutdown or asyncio.Event())
+    app[INGEST] = ingest
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_post("/ingest/{slot_id}", ingest)
+    return app

@@ -1,0 +1,115 @@
+"""Live settings: T_sync_response, result retention, the ingest password.
+
+Defaults come from the config file; a value set through the CLI or the admin API is stored in
+PostgreSQL and wins from the next ingest on (running jobs keep the deadline they were given).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from photoslot import audit
+from photoslot.db import Json
+from photoslot.errors import ValidationError
+from photoslot.passwords import hash_password
+
+SYNC_KEY = "sync_response_seconds"
+RETENTION_KEY = "result_retention_hours"
+PASSWORD_KEY = "ingest_password"
+
+
+@dataclass
+class LiveSettings:
+    sync_response_seconds: float
+    result_retention_hours: float
+    ingest_password: dict | None  # the scrypt record, never the password
+    bounds: tuple[float, float]
+    meta: dict  # key -> {"updated_at", "updated_by"}
+
+
+def from_rows(cfg, values: dict, meta: dict | None = None) -> LiveSettings:
+    lo, hi = cfg.get("ingest.sync_response_bounds")
+    return LiveSettings(
+        sync_response_seconds=float(values.get(SYNC_KEY, cfg.get("ingest.sync_response_seconds"))),
+        result_retention_hours=float(values.get(RETENTION_KEY, cfg.get("results.retention_hours"))),
+        ingest_password=values.get(PASSWORD_KEY),
+        bounds=(float(lo), float(hi)),
+        meta=meta or {},
+    )
+
+
+async def load(db, cfg) -> LiveSettings:
+    rows = await db.fetchall("settings_all")
+    values = {r["key"]: r["value"] for r in rows}
+    meta = {r["key"]: {"updated_at": r["updated_at"], "updated_by": r["updated_by"]} for r in rows}
+    return from_rows(cfg, values, meta)
+
+
+def public_view(s: LiveSettings, cfg) -> dict:
+    """What `settings show` and the admin API may reveal: never a secret value."""
+    pw_meta = s.meta.get(PASSWORD_KEY, {})
+    return {
+        "sync_response_seconds": s.sync_response_seconds,
+        "sync_response_bounds": list(s.bounds),
+        "result_retention_hours": s.result_retention_hours,
+        "ingest_password_set": s.ingest_password is not None,
+        "ingest_password_updated_at": pw_meta.get("updated_at"),
+        "ingest_password_updated_by": pw_meta.get("updated_by"),
+        "provider_keys": {
+            name: {"is_configured": bool(cfg.get(f"providers.{name}.api_key"))}
+            for name in ("gemini", "turbotext")
+        },
+    }
+
+
+async def update(db, cfg, clock, *, actor: str, source: str, sync_response_seconds=None,
+                 ingest_password: str | None = None, result_retention_hours=None) -> LiveSettings:
+    current = await load(db, cfg)
+    errors: dict[str, str] = {}
+    changes: dict[str, object] = {}
+    if sync_response_seconds is not None:
+        lo, hi = current.bounds
+        try:
+            value = float(sync_response_seconds)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not (lo <= value <= hi):
+            errors["sync_response_seconds"] = f"must be between {lo:g} and {hi:g} seconds"
+        else:
+            changes[SYNC_KEY] = value
+    if result_retention_hours is not None:
+        try:
+            hours = float(result_retention_hours)
+        except (TypeError, ValueError):
+            hours = None
+        if hours is None or not (1 <= hours <= 24 * 365):
+            errors["result_retention_hours"] = "must be between 1 and 8760 hours"
+        else:
+            changes[RETENTION_KEY] = hours
+    if ingest_password is not None:
+        if not isinstance(ingest_password, str) or not (4 <= len(ingest_password) <= 256):
+            errors["ingest_password"] = "must be 4 to 256 characters"
+        else:
+            changes[PASSWORD_KEY] = hash_password(ingest_password)
+    if errors:
+        raise ValidationError(errors)
+    if not changes:
+        raise ValidationError({"settings": "nothing to change"})
+    now = clock.now()
+    async with db.transaction() as tx:
+        for key, value in changes.items():
+            await tx.execute("setting_upsert", key=key, value=Json(value), now=now, actor=actor)
+        # the audit names the password change, never its value or hash
+        audited = {k: ("<changed>" if k == PASSWORD_KEY else v) for k, v in changes.items()}
+        await audit.record(tx, clock, actor=actor, source=source, action="settings.update",
+                           target="settings", details=audited)
+    return await load(db, cfg)
+
+
+async def ensure_ingest_password(db, clock) -> str | None:
+    """First start: generate an ingest password if none is set; returns it (to print once)."""
+    from photoslot.passwords import generate_password
+
+    password = generate_password(9)
+    inserted = await db.fetchone("setting_insert_if_missing", key=PASSWORD_KEY, value=hash_password(password),
+                                 now=clock.now(), actor="first-start")
+    return password if inserted else None

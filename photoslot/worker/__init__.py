@@ -1,0 +1,1 @@
+"""Workers: claim → provider → finalize, in a pool of asyncio tasks per process."""

@@ -1,0 +1,150 @@
+"""Shared fixtures: one real PostgreSQL and one real emulator per test session.
+
+PostgreSQL is the embedded pgserver one (in a temporary directory) unless PHOTOSLOT_DSN names a
+server. Each test starts from a clean database state (jobs, settings and audit emptied, slots
+unconfigured) and a reset emulator.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+import aiohttp
+import psycopg2
+import pytest
+
+from photoslot.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+INGEST_PASSWORD = "booth-secret-1"
+EMULATOR_KEY = "emulator-key"
+
+
+def pytest_configure(config):
+    if sys.platform == "win32":  # aiopg needs the selector loop
+        asyncio.set_event_loop_policy(asyncio.WindowsSelectorEventLoopPolicy())
+
+
+@pytest.fixture(scope="session")
+def pg_dsn():
+    dsn = os.environ.get("PHOTOSLOT_DSN")
+    if dsn:
+        yield dsn
+        return
+    from photoslot.db import start_embedded
+
+    tmp = Path(tempfile.mkdtemp(prefix="photoslot-test-pg-"))
+    yield start_embedded(tmp)
+    import pgserver
+
+    server = pgserver.get_server(tmp / "pg")
+    server.cleanup()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def reset_database(dsn: str) -> None:
+    """A clean slate for one test. Applies the schema first (the first test finds an empty db)."""
+    from photoslot.db import schema_sql
+
+    conn = psycopg2.connect(dsn)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(hashtext('photoslot-schema'))")
+            cur.execute(schema_sql())
+            cur.execute("SELECT pg_advisory_unlock(hashtext('photoslot-schema'))")
+            cur.execute("TRUNCATE jobs, audit_log, settings RESTART IDENTITY")
+            cur.execute("UPDATE slots SET name = '', provider_id = NULL, operation_id = NULL, "
+                        "settings_json = '{}'::jsonb, enabled = false, version = 1, last_reset_at = NULL")
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+async def emulator():
+    from photoslot.emulator import start_emulator
+
+    running = await start_emulator(gemini_api_key=EMULATOR_KEY, turbotext_api_key=EMULATOR_KEY)
+    yield running
+    await running.stop()
+
+
+async def emulator_control(emulator, **body) -> dict:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{emulator.base_url}/emulator/control", json=body) as r:
+            assert r.status == 200, await r.text()
+            return await r.json()
+
+
+async def emulator_stats(emulator) -> dict:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{emulator.base_url}/emulator/stats") as r:
+            return await r.json()
+
+
+async def emulator_requests(emulator) -> list[dict]:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{emulator.base_url}/emulator/requests") as r:
+            return (await r.json())["requests"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(path: Path, *, data_dir: Path, dsn: str, emulator_url: str, **overrides) -> Path:
+    """A YAML config for tests: short rehearsal windows, fast leases, the emulator as provider."""
+    import yaml
+
+    raw = {
+        "data_dir": str(data_dir),
+        "database": {"dsn": dsn, "pool_size": 10},
+        "server": {"host": "127.0.0.1", "port": overrides.pop("port", 8080), "shutdown_grace_seconds": 5},
+        "workers": {"in_process": 4, "lease_seconds": 2, "heartbeat_seconds": 0.5},
+        "ingest": {"sync_response_seconds": 3, "sync_response_bounds": [1, 60]},
+        "providers": {
+            "gemini": {"api_key": EMULATOR_KEY, "base_url": emulator_url, "max_parallel": 4},
+            "turbotext": {"api_key": EMULATOR_KEY, "base_url": emulator_url},
+        },
+        "sweeper": {"interval_seconds": 1},
+        "logging": {"level": "INFO"},
+    }
+    for dotted, value in overrides.items():
+        node = raw
+        *parents, last = dotted.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_cfg(tmp_path, pg_dsn, emulator):
+    """Build a Config for this test; keyword overrides use `section__key=value`."""
+
+    def make(**overrides):
+        path = write_config(tmp_path / "photoslot.yaml", data_dir=tmp_path / "data", dsn=pg_dsn,
+                            emulator_url=emulator.base_url, **overrides)
+        return load_config(path, environ={})
+
+    return make
+
+
+@pytest.fixture
+async def clean_state(pg_dsn, emulator):
+    reset_database(pg_dsn)
+    await emulator_control(emulator, reset=True)
+
+
+@pytest.fixture
+def photo_bytes():
+    return (FIXTURES / "dslr_landscape.jpg").read_bytes()

@@ -1,0 +1,95 @@
+"""An in-process studio for integration tests: the real aiohttp app, worker pool and database,
+on a loopback port, with an injected clock. Nothing of ours is replaced."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+from aiohttp import web
+
+from photoslot import settings as live_settings
+from photoslot import slots
+from photoslot.clock import ManualClock
+from photoslot.context import AppContext
+from photoslot.server.app import build_app
+from photoslot.worker.pool import WorkerPool
+from tests.conftest import INGEST_PASSWORD, free_port
+
+
+class Studio:
+    def __init__(self, cfg, dsn: str, *, workers: int = 4) -> None:
+        self.cfg = cfg
+        self.dsn = dsn
+        self.workers = workers
+        self.clock = ManualClock()
+        self.shutdown = asyncio.Event()
+
+    async def __aenter__(self) -> "Studio":
+        self.ctx = await AppContext.open(self.cfg, clock=self.clock, dsn=self.dsn, listen=True)
+        self.pool = WorkerPool(self.ctx, self.workers, name="test") if self.workers else None
+        await self.ctx.start_listener()
+        self.app = build_app(self.ctx, shutdown=self.shutdown)
+        self.runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
+        await self.runner.setup()
+        port = free_port()
+        self.site = web.TCPSite(self.runner, "127.0.0.1", port)
+        await self.site.start()
+        self.base_url = f"http://127.0.0.1:{port}"
+        if self.pool:
+            self.pool.start()
+        self.http = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.http.close()
+        if self.pool:
+            await self.pool.stop(grace=0)
+        await self.runner.cleanup()
+        await self.ctx.close()
+
+    async def set_password(self, password: str = INGEST_PASSWORD) -> None:
+        await live_settings.update(self.ctx.db, self.cfg, self.clock, actor="test", source="test",
+                                   ingest_password=password)
+
+    async def configure(self, slot_id: str = "slot-001", prompt: str = "turn the photo sepia", **settings) -> dict:
+        return await slots.configure(self.ctx.db, self.clock, slot_id, actor="test", source="test",
+                                     provider_id="gemini", operation_id="image_edit",
+                                     settings_json={"prompt": prompt, **settings})
+
+    async def ingest(self, slot_id: str, data: bytes | None, *, password: str | None = INGEST_PASSWORD,
+                     field: str = "fileToUpload", content_type: str = "image/jpeg", extra: dict | None = None,
+                     timeout: float = 30):
+        form = aiohttp.FormData()
+        if password is not None:
+            form.add_field("password", password)
+        for k, v in (extra or {}).items():
+            form.add_field(k, v)
+        if data is not None:
+            form.add_field(field, data, filename="IMG_0001.JPG", content_type=content_type)
+        async with self.http.post(f"{self.base_url}/ingest/{slot_id}", data=form,
+                                  timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            body = await resp.read()
+            return resp.status, dict(resp.headers), body
+
+    async def job(self, job_id) -> dict:
+        return await self.ctx.db.fetchone("job_get", job_id=job_id)
+
+    async def wait_job(self, job_id, predicate, timeout: float = 10) -> dict:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            job = await self.job(job_id)
+            if predicate(job) or loop.time() > end:
+                return job
+            await asyncio.sleep(0.05)
+
+    def files(self, kind: str) -> list:
+        folder = getattr(self.ctx.media, kind)
+        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@contextlib.asynccontextmanager
+async def studio(cfg, dsn, **kw):
+    async with Studio(cfg, dsn, **kw) as s:
+        yield s
