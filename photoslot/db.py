@@ -1,6 +1,6 @@
 """PostgreSQL access: the embedded server, the aiopg pool, named queries, LISTEN/NOTIFY.
 
-Every statement is looked up by name in `queries.sql`; the schema is `schema.sql`. Both ship
+Every statement is looked up by name in `queries/*.sql`; the schema is `schema.sql`. Both ship
 inside the package.
 """
 from __future__ import annotations
@@ -33,11 +33,19 @@ class DatabaseUnavailable(RuntimeError):
 
 
 def _load_queries() -> dict[str, str]:
-    text = resources.files("photoslot").joinpath("queries.sql").read_text(encoding="utf-8")
+    """Every statement photoslot runs, by name, from photoslot/queries/*.sql (one file per domain)."""
     queries: dict[str, str] = {}
-    for block in re.split(r"^-- name: ", text, flags=re.M)[1:]:
-        name, _, body = block.partition("\n")
-        queries[name.strip()] = body.strip()
+    folder = resources.files("photoslot").joinpath("queries")
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        text = entry.read_text(encoding="utf-8")
+        for block in re.split(r"^-- name: ", text, flags=re.M)[1:]:
+            name, _, body = block.partition("\n")
+            name = name.strip()
+            if name in queries:
+                raise RuntimeError(f"query {name!r} is defined twice (second time in {entry.name})")
+            queries[name] = body.strip()
     return queries
 
 

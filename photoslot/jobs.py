@@ -1,7 +1,7 @@
 """The job queue: enqueue, claim, heartbeat, finalize, release — and waiting for a job's end.
 
 Exactly one side finalizes a job: every finalizing UPDATE is conditional on the job not being
-finalized yet (see queries.sql), so a worker and a timing-out ingest can race safely. The loser
+finalized yet (see queries/jobs.sql), so a worker and a timing-out ingest can race safely. The loser
 learns it from an empty RETURNING and cleans up its own files.
 """
 from __future__ import annotations

@@ -113,5 +113,11 @@ DROP TRIGGER IF EXISTS jobs_notify ON jobs;
 CREATE TRIGGER jobs_notify AFTER INSERT OR UPDATE OF status ON jobs
     FOR EACH ROW EXECUTE FUNCTION photoslot_jobs_notify();
 
+-- ==== providers: template media, public media links, provider request accounting ====
+
+-- ==== administration: login throttling, stats resets ====
+
+-- ==== operations: alerts state, purge requests ====
+
 INSERT INTO schema_meta (id, version) VALUES (1, 1)
 ON CONFLICT (id) DO UPDATE SET version = GREATEST(schema_meta.version, EXCLUDED.version);

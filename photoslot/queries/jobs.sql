@@ -1,53 +1,5 @@
--- Every SQL statement photoslot runs, by name. Loaded by photoslot/db.py (`db.fetchone("name", …)`).
--- Time is always a parameter (%(now)s from the injected clock), never SQL's now(), so tests that
--- move the clock move every rule.
-
--- name: settings_all
-SELECT key, value, updated_at, updated_by FROM settings;
-
--- name: setting_upsert
-INSERT INTO settings (key, value, updated_at, updated_by)
-VALUES (%(key)s, %(value)s, %(now)s, %(actor)s)
-ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at,
-                                updated_by = EXCLUDED.updated_by;
-
--- name: setting_insert_if_missing
-INSERT INTO settings (key, value, updated_at, updated_by)
-VALUES (%(key)s, %(value)s, %(now)s, %(actor)s)
-ON CONFLICT (key) DO NOTHING
-RETURNING key;
-
--- name: slot_get
-SELECT * FROM slots WHERE id = %(slot_id)s;
-
--- name: slot_list
-SELECT s.*,
-       (SELECT max(j.finalized_at) FROM jobs j
-         WHERE j.slot_id = s.id AND j.status = 'succeeded') AS last_result_at
-FROM slots s ORDER BY s.id;
-
--- name: slot_update
--- Optimistic: the caller passes the version it read; a stale one updates nothing.
-UPDATE slots
-SET name = %(name)s, provider_id = %(provider_id)s, operation_id = %(operation_id)s,
-    settings_json = %(settings_json)s, enabled = %(enabled)s,
-    version = version + 1, updated_at = %(now)s
-WHERE id = %(slot_id)s AND version = %(version)s
-RETURNING *;
-
--- name: slot_reset
-UPDATE slots
-SET name = '', provider_id = NULL, operation_id = NULL, settings_json = '{}'::jsonb,
-    enabled = false, version = version + 1, updated_at = %(now)s
-WHERE id = %(slot_id)s
-RETURNING *;
-
--- name: ingest_context
--- One round trip per shot: the slot, the live settings, and the queue depth for back-pressure.
-SELECT s.*,
-       (SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) FROM settings) AS live_settings,
-       (SELECT count(*) FROM jobs WHERE NOT is_finalized AND status = 'pending') AS pending_jobs
-FROM slots s WHERE s.id = %(slot_id)s;
+-- The job queue: enqueue, claim, heartbeat, finalize, sweep.
+-- Time is always a parameter (%(now)s from the injected clock), never SQL's now().
 
 -- name: job_insert
 INSERT INTO jobs (id, slot_id, provider_id, operation_id, slot_settings, input_metadata,
@@ -152,17 +104,3 @@ SELECT upload_path FROM jobs WHERE upload_path IS NOT NULL;
 
 -- name: jobs_open_count_by_state
 SELECT status, count(*) AS n FROM jobs WHERE NOT is_finalized GROUP BY status;
-
--- name: audit_insert
-INSERT INTO audit_log (at, actor, source, action, target, details)
-VALUES (%(now)s, %(actor)s, %(source)s, %(action)s, %(target)s, %(details)s);
-
--- name: audit_list
-SELECT * FROM audit_log ORDER BY id DESC LIMIT %(limit)s;
-
--- name: slot_recent_results
-SELECT id, finalized_at, result_mime_type, result_size_bytes, result_expires_at
-FROM jobs
-WHERE slot_id = %(slot_id)s AND status = 'succeeded'
-ORDER BY finalized_at DESC
-LIMIT %(limit)s;

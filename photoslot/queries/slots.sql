@@ -1,0 +1,41 @@
+-- The 15 slots, and the one-round-trip context an ingest needs.
+-- Time is always a parameter (%(now)s from the injected clock), never SQL's now().
+
+-- name: slot_get
+SELECT * FROM slots WHERE id = %(slot_id)s;
+
+-- name: slot_list
+SELECT s.*,
+       (SELECT max(j.finalized_at) FROM jobs j
+         WHERE j.slot_id = s.id AND j.status = 'succeeded') AS last_result_at
+FROM slots s ORDER BY s.id;
+
+-- name: slot_update
+-- Optimistic: the caller passes the version it read; a stale one updates nothing.
+UPDATE slots
+SET name = %(name)s, provider_id = %(provider_id)s, operation_id = %(operation_id)s,
+    settings_json = %(settings_json)s, enabled = %(enabled)s,
+    version = version + 1, updated_at = %(now)s
+WHERE id = %(slot_id)s AND version = %(version)s
+RETURNING *;
+
+-- name: slot_reset
+UPDATE slots
+SET name = '', provider_id = NULL, operation_id = NULL, settings_json = '{}'::jsonb,
+    enabled = false, version = version + 1, updated_at = %(now)s
+WHERE id = %(slot_id)s
+RETURNING *;
+
+-- name: ingest_context
+-- One round trip per shot: the slot, the live settings, and the queue depth for back-pressure.
+SELECT s.*,
+       (SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) FROM settings) AS live_settings,
+       (SELECT count(*) FROM jobs WHERE NOT is_finalized AND status = 'pending') AS pending_jobs
+FROM slots s WHERE s.id = %(slot_id)s;
+
+-- name: slot_recent_results
+SELECT id, finalized_at, result_mime_type, result_size_bytes, result_expires_at
+FROM jobs
+WHERE slot_id = %(slot_id)s AND status = 'succeeded'
+ORDER BY finalized_at DESC
+LIMIT %(limit)s;
