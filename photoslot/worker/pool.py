@@ -168,6 +168,9 @@ class WorkerPool:
             await jobs.record_provider(ctx.db, job_id=job_id, now=ctx.clock.now(), requests=1)
 
         async def fail(reason: str, detail: str, answer_status: int | None = None) -> None:
+            # Remove the upload before the finalizing UPDATE: its NOTIFY lets the ingest answer at
+            # once, and the booth must never see an answer while the photo is still on disk.
+            ctx.media.remove(job["upload_path"])
             row = await jobs.finalize_failure(ctx.db, ctx.media, job_id=job_id, now=ctx.clock.now(), reason=reason,
                                               detail=detail, answer_status=answer_status)
             if row is None:
@@ -197,6 +200,7 @@ class WorkerPool:
             path = ctx.media.result_path(job_id, out_mime)
             await asyncio.to_thread(path.write_bytes, body)
             live = await _retention_hours(ctx)
+            ctx.media.remove(job["upload_path"])  # before the UPDATE, as in fail() above
             row = await jobs.finalize_success(ctx.db, ctx.media, job_id=job_id, now=ctx.clock.now(),
                                               result_path=str(path), mime=out_mime, size=len(body),
                                               checksum=media.sha256_hex(body), retention_hours=live)
