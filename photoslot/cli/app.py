@@ -103,5 +103,21 @@ def emulate(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.O
     run(host=host, port=port, latency_seconds=latency, gemini_api_key=gemini_key, turbotext_api_key=turbotext_key)
 
 
+def _optional_values(argv: list[str]) -> list[str]:
+    """`settings set --ingest-password` with no TEXT means "ask without echo" (shared/CLI.md).
+
+    Click options cannot take an optional value through typer, so a bare flag gets the prompt
+    marker here, before parsing.
+    """
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--ingest-password" and (i + 1 == len(out) or out[i + 1].startswith("--")):
+            out.insert(i + 1, settings.PROMPT)
+            break
+    return out
+
+
 def main() -> None:
-    app()
+    import sys
+
+    app(args=_optional_values(sys.argv[1:]), prog_name="photoslot")

@@ -17,7 +17,8 @@ from photoslot.context import AppContext, use_selector_loop_on_windows
 from photoslot.db import DatabaseUnavailable
 from photoslot.errors import PhotoslotError
 
-console = Console()
+# Piped output (scripts, logs, tests) gets a wide table, so ids and URLs are never cut or wrapped.
+console = Console(width=None if sys.stdout.isatty() else 220)
 err_console = Console(stderr=True)
 
 

@@ -12,7 +12,7 @@ from photoslot.cli.common import console, fail, fmt_time, print_json, with_conte
 
 app = typer.Typer(help="Live settings: response window, retention, ingest password.", no_args_is_help=True)
 
-PROMPT = "\0prompt"
+PROMPT = "<ask>"  # the bare flag: cli.app turns it into this marker
 
 
 def _print(view: dict) -> None:
@@ -46,8 +46,7 @@ def show(as_json: bool = typer.Option(False, "--json", help="machine-readable ou
 def set_(
     sync_timeout: Optional[float] = typer.Option(None, "--sync-timeout", metavar="SECONDS",
                                                  help="T_sync_response for new jobs (within the configured bounds)"),
-    ingest_password: Optional[str] = typer.Option(None, "--ingest-password", metavar="[TEXT]", is_flag=False,
-                                                  flag_value=PROMPT,
+    ingest_password: Optional[str] = typer.Option(None, "--ingest-password", metavar="[TEXT]",
                                                   help="new ingest password; without TEXT it is asked for without echo"),
     retention: Optional[float] = typer.Option(None, "--result-retention-hours", metavar="H",
                                               help="how long results stay downloadable"),

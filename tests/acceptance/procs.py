@@ -1,0 +1,96 @@
+"""Real `photoslot` processes for acceptance tests, started the way a studio starts them."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def env_for(dsn: str) -> dict:
+    env = dict(os.environ)
+    env["PHOTOSLOT_DSN"] = dsn
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("PHOTOSLOT_CONFIG", None)
+    return env
+
+
+def cli(config: Path, dsn: str, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "photoslot", "--config", str(config), *args], env=env_for(dsn),
+                          capture_output=True, text=True, input=input, timeout=timeout)
+
+
+class Proc:
+    """A long-running photoslot process whose output is collected for the test to read."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
+        self.proc = proc
+        self.name = name
+        self.lines: list[str] = []
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        async for raw in self.proc.stdout:
+            self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    async def wait_for_line(self, needle: str, timeout: float = 30) -> str:
+        end = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < end:
+            for line in self.lines:
+                if needle in line:
+                    return line
+            if self.proc.returncode is not None:
+                break
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{self.name}: no line containing {needle!r}; output:\n{self.output[-3000:]}")
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def kill9(self) -> None:
+        self.proc.kill() if sys.platform == "win32" else os.kill(self.proc.pid, signal.SIGKILL)
+
+    async def wait(self, timeout: float = 30) -> int:
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        await asyncio.wait_for(self._reader, 5)
+        return code
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await self.wait(15)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def start(config: Path, dsn: str, *args: str, name: str = "photoslot") -> Proc:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "photoslot", "--config", str(config), *args, env=env_for(dsn),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    return Proc(proc, name)
+
+
+async def start_serve(config: Path, dsn: str, port: int, *args: str) -> Proc:
+    p = await start(config, dsn, "serve", "--port", str(port), *args, name="serve")
+    await p.wait_for_line("photoslot serving on", timeout=60)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{port}/readyz") as r:
+            assert r.status == 200, await r.text()
+    return p

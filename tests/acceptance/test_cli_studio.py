@@ -1,0 +1,125 @@
+"""The studio's CLI as real processes: settings, slots, jobs — tables for people, --json for scripts."""
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import pytest
+
+from tests.acceptance.procs import cli, start_serve
+from tests.conftest import INGEST_PASSWORD, free_port, write_config
+
+
+@pytest.fixture
+def config(tmp_path, pg_dsn, emulator, clean_state):
+    return write_config(tmp_path / "photoslot.yaml", data_dir=tmp_path / "data", dsn=pg_dsn,
+                        emulator_url=emulator.base_url, port=free_port())
+
+
+def test_settings_show_json_prints_only_json_and_never_the_password(config, pg_dsn):
+    r = cli(config, pg_dsn, "settings", "set", "--sync-timeout", "5", "--ingest-password", "s3cret-booth", "--json")
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(r.stdout)
+    assert shown["sync_response_seconds"] == 5 and shown["ingest_password_set"] is True
+    r = cli(config, pg_dsn, "settings", "show", "--json")
+    assert json.loads(r.stdout)["ingest_password_updated_by"].startswith("os:")
+    assert "s3cret-booth" not in r.stdout + r.stderr
+
+
+def test_settings_set_out_of_bounds_names_the_field_and_exits_2(config, pg_dsn):
+    r = cli(config, pg_dsn, "settings", "set", "--sync-timeout", "75")
+    assert r.returncode == 2
+    assert "sync_response_seconds" in r.stderr and "between 1 and 60" in r.stderr
+    assert r.stdout == ""
+
+
+def test_ingest_password_without_text_is_asked_for(config, pg_dsn):
+    r = cli(config, pg_dsn, "settings", "set", "--ingest-password", input="typed-pass\ntyped-pass\n")
+    assert r.returncode == 0, r.stderr
+    assert "typed-pass" not in r.stdout
+    assert json.loads(cli(config, pg_dsn, "settings", "show", "--json").stdout)["ingest_password_set"]
+
+
+def test_slot_list_has_fifteen_rows_with_ingest_urls(config, pg_dsn):
+    rows = json.loads(cli(config, pg_dsn, "slot", "list", "--json").stdout)
+    assert [r["id"] for r in rows] == [f"slot-{n:03d}" for n in range(1, 16)]
+    assert all(r["ingest_url"].endswith(f"/ingest/{r['id']}") for r in rows)
+    table = cli(config, pg_dsn, "slot", "list")
+    assert table.returncode == 0 and "slot-015" in table.stdout
+
+
+def test_slot_set_validates_against_the_catalogue(config, pg_dsn):
+    r = cli(config, pg_dsn, "slot", "set", "slot-003", "--provider", "gemini", "--operation", "image_edit",
+            "--param", "temperature=9")
+    assert r.returncode == 2
+    assert "settings_json.prompt" in r.stderr and "settings_json.params.temperature" in r.stderr
+    r = cli(config, pg_dsn, "slot", "set", "slot-003", "--provider", "nope")
+    assert r.returncode == 2 and "provider_id" in r.stderr
+    r = cli(config, pg_dsn, "slot", "set", "slot-016", "--name", "x")
+    assert r.returncode == 2 and "slot-016" in r.stderr
+    r = cli(config, pg_dsn, "slot", "set", "slot-003", "--param", "novalue")
+    assert r.returncode == 2 and "KEY=VALUE" in r.stderr
+
+
+def test_slot_set_then_edit_one_field_keeps_the_others(config, pg_dsn):
+    r = cli(config, pg_dsn, "slot", "set", "slot-004", "--name", "Wedding", "--provider", "gemini",
+            "--operation", "image_edit", "--prompt", "golden hour", "--param", "temperature=0.4", "--json")
+    assert r.returncode == 0, r.stderr
+    r = cli(config, pg_dsn, "slot", "set", "slot-004", "--prompt", "blue hour", "--disable", "--json")
+    slot = json.loads(r.stdout)
+    assert slot["name"] == "Wedding" and slot["enabled"] is False
+    assert slot["settings_json"] == {"prompt": "blue hour", "params": {"temperature": 0.4}}
+    assert slot["version"] == 3
+
+
+async def test_a_studio_day_configure_shoot_inspect_reset(config, pg_dsn, photo_bytes):
+    assert cli(config, pg_dsn, "slot", "set", "slot-001", "--provider", "gemini", "--operation", "image_edit",
+               "--prompt", "sepia").returncode == 0
+    assert cli(config, pg_dsn, "settings", "set", "--ingest-password", INGEST_PASSWORD).returncode == 0
+    port = int(__import__("yaml").safe_load(config.read_text())["server"]["port"])
+    serve = await start_serve(config, pg_dsn, port, "--workers", "2")
+    try:
+        form = aiohttp.FormData()
+        form.add_field("password", INGEST_PASSWORD)
+        form.add_field("fileToUpload", photo_bytes, filename="shot.jpg", content_type="image/jpeg")
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"http://127.0.0.1:{port}/ingest/slot-001", data=form) as resp:
+                assert resp.status == 200
+                job_id = resp.headers["X-Job-Id"]
+        jobs = json.loads(cli(config, pg_dsn, "jobs", "--slot", "slot-001", "--json").stdout)
+        assert jobs[0]["id"] == job_id and jobs[0]["status"] == "succeeded"
+        assert jobs[0]["total_elapsed_ms"] is not None
+        shown = json.loads(cli(config, pg_dsn, "slot", "show", "slot-001", "--json").stdout)
+        assert shown["recent_results"][0]["job_id"] == job_id
+        table = cli(config, pg_dsn, "jobs")
+        assert table.returncode == 0 and job_id in table.stdout
+        assert cli(config, pg_dsn, "jobs", "--status", "bogus").returncode == 2
+        assert cli(config, pg_dsn, "slot", "reset", "slot-001").returncode == 0
+        form = aiohttp.FormData()
+        form.add_field("password", INGEST_PASSWORD)
+        form.add_field("fileToUpload", photo_bytes, filename="shot.jpg", content_type="image/jpeg")
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"http://127.0.0.1:{port}/ingest/slot-001", data=form) as resp:
+                assert resp.status == 404
+        assert "ingest" in serve.output and "job_succeeded" in serve.output
+    finally:
+        await serve.stop()
+
+
+def test_sweep_json_reports_counts(config, pg_dsn):
+    r = cli(config, pg_dsn, "sweep", "--json")
+    assert r.returncode == 0, r.stderr
+    assert {"jobs_timed_out", "uploads_removed", "orphan_files_removed"} <= set(json.loads(r.stdout))
+
+
+def test_providers_lists_the_catalogue(config, pg_dsn):
+    data = json.loads(cli(config, pg_dsn, "providers", "--json").stdout)
+    gemini = next(p for p in data if p["id"] == "gemini")
+    assert "image_edit" in [op["id"] for op in gemini["operations"]]
+
+
+def test_a_broken_config_is_one_clear_line_and_exit_2(tmp_path, pg_dsn):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("servr: {}\n")
+    r = cli(bad, pg_dsn, "settings", "show")
+    assert r.returncode == 2 and r.stderr.strip() == "error: config: unknown config key: servr"
