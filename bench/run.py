@@ -1,0 +1,435 @@
+"""photoslot benchmark: a DSLR Remote Pro-like load against a real `photoslot serve`.
+
+One command starts everything it needs (embedded PostgreSQL, `photoslot emulate`, `photoslot
+serve` as real processes), runs the scenarios, stops everything and prints a table:
+
+    python bench/run.py                       # all scenarios, defaults below
+    python bench/run.py --scenarios steady --clients 1,10,50 --latency 2
+
+Scenarios
+- steady:   N concurrent clients, each posting ~2 MB JPEGs back to back; the emulator answers
+            after --latency seconds. overhead = answer time − provider time, where provider time
+            is what the worker measured around the provider call (jobs.provider_ms), so upload,
+            queueing, wake-ups, image checks, result writing and the answer are all "overhead".
+- deadline: a provider slower than the window; every ingest must get 504 just before T.
+- upload:   one 20 MB upload into a fresh `serve` (no in-process workers, so only the ingest
+            path is measured); peak RSS growth of that process.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import io
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import psycopg2
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+FIXTURE = ROOT / "tests" / "fixtures" / "dslr_landscape.jpg"
+PASSWORD = "bench-password"
+KEY = "bench-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def make_jpeg(target_bytes: int) -> bytes:
+    """A real photo re-encoded until it is about `target_bytes` (DSLR-like JPEG)."""
+    from PIL import Image
+
+    with Image.open(FIXTURE) as im:
+        im = im.convert("RGB")
+        scale = 1.0
+        while True:
+            w, h = int(im.width * scale), int(im.height * scale)
+            frame = im.resize((w, h)) if scale != 1.0 else im
+            buf = io.BytesIO()
+            frame.save(buf, "JPEG", quality=98, subsampling=0)
+            if buf.tell() >= target_bytes * 0.9:
+                return buf.getvalue()
+            scale *= 1.25
+
+
+def make_big_noise_jpeg(target_bytes: int) -> bytes:
+    """A valid JPEG of about target_bytes (noise does not compress: 20 MB needs few pixels)."""
+    from PIL import Image
+
+    side = 2000
+    while True:
+        bands = [Image.effect_noise((side, side), 120).convert("L") for _ in range(3)]
+        buf = io.BytesIO()
+        Image.merge("RGB", bands).save(buf, "JPEG", quality=100, subsampling=0)
+        if buf.tell() >= target_bytes:
+            return buf.getvalue()
+        side = int(side * (target_bytes / buf.tell()) ** 0.5 * 1.05)
+
+
+class RssSampler:
+    """Peak resident memory of a process, sampled (portable) and from VmHWM where Linux has it."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self._task: asyncio.Task | None = None
+
+    def rss(self) -> int:
+        return self.proc.memory_info().rss
+
+    def hwm(self) -> int | None:
+        status = Path(f"/proc/{self.proc.pid}/status")
+        if status.exists():
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        return None
+
+    async def _run(self) -> None:
+        while True:
+            self.peak = max(self.peak, self.rss())
+            await asyncio.sleep(0.02)
+
+    def start(self) -> None:
+        self.peak = self.rss()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> int:
+        if self._task:
+            self._task.cancel()
+        return max(self.peak, self.hwm() or 0)
+
+
+class Rig:
+    """Embedded PostgreSQL + emulator + serve, as real processes."""
+
+    def __init__(self, workdir: Path, args) -> None:
+        self.dir = workdir
+        self.args = args
+        self.procs: list[subprocess.Popen] = []
+        self.dsn = args.dsn
+        self.pg = None
+
+    def start_database(self) -> None:
+        if self.dsn:
+            conn = psycopg2.connect(self.dsn)
+            conn.autocommit = True
+            with conn.cursor() as cur:  # a clean queue for comparable runs
+                cur.execute("DROP TABLE IF EXISTS jobs, audit_log, settings, slots, schema_meta CASCADE")
+            conn.close()
+            return
+        from photoslot.db import start_embedded
+
+        self.dsn = start_embedded(self.dir / "pg-root")
+
+    def write_config(self, name: str, **extra) -> Path:
+        cfg = {
+            "data_dir": str(self.dir / "data"),
+            "database": {"dsn": self.dsn, "pool_size": 20},
+            "server": {"host": "127.0.0.1", "port": extra.pop("port"), "shutdown_grace_seconds": 2},
+            "workers": {"in_process": extra.pop("workers", 64), "notify": extra.pop("notify", True)},
+            "ingest": {"sync_response_seconds": extra.pop("sync", 30), "sync_response_bounds": [1, 60],
+                       "max_pending_jobs": 5000, "max_upload_mb": 25},
+            "providers": {"gemini": {"api_key": KEY, "base_url": self.emulator_url, "max_parallel": 1000,
+                                     "requests_per_minute": 1000000, "requests_per_day": 10000000}},
+            "logging": {"level": "INFO"},
+        }
+        path = self.dir / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        return env
+
+    def photoslot(self, *args: str, config: Path) -> None:
+        r = subprocess.run([sys.executable, "-m", "photoslot", "--config", str(config), *args], env=self.env(),
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"photoslot {' '.join(args)} failed: {r.stderr}")
+
+    def start_emulator(self) -> None:
+        port = free_port()
+        self.emulator_url = f"http://127.0.0.1:{port}"
+        log = open(self.dir / "emulator.log", "w")
+        self.procs.append(subprocess.Popen(
+            [sys.executable, "-m", "photoslot", "emulate", "--port", str(port), "--latency", str(self.args.latency),
+             "--gemini-key", KEY], env=self.env(), stdout=log, stderr=subprocess.STDOUT))
+        wait_http(f"{self.emulator_url}/emulator/stats")
+
+    async def control(self, **body) -> None:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"{self.emulator_url}/emulator/control", json=body) as r:
+                assert r.status == 200, await r.text()
+
+    def start_serve(self, config: Path, port: int, name: str) -> subprocess.Popen:
+        log = open(self.dir / f"{name}.log", "w")
+        proc = subprocess.Popen([sys.executable, "-m", "photoslot", "--config", str(config), "serve"],
+                                env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+        return proc
+
+    def stop(self, proc: subprocess.Popen) -> None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                self.stop(p)
+
+    def provider_ms(self, job_ids: list[str]) -> dict[str, int]:
+        conn = psycopg2.connect(self.dsn)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT id::text, provider_ms FROM jobs WHERE id::text = ANY(%s)", (job_ids,))
+                return dict(cur.fetchall())
+        finally:
+            conn.close()
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    import urllib.request
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _tracing() -> aiohttp.TraceConfig:
+    """Time each request from the moment its headers left this client, as the server sees it.
+
+    With many clients in one load-generator process, a request can wait in this process before
+    its first byte is sent; timing from `session.post()` would charge that wait to the server.
+    """
+    trace = aiohttp.TraceConfig()
+
+    async def headers_sent(session, ctx, params):
+        ctx.trace_request_ctx["sent"] = time.perf_counter()
+
+    trace.on_request_headers_sent.append(headers_sent)
+    return trace
+
+
+async def post(session: aiohttp.ClientSession, url: str, data: bytes):
+    form = aiohttp.FormData()
+    form.add_field("password", PASSWORD)
+    form.add_field("time", dt.datetime.now().strftime("%H:%M:%S"))
+    form.add_field("fileToUpload", data, filename="IMG_0001.JPG", content_type="image/jpeg")
+    marks: dict = {}
+    async with session.post(url, data=form, trace_request_ctx=marks) as r:
+        body = await r.read()
+        return r.status, r.headers.get("X-Job-Id"), time.perf_counter() - marks["sent"], len(body)
+
+
+async def load(url: str, data: bytes, clients: int, per_client: int, stagger: float = 0.0):
+    """`clients` booths posting `per_client` photos back to back; `stagger` spreads their first
+    shot over that many seconds (booths do not fire in the same millisecond)."""
+    import random
+
+    results = []
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients + 10), timeout=timeout,
+                                     trace_configs=[_tracing()]) as s:
+        async def client():
+            await asyncio.sleep(random.uniform(0, stagger))
+            for _ in range(per_client):
+                results.append(await post(s, url, data))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        wall = time.perf_counter() - started
+    return results, wall
+
+
+async def scenario_steady(rig: Rig, args, out: dict, *, notify: bool = True, label: str = "steady") -> None:
+    port = free_port()
+    config = rig.write_config(f"{label}", port=port, notify=notify)
+    rig.photoslot("slot", "set", "slot-001", "--provider", "gemini", "--operation", "image_edit",
+                  "--prompt", "sepia", config=config)
+    rig.photoslot("settings", "set", "--ingest-password", PASSWORD, "--sync-timeout", "30", config=config)
+    await rig.control(reset=True, latency_seconds=args.latency, output_mime="image/jpeg")
+    serve = rig.start_serve(config, port, label)
+    sampler = RssSampler(serve.pid)
+    sampler.start()
+    photo = make_jpeg(2_000_000)
+    url = f"http://127.0.0.1:{port}/ingest/slot-001"
+    await load(url, photo, 2, 1)  # warm-up: imports, connections, SDK client
+    rows = []
+    for clients in args.clients:
+        per_client = max(2, args.requests // clients)
+        results, wall = await load(url, photo, clients, per_client)
+        ok = [r for r in results if r[0] == 200]
+        provider = rig.provider_ms([r[1] for r in ok])
+        overhead = [r[2] * 1000 - provider[r[1]] for r in ok if provider.get(r[1]) is not None]
+        rows.append({
+            "clients": clients, "requests": len(results), "errors": len(results) - len(ok),
+            "photo_bytes": len(photo),
+            "overhead_ms_p50": round(pct(overhead, 50), 1), "overhead_ms_p95": round(pct(overhead, 95), 1),
+            "overhead_ms_p99": round(pct(overhead, 99), 1),
+            "provider_ms_p50": round(pct(list(provider.values()), 50), 1),
+            "answer_s_p50": round(pct([r[2] for r in ok], 50), 3),
+            "throughput_rps": round(len(ok) / wall, 2),
+        })
+        print(f"  [{label}] {clients:>3} clients: overhead p50 {rows[-1]['overhead_ms_p50']} ms, "
+              f"p95 {rows[-1]['overhead_ms_p95']} ms, p99 {rows[-1]['overhead_ms_p99']} ms, "
+              f"errors {rows[-1]['errors']}", flush=True)
+    out[label] = {"rows": rows, "serve_peak_rss_mb": round(await sampler.stop() / 2**20, 1)}
+    rig.stop(serve)
+
+
+async def scenario_deadline(rig: Rig, args, out: dict) -> None:
+    port = free_port()
+    window = args.window
+    config = rig.write_config("deadline", port=port)
+    rig.photoslot("slot", "set", "slot-001", "--provider", "gemini", "--operation", "image_edit",
+                  "--prompt", "sepia", config=config)
+    rig.photoslot("settings", "set", "--ingest-password", PASSWORD, "--sync-timeout", str(window), config=config)
+    await rig.control(reset=True, latency_seconds=window + 5)
+    serve = rig.start_serve(config, port, "deadline")
+    photo = make_jpeg(2_000_000)
+    results, _ = await load(f"http://127.0.0.1:{port}/ingest/slot-001", photo, args.deadline_clients,
+                            max(1, args.deadline_requests // args.deadline_clients), stagger=window)
+    errors_ms = [(r[2] - window) * 1000 for r in results if r[0] == 504]
+    out["deadline"] = {
+        "window_s": window, "requests": len(results), "answered_504": len(errors_ms),
+        "other_statuses": sorted({r[0] for r in results if r[0] != 504}),
+        "early_ms_min": round(-max(errors_ms), 1) if errors_ms else None,
+        "early_ms_p50": round(-pct(errors_ms, 50), 1) if errors_ms else None,
+        "early_ms_max": round(-min(errors_ms), 1) if errors_ms else None,
+        "late": sum(1 for e in errors_ms if e > 0),
+    }
+    print(f"  [deadline] {out['deadline']}", flush=True)
+    rig.stop(serve)
+
+
+async def scenario_upload(rig: Rig, args, out: dict) -> None:
+    port = free_port()
+    config = rig.write_config("upload", port=port, workers=0, sync=3)
+    rig.photoslot("settings", "set", "--ingest-password", PASSWORD, "--sync-timeout", "3", config=config)
+    serve = rig.start_serve(config, port, "upload")
+    sampler = RssSampler(serve.pid)
+    small = make_jpeg(500_000)
+    url = f"http://127.0.0.1:{port}/ingest/slot-001"
+    await load(url, small, 2, 2)  # warm-up: the same code path with a small photo
+    before = sampler.hwm() or sampler.rss()
+    sampler.start()
+    big = make_big_noise_jpeg(20 * 2**20)
+    results, _ = await load(url, big, 1, 1)
+    peak = await sampler.stop()
+    out["upload"] = {"upload_mb": round(len(big) / 2**20, 1), "status": results[0][0],
+                     "rss_before_mb": round(before / 2**20, 1), "rss_peak_mb": round(peak / 2**20, 1),
+                     "rss_growth_mb": round((peak - before) / 2**20, 1)}
+    print(f"  [upload] {out['upload']}", flush=True)
+    rig.stop(serve)
+
+
+def machine() -> dict:
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def render(out: dict) -> str:
+    lines = [f"machine: {out['machine']}", ""]
+    for label in [k for k in out if k.startswith("steady") or k.startswith("poll")]:
+        lines.append(f"{label} (serve peak RSS {out[label]['serve_peak_rss_mb']} MB)")
+        lines.append("| clients | requests | errors | overhead p50 ms | p95 ms | p99 ms | provider p50 ms | req/s |")
+        lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in out[label]["rows"]:
+            lines.append(f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['overhead_ms_p50']} | "
+                         f"{r['overhead_ms_p95']} | {r['overhead_ms_p99']} | {r['provider_ms_p50']} | "
+                         f"{r['throughput_rps']} |")
+        lines.append("")
+    if "deadline" in out:
+        d = out["deadline"]
+        lines.append(f"deadline: {d['answered_504']}/{d['requests']} answered 504 with T={d['window_s']} s; "
+                     f"early by min {d['early_ms_min']} / p50 {d['early_ms_p50']} / max {d['early_ms_max']} ms; "
+                     f"late: {d['late']}")
+    if "upload" in out:
+        u = out["upload"]
+        lines.append(f"upload: one {u['upload_mb']} MB upload (status {u['status']}): RSS {u['rss_before_mb']} → "
+                     f"peak {u['rss_peak_mb']} MB (+{u['rss_growth_mb']} MB)")
+    return "\n".join(lines)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenarios", default="steady,deadline,upload")
+    ap.add_argument("--clients", default="1,10,50", type=lambda s: [int(x) for x in s.split(",")])
+    ap.add_argument("--requests", type=int, default=100, help="requests per concurrency level (at least 2 per client)")
+    ap.add_argument("--latency", type=float, default=2.0, help="emulated provider latency, seconds")
+    ap.add_argument("--window", type=float, default=3.0, help="T_sync_response for the deadline scenario")
+    ap.add_argument("--deadline-clients", type=int, default=50)
+    ap.add_argument("--deadline-requests", type=int, default=200)
+    ap.add_argument("--dsn", default=None, help="use this PostgreSQL (its photoslot tables are dropped!)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = ap.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="photoslot-bench-"))
+    rig = Rig(workdir, args)
+    out: dict = {"machine": machine(), "command": " ".join([Path(sys.executable).name, *sys.argv])}
+    try:
+        rig.start_database()
+        rig.start_emulator()
+        scenarios = args.scenarios.split(",")
+        if "steady" in scenarios:
+            await scenario_steady(rig, args, out)
+        if "poll" in scenarios:
+            await scenario_steady(rig, args, out, notify=False, label="poll-only")
+        if "deadline" in scenarios:
+            await scenario_deadline(rig, args, out)
+        if "upload" in scenarios:
+            await scenario_upload(rig, args, out)
+    finally:
+        rig.close()
+    print()
+    print(render(out))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2))
+    if not os.environ.get("BENCH_KEEP"):
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"kept {workdir}")
+
+
+if __name__ == "__main__":
+    if sys.platform == "win32":
+        asyncio.set_event_loop_policy(asyncio.WindowsSelectorEventLoopPolicy())
+    asyncio.run(main())
