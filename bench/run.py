@@ -13,7 +13,13 @@ Scenarios
             queueing, wake-ups, image checks, result writing and the answer are all "overhead".
 - deadline: a provider slower than the window; every ingest must get 504 just before T.
 - upload:   one 20 MB upload into a fresh `serve` (no in-process workers, so only the ingest
-            path is measured); peak RSS growth of that process.
+            path is measured); peak RSS growth of that process. uploads20: 20 at once.
+- poll:     the steady scenario again with workers.notify=false (every wake-up by the 1 s poll).
+- held:     500 clients waiting at once on a 20 s provider: answers, peak RSS, fds, DB connections.
+- queue:    jobs per second through 1, 2, 4 `photoslot work` processes with an instant provider.
+- claims:   the queue alone (bench/claim_loop.py): claim+finalize per second across 1, 2, 4 processes.
+
+Default scenarios: steady,deadline,upload. All: steady,poll,deadline,upload,uploads20,held,queue,claims.
 """
 from __future__ import annotations
 
@@ -60,34 +66,36 @@ def pct(values: list[float], p: float) -> float:
 
 
 def make_jpeg(target_bytes: int) -> bytes:
-    """A real photo re-encoded until it is about `target_bytes` (DSLR-like JPEG)."""
+    """A real photo resized and re-encoded to about `target_bytes` (a DSLR-like JPEG)."""
     from PIL import Image
 
     with Image.open(FIXTURE) as im:
         im = im.convert("RGB")
         scale = 1.0
-        while True:
-            w, h = int(im.width * scale), int(im.height * scale)
-            frame = im.resize((w, h)) if scale != 1.0 else im
+        for _ in range(12):
+            frame = im if scale == 1.0 else im.resize((max(8, int(im.width * scale)), max(8, int(im.height * scale))))
             buf = io.BytesIO()
             frame.save(buf, "JPEG", quality=98, subsampling=0)
-            if buf.tell() >= target_bytes * 0.9:
-                return buf.getvalue()
-            scale *= 1.25
+            size = buf.tell()
+            if 0.8 * target_bytes <= size <= 1.25 * target_bytes:
+                break
+            scale *= (target_bytes / size) ** 0.5
+        return buf.getvalue()
 
 
 def make_big_noise_jpeg(target_bytes: int) -> bytes:
-    """A valid JPEG of about target_bytes (noise does not compress: 20 MB needs few pixels)."""
+    """A valid JPEG just under target_bytes (noise does not compress, so few pixels are needed)."""
     from PIL import Image
 
     side = 2000
-    while True:
+    for _ in range(12):
         bands = [Image.effect_noise((side, side), 120).convert("L") for _ in range(3)]
         buf = io.BytesIO()
         Image.merge("RGB", bands).save(buf, "JPEG", quality=100, subsampling=0)
-        if buf.tell() >= target_bytes:
-            return buf.getvalue()
-        side = int(side * (target_bytes / buf.tell()) ** 0.5 * 1.05)
+        if 0.95 * target_bytes <= buf.tell() <= target_bytes:
+            break
+        side = int(side * (0.975 * target_bytes / buf.tell()) ** 0.5)
+    return buf.getvalue()
 
 
 class RssSampler:
@@ -163,6 +171,12 @@ class Rig:
         path = self.dir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         return path
+
+    def prepare(self, config: Path, sync: float) -> None:
+        """slot-001 on Gemini, the ingest password and T_sync_response — as an operator would, by CLI."""
+        self.photoslot("slot", "set", "slot-001", "--provider", "gemini", "--operation", "image_edit",
+                       "--prompt", "sepia", config=config)
+        self.photoslot("settings", "set", "--ingest-password", PASSWORD, "--sync-timeout", str(sync), config=config)
 
     def env(self) -> dict:
         env = dict(os.environ)
@@ -282,9 +296,7 @@ async def load(url: str, data: bytes, clients: int, per_client: int, stagger: fl
 async def scenario_steady(rig: Rig, args, out: dict, *, notify: bool = True, label: str = "steady") -> None:
     port = free_port()
     config = rig.write_config(f"{label}", port=port, notify=notify)
-    rig.photoslot("slot", "set", "slot-001", "--provider", "gemini", "--operation", "image_edit",
-                  "--prompt", "sepia", config=config)
-    rig.photoslot("settings", "set", "--ingest-password", PASSWORD, "--sync-timeout", "30", config=config)
+    rig.prepare(config, 30)
     await rig.control(reset=True, latency_seconds=args.latency, output_mime="image/jpeg")
     serve = rig.start_serve(config, port, label)
     sampler = RssSampler(serve.pid)
@@ -319,9 +331,7 @@ async def scenario_deadline(rig: Rig, args, out: dict) -> None:
     port = free_port()
     window = args.window
     config = rig.write_config("deadline", port=port)
-    rig.photoslot("slot", "set", "slot-001", "--provider", "gemini", "--operation", "image_edit",
-                  "--prompt", "sepia", config=config)
-    rig.photoslot("settings", "set", "--ingest-password", PASSWORD, "--sync-timeout", str(window), config=config)
+    rig.prepare(config, window)
     await rig.control(reset=True, latency_seconds=window + 5)
     serve = rig.start_serve(config, port, "deadline")
     photo = make_jpeg(2_000_000)
@@ -340,11 +350,13 @@ async def scenario_deadline(rig: Rig, args, out: dict) -> None:
     rig.stop(serve)
 
 
-async def scenario_upload(rig: Rig, args, out: dict) -> None:
+async def scenario_upload(rig: Rig, args, out: dict, *, concurrent: int = 1, label: str = "upload") -> None:
+    """`concurrent` 20 MB uploads into a fresh `serve --workers 0`: only the ingest path runs in the
+    measured process (a worker would hold the photo for the provider call, which is not upload cost)."""
     port = free_port()
-    config = rig.write_config("upload", port=port, workers=0, sync=3)
-    rig.photoslot("settings", "set", "--ingest-password", PASSWORD, "--sync-timeout", "3", config=config)
-    serve = rig.start_serve(config, port, "upload")
+    config = rig.write_config(label, port=port, workers=0, sync=3)
+    rig.prepare(config, 3)
+    serve = rig.start_serve(config, port, label)
     sampler = RssSampler(serve.pid)
     small = make_jpeg(500_000)
     url = f"http://127.0.0.1:{port}/ingest/slot-001"
@@ -352,13 +364,141 @@ async def scenario_upload(rig: Rig, args, out: dict) -> None:
     before = sampler.hwm() or sampler.rss()
     sampler.start()
     big = make_big_noise_jpeg(20 * 2**20)
-    results, _ = await load(url, big, 1, 1)
+    results, _ = await load(url, big, concurrent, 1)
     peak = await sampler.stop()
-    out["upload"] = {"upload_mb": round(len(big) / 2**20, 1), "status": results[0][0],
-                     "rss_before_mb": round(before / 2**20, 1), "rss_peak_mb": round(peak / 2**20, 1),
-                     "rss_growth_mb": round((peak - before) / 2**20, 1)}
-    print(f"  [upload] {out['upload']}", flush=True)
+    out[label] = {"uploads": concurrent, "upload_mb": round(len(big) / 2**20, 1),
+                  "statuses": sorted({r[0] for r in results}),
+                  "rss_before_mb": round(before / 2**20, 1), "rss_peak_mb": round(peak / 2**20, 1),
+                  "rss_growth_mb": round((peak - before) / 2**20, 1)}
+    print(f"  [{label}] {out[label]}", flush=True)
     rig.stop(serve)
+
+
+async def scenario_held(rig: Rig, args, out: dict) -> None:
+    """500 booths waiting at once on a 20 s provider: every one answered, and what holding them costs."""
+    import psutil
+
+    port = free_port()
+    clients = args.held_clients
+    config = rig.write_config("held", port=port, workers=clients, sync=40)
+    rig.prepare(config, 40)
+    await rig.control(reset=True, latency_seconds=args.held_latency, output_mime="image/jpeg")
+    serve = rig.start_serve(config, port, "held")
+    proc = psutil.Process(serve.pid)
+    sampler = RssSampler(serve.pid)
+    sampler.start()
+    photo = make_jpeg(250_000)
+    peaks = {"fds": 0, "db_connections": 0}
+
+    async def watch():
+        while True:
+            peaks["fds"] = max(peaks["fds"], proc.num_fds() if hasattr(proc, "num_fds") else 0)
+            conn = psycopg2.connect(rig.dsn)
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND application_name NOT LIKE 'bench%%' AND pid <> pg_backend_pid()")
+                peaks["db_connections"] = max(peaks["db_connections"], cur.fetchone()[0])
+            conn.close()
+            await asyncio.sleep(0.5)
+
+    watcher = asyncio.create_task(watch())
+    results, wall = await load(f"http://127.0.0.1:{port}/ingest/slot-001", photo, clients, 1, stagger=1.0)
+    watcher.cancel()
+    statuses: dict[int, int] = {}
+    for r in results:
+        statuses[r[0]] = statuses.get(r[0], 0) + 1
+    out["held"] = {"clients": clients, "provider_s": args.held_latency, "photo_kb": len(photo) // 1024,
+                   "statuses": statuses, "answer_s_max": round(max(r[2] for r in results), 2),
+                   "serve_peak_rss_mb": round(await sampler.stop() / 2**20, 1), "peak_fds": peaks["fds"],
+                   "peak_db_connections": peaks["db_connections"]}
+    print(f"  [held] {out['held']}", flush=True)
+    rig.stop(serve)
+
+
+async def scenario_queue(rig: Rig, args, out: dict) -> None:
+    """Jobs claimed and finished per second by 1, 2, 4 `photoslot work` processes, provider instant."""
+    import uuid
+
+    port = free_port()
+    config = rig.write_config("queue", port=port, workers=8)
+    rig.prepare(config, 30)
+    await rig.control(reset=True, latency_seconds=0, output_mime="image/jpeg")
+    tiny = make_jpeg(20_000)
+    uploads = rig.dir / "data" / "media" / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for procs in args.queue_procs:
+        n = args.queue_jobs
+        conn = psycopg2.connect(rig.dsn)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            ids = [uuid.uuid4() for _ in range(n)]
+            for job_id in ids:
+                path = uploads / f"{job_id}.jpg"
+                path.write_bytes(tiny)
+                cur.execute(
+                    "INSERT INTO jobs (id, slot_id, provider_id, operation_id, slot_settings, upload_path, upload_mime,"
+                    " upload_size_bytes, expires_at, created_at, updated_at) VALUES (%s, 'slot-001', 'gemini',"
+                    " 'image_edit', '{\"prompt\": \"sepia\"}', %s, 'image/jpeg', %s, now() + interval '1 hour',"
+                    " now(), now())", (str(job_id), str(path), len(tiny)))
+        started = time.perf_counter()
+        workers = [subprocess.Popen([sys.executable, "-m", "photoslot", "--config", str(config), "work",
+                                     "--concurrency", "8"], env=rig.env(), stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL) for _ in range(procs)]
+        with conn.cursor() as cur:
+            while True:
+                cur.execute("SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND NOT is_finalized",
+                            ([str(i) for i in ids],))
+                if cur.fetchone()[0] == 0:
+                    break
+                time.sleep(0.05)
+            cur.execute("SELECT min(started_at), max(finalized_at), count(*) FILTER (WHERE status = 'succeeded'),"
+                        " sum(attempts) FROM jobs WHERE id = ANY(%s::uuid[])", ([str(i) for i in ids],))
+            first, last, ok, attempts = cur.fetchone()
+        conn.close()
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.wait(20)
+        span = (last - first).total_seconds()
+        rows.append({"processes": procs, "jobs": n, "succeeded": ok, "claims": attempts,
+                     "jobs_per_s": round(n / span, 1), "wall_s_incl_start": round(time.perf_counter() - started, 1)})
+        print(f"  [queue] {rows[-1]}", flush=True)
+    out["queue"] = rows
+
+
+async def scenario_claims(rig: Rig, args, out: dict) -> None:
+    """The queue mechanism alone (bench/claim_loop.py): claims per second across 1, 2, 4 processes."""
+    import uuid
+
+    port = free_port()
+    config = rig.write_config("claims", port=port)
+    rig.prepare(config, 30)
+    rows = []
+    for procs in args.queue_procs:
+        n = args.claim_jobs
+        conn = psycopg2.connect(rig.dsn)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM jobs")
+            cur.execute(
+                "INSERT INTO jobs (id, slot_id, provider_id, operation_id, slot_settings, expires_at, created_at,"
+                " updated_at) SELECT gen_random_uuid(), 'slot-001', 'gemini', 'image_edit', '{}',"
+                " now() + interval '1 hour', now() + make_interval(secs => g / 1000000.0), now()"
+                " FROM generate_series(1, %s) g", (n,))
+        conn.close()
+        started = time.perf_counter()
+        loops = [subprocess.Popen([sys.executable, str(ROOT / "bench" / "claim_loop.py"), rig.dsn, "4", "1000",
+                                   str(rig.dir / "data" / "media")], env=rig.env(), stdout=subprocess.PIPE, text=True)
+                 for _ in range(procs)]
+        reports = [json.loads(p.communicate()[0]) for p in loops]
+        wall = time.perf_counter() - started
+        claimed = sum(r["claimed"] for r in reports)
+        rows.append({"processes": procs, "jobs": n, "claimed": claimed,
+                     "claims_per_s": round(claimed / max(r["seconds"] for r in reports), 0),
+                     "wall_s": round(wall, 1)})
+        print(f"  [claims] {rows[-1]}", flush=True)
+    out["claims"] = rows
 
 
 def machine() -> dict:
@@ -382,10 +522,33 @@ def render(out: dict) -> str:
         lines.append(f"deadline: {d['answered_504']}/{d['requests']} answered 504 with T={d['window_s']} s; "
                      f"early by min {d['early_ms_min']} / p50 {d['early_ms_p50']} / max {d['early_ms_max']} ms; "
                      f"late: {d['late']}")
-    if "upload" in out:
-        u = out["upload"]
-        lines.append(f"upload: one {u['upload_mb']} MB upload (status {u['status']}): RSS {u['rss_before_mb']} → "
-                     f"peak {u['rss_peak_mb']} MB (+{u['rss_growth_mb']} MB)")
+    for label in ("upload", "uploads20"):
+        if label in out:
+            u = out[label]
+            lines.append(f"{label}: {u['uploads']} × {u['upload_mb']} MB at once (statuses {u['statuses']}): "
+                         f"RSS {u['rss_before_mb']} → peak {u['rss_peak_mb']} MB (+{u['rss_growth_mb']} MB)")
+    if "held" in out:
+        h = out["held"]
+        lines.append(f"held: {h['clients']} clients on a {h['provider_s']} s provider ({h['photo_kb']} KB photos): "
+                     f"statuses {h['statuses']}, slowest answer {h['answer_s_max']} s, serve peak RSS "
+                     f"{h['serve_peak_rss_mb']} MB, peak fds {h['peak_fds']}, peak DB connections {h['peak_db_connections']}")
+    if "queue" in out:
+        lines.append("| work processes | jobs | claims | jobs/s |")
+        lines.append("|---:|---:|---:|---:|")
+        for r in out["queue"]:
+            lines.append(f"| {r['processes']} | {r['jobs']} | {r['claims']} | {r['jobs_per_s']} |")
+    if "claims" in out:
+        lines.append("| claim-loop processes (4 tasks each) | jobs | claims/s |")
+        lines.append("|---:|---:|---:|")
+        for r in out["claims"]:
+            lines.append(f"| {r['processes']} | {r['claimed']} | {r['claims_per_s']} |")
+    if "steady" in out and "poll-only" in out:
+        a = {r["clients"]: r for r in out["steady"]["rows"]}
+        b = {r["clients"]: r for r in out["poll-only"]["rows"]}
+        for c in sorted(set(a) & set(b)):
+            ratio = b[c]["overhead_ms_p50"] / max(a[c]["overhead_ms_p50"], 0.1)
+            lines.append(f"wake-ups at {c} clients: NOTIFY p50 {a[c]['overhead_ms_p50']} ms vs poll-only "
+                         f"{b[c]['overhead_ms_p50']} ms → {ratio:.0f}× better")
     return "\n".join(lines)
 
 
@@ -398,6 +561,11 @@ async def main() -> None:
     ap.add_argument("--window", type=float, default=3.0, help="T_sync_response for the deadline scenario")
     ap.add_argument("--deadline-clients", type=int, default=50)
     ap.add_argument("--deadline-requests", type=int, default=200)
+    ap.add_argument("--held-clients", type=int, default=500)
+    ap.add_argument("--held-latency", type=float, default=20.0)
+    ap.add_argument("--queue-procs", default="1,2,4", type=lambda s: [int(x) for x in s.split(",")])
+    ap.add_argument("--queue-jobs", type=int, default=400)
+    ap.add_argument("--claim-jobs", type=int, default=5000)
     ap.add_argument("--dsn", default=None, help="use this PostgreSQL (its photoslot tables are dropped!)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
@@ -416,6 +584,14 @@ async def main() -> None:
             await scenario_deadline(rig, args, out)
         if "upload" in scenarios:
             await scenario_upload(rig, args, out)
+        if "uploads20" in scenarios:
+            await scenario_upload(rig, args, out, concurrent=20, label="uploads20")
+        if "held" in scenarios:
+            await scenario_held(rig, args, out)
+        if "queue" in scenarios:
+            await scenario_queue(rig, args, out)
+        if "claims" in scenarios:
+            await scenario_claims(rig, args, out)
     finally:
         rig.close()
     print()

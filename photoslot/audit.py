@@ -15,3 +15,10 @@ def os_actor() -> str:
 async def record(db, clock, *, actor: str, source: str, action: str, target: str | None, details: dict) -> None:
     await db.execute("audit_insert", now=clock.now(), actor=actor, source=source, action=action,
                      target=target, details=details)
+
+
+async def entries(db, *, limit: int = 100, action: str | None = None) -> list[dict]:
+    """Newest first, for `photoslot audit` and GET /api/audit."""
+    rows = await db.fetchall("audit_page", limit=limit, action=action)
+    return [{"id": r["id"], "at": r["at"], "actor": r["actor"], "source": r["source"], "action": r["action"],
+             "target": r["target"], "details": r["details"]} for r in rows]

@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
         "public_base_url": None,
         "tls_cert_file": None,
         "tls_key_file": None,
+        "tls_check_seconds": 5,
         "shutdown_grace_seconds": 10,
     },
     "workers": {
@@ -57,16 +58,36 @@ DEFAULTS: dict[str, Any] = {
             "base_url": None,
             "max_parallel": 2,
             "poll_interval_seconds": 2,
+            "requests_per_minute": None,
+            "requests_per_day": None,
         },
     },
-    "sweeper": {"interval_seconds": 15},
+    "sweeper": {
+        "interval_seconds": 15,
+        "orphan_grace_seconds": 120,
+        "job_row_retention_days": 30,
+    },
     "alerts": {
         "webhook_url": None,
         "timeout_ratio": 0.05,
         "window_minutes": 5,
         "media_disk_used_percent": 90,
+        "min_jobs": 5,
+        "provider_failures": 5,
+        "quota_used_percent": 90,
+        "webhook_timeout_seconds": 5,
     },
     "logging": {"level": "INFO"},
+    "auth": {
+        "token_ttl_minutes": 60,
+        "login_max_failures": 5,
+        "login_window_seconds": 300,
+    },
+    "pricing": {
+        "currency": "USD",
+        "gemini_usd_per_1k_tokens": 0.03,
+        "turbotext_usd_per_request": 0.01,
+    },
 }
 
 

@@ -32,6 +32,15 @@ class DatabaseUnavailable(RuntimeError):
     """PostgreSQL cannot be reached or dropped the connection; callers answer 503."""
 
 
+# How long to wait for a pooled connection. A busy pool is worth waiting for; a database that just
+# failed is not: right after a connection-level error the wait is short, so an ingest during an
+# outage answers 503 database_unavailable within about a second even when connecting hangs (a
+# blackholed host) instead of being refused.
+ACQUIRE_TIMEOUT = 5.0
+ACQUIRE_TIMEOUT_WHILE_DOWN = 1.0
+DOWN_MEMORY_SECONDS = 30.0
+
+
 def _load_queries() -> dict[str, str]:
     """Every statement photoslot runs, by name, from photoslot/queries/*.sql (one file per domain)."""
     queries: dict[str, str] = {}
@@ -107,6 +116,7 @@ class _Runner:
         try:
             async with self._cursor() as cur:
                 await cur.execute(sql, _adapt(params))
+                self._mark_up()
                 if fetch == "one":
                     row = await cur.fetchone()
                     return dict(row) if row is not None else None
@@ -114,7 +124,14 @@ class _Runner:
                     return [dict(r) for r in await cur.fetchall()]
                 return cur.rowcount
         except (psycopg2.OperationalError, psycopg2.InterfaceError, ConnectionError) as exc:
+            self._mark_down()
             raise DatabaseUnavailable(str(exc).strip().splitlines()[0] if str(exc) else "database connection lost") from exc
+
+    def _mark_down(self) -> None:
+        pass
+
+    def _mark_up(self) -> None:
+        pass
 
     async def fetchone(self, name: str, /, **params) -> dict | None:
         return await self._run(name, params, "one")
@@ -127,8 +144,13 @@ class _Runner:
 
 
 class _Tx(_Runner):
-    def __init__(self, conn) -> None:
+    def __init__(self, conn, on_down: Callable[[], None] | None = None) -> None:
         self._conn = conn
+        self._on_down = on_down
+
+    def _mark_down(self) -> None:
+        if self._on_down is not None:
+            self._on_down()
 
     def _cursor(self):
         return self._conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
@@ -138,13 +160,31 @@ class Database(_Runner):
     def __init__(self, pool: aiopg.Pool, dsn: str) -> None:
         self.pool = pool
         self.dsn = dsn
+        self._down_until = 0.0  # loop time until which the database counts as recently failed
+
+    def _mark_down(self) -> None:
+        self._down_until = asyncio.get_running_loop().time() + DOWN_MEMORY_SECONDS
+
+    def _mark_up(self) -> None:
+        self._down_until = 0.0  # a statement just ran: back to waiting patiently for a busy pool
+
+    async def _acquire(self):
+        loop = asyncio.get_running_loop()
+        timeout = ACQUIRE_TIMEOUT_WHILE_DOWN if loop.time() < self._down_until else ACQUIRE_TIMEOUT
+        try:
+            conn = await asyncio.wait_for(self.pool.acquire(), timeout=timeout)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError, OSError, asyncio.TimeoutError) as exc:
+            self._mark_down()
+            raise DatabaseUnavailable(f"cannot get a database connection: {exc.__class__.__name__}") from exc
+        if conn.closed:  # died while idle in the pool (server restarted): drop it, never hand it out
+            self.pool.release(conn)
+            self._mark_down()
+            raise DatabaseUnavailable("database connection lost")
+        return conn
 
     @contextlib.asynccontextmanager
     async def _cursor(self):
-        try:
-            conn = await asyncio.wait_for(self.pool.acquire(), timeout=5)
-        except (psycopg2.OperationalError, OSError, asyncio.TimeoutError) as exc:
-            raise DatabaseUnavailable(f"cannot get a database connection: {exc.__class__.__name__}") from exc
+        conn = await self._acquire()
         try:
             async with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
                 yield cur
@@ -153,15 +193,12 @@ class Database(_Runner):
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[_Tx]:
-        try:
-            conn = await asyncio.wait_for(self.pool.acquire(), timeout=5)
-        except (psycopg2.OperationalError, OSError, asyncio.TimeoutError) as exc:
-            raise DatabaseUnavailable(f"cannot get a database connection: {exc.__class__.__name__}") from exc
+        conn = await self._acquire()
         try:
             async with conn.cursor() as cur:
                 await cur.execute("BEGIN")
             try:
-                yield _Tx(conn)
+                yield _Tx(conn, self._mark_down)
             except BaseException:
                 if not conn.closed:
                     async with conn.cursor() as cur:
@@ -170,6 +207,7 @@ class Database(_Runner):
             async with conn.cursor() as cur:
                 await cur.execute("COMMIT")
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            self._mark_down()
             raise DatabaseUnavailable(str(exc).strip().splitlines()[0] if str(exc) else "database connection lost") from exc
         finally:
             self.pool.release(conn)
@@ -181,9 +219,13 @@ class Database(_Runner):
                 await cur.execute("SELECT pg_advisory_xact_lock(hashtext('photoslot-schema'))")
                 await cur.execute(schema_sql())
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 5) -> None:
         self.pool.close()
-        await self.pool.wait_closed()
+        try:
+            await asyncio.wait_for(self.pool.wait_closed(), timeout)
+        except asyncio.TimeoutError:  # a connection stuck mid-query must not hang a shutdown
+            self.pool.terminate()
+            await self.pool.wait_closed()
 
 
 async def connect(dsn: str, *, pool_size: int = 10, apply_schema: bool = True) -> Database:

@@ -35,12 +35,10 @@ async def enqueue(db, *, job_id, slot: dict, now: dt.datetime, expires_at: dt.da
 
 async def claim(db, *, provider_id: str, worker_id: str, now: dt.datetime, lease_seconds: float,
                 max_parallel: int) -> dict | None:
-    async with db.transaction() as tx:
-        await tx.fetchone("claim_lock", provider_id=provider_id)
-        return await tx.fetchone(
-            "job_claim", provider_id=provider_id, worker_id=worker_id, now=now,
-            lease_expires_at=now + dt.timedelta(seconds=lease_seconds), max_parallel=max_parallel,
-        )
+    return await db.fetchone(
+        "job_claim", provider_id=provider_id, worker_id=worker_id, now=now,
+        lease_expires_at=now + dt.timedelta(seconds=lease_seconds), max_parallel=max_parallel,
+    )
 
 
 async def heartbeat(db, *, job_id, worker_id: str, now: dt.datetime, lease_seconds: float) -> bool:
@@ -54,18 +52,28 @@ async def release(db, *, job_id, worker_id: str, now: dt.datetime) -> bool:
 
 
 async def record_provider(db, *, job_id, now, reference=None, response_id=None, tokens=None,
-                          requests: int = 0, polls: int = 0) -> None:
+                          requests: int = 0, polls: int = 0, provider_ms: int | None = None) -> None:
     await db.execute("job_record_provider", job_id=job_id, now=now, reference=reference,
-                     response_id=response_id, tokens=tokens, requests=requests, polls=polls)
+                     response_id=response_id, tokens=tokens, requests=requests, polls=polls,
+                     provider_ms=provider_ms)
+
+
+async def record_answer(db, *, job_id, answered_ms: int) -> None:
+    await db.execute("job_record_answer", job_id=job_id, answered_ms=answered_ms)
 
 
 async def finalize_success(db, media, *, job_id, now: dt.datetime, result_path: str, mime: str, size: int,
-                           checksum: str, retention_hours: float) -> dict | None:
-    """Record the result; None when someone else finalized first (the caller discards its file)."""
+                           checksum: str, default_retention_hours: float, response_id: str | None = None,
+                           tokens: int | None = None, provider_ms: int | None = None) -> dict | None:
+    """Record the result; None when someone else finalized first (the caller discards its file).
+
+    result_expires_at = finalized_at + the live retention setting (default from the config).
+    """
     row = await db.fetchone(
         "job_finalize_success", job_id=job_id, now=now, result_file_path=result_path,
         result_mime_type=mime, result_size_bytes=size, result_checksum=checksum,
-        result_expires_at=now + dt.timedelta(hours=retention_hours),
+        default_retention_hours=default_retention_hours, response_id=response_id, tokens=tokens,
+        provider_ms=provider_ms,
     )
     if row is not None:
         media.remove(row.pop("old_upload_path"))
@@ -90,6 +98,72 @@ async def get(db, job_id) -> dict | None:
 
 async def list_recent(db, *, slot_id=None, status=None, limit: int = 20) -> list[dict]:
     return await db.fetchall("job_list", slot_id=slot_id, status=status, limit=limit)
+
+
+# ---------------------------------------------------------------- the admin view (GET /api/jobs)
+
+ADMIN_SORTS = ("created_at", "expires_at")
+STATES = ("pending", "processing", "succeeded", "timeout", "failed", "cancelled")
+
+
+async def admin_list(db, *, slot_id=None, status=None, is_finalized=None, failure_reason=None, page: int = 1,
+                     page_size: int = 20, sort_by: str = "created_at", sort_order: str = "desc") -> tuple[list, int]:
+    """One page of jobs and the total matching; filters validated here for the API and the CLI."""
+    from photoslot.errors import ValidationError
+    from photoslot.outcomes import FAILURE_ANSWERS
+
+    errors = {}
+    if status is not None and status not in STATES:
+        errors["status"] = f"must be one of: {', '.join(STATES)}"
+    if failure_reason is not None and failure_reason not in FAILURE_ANSWERS:
+        errors["failure_reason"] = f"must be one of: {', '.join(FAILURE_ANSWERS)}"
+    if not isinstance(page, int) or page < 1:
+        errors["page"] = "must be an integer ≥ 1"
+    if not isinstance(page_size, int) or not 1 <= page_size <= 100:
+        errors["page_size"] = "must be an integer from 1 to 100"
+    if sort_by not in ADMIN_SORTS:
+        errors["sort_by"] = f"must be one of: {', '.join(ADMIN_SORTS)}"
+    if sort_order not in ("asc", "desc"):
+        errors["sort_order"] = "must be asc or desc"
+    if errors:
+        raise ValidationError(errors)
+    filters = dict(slot_id=slot_id, status=status, is_finalized=is_finalized, failure_reason=failure_reason)
+    rows = await db.fetchall("admin_jobs_page", **filters, sort_by=sort_by, descending=sort_order == "desc",
+                             limit=page_size, offset=(page - 1) * page_size)
+    total = (await db.fetchone("admin_jobs_count", **filters))["total"]
+    return rows, total
+
+
+def _ms(a, b):
+    return int((b - a).total_seconds() * 1000) if a is not None and b is not None else None
+
+
+def job_object(job: dict, cfg) -> dict:
+    """The Job object of CONTRACT.md (plus provider accounting and the download link)."""
+    out = {k: job.get(k) for k in (
+        "id", "slot_id", "status", "is_finalized", "failure_reason", "failure_detail", "provider_id",
+        "operation_id", "provider_job_reference", "attempts", "result_file_path", "result_mime_type",
+        "result_size_bytes", "result_checksum", "result_expires_at", "expires_at", "created_at", "updated_at",
+        "finalized_at", "started_at", "answer_status", "provider_requests", "provider_tokens", "poll_count")}
+    out["id"] = str(job["id"])
+    out["download_url"] = (f"{cfg.public_base_url()}/public/results/{job['id']}"
+                           if job["status"] == "succeeded" else None)
+    return out
+
+
+def admin_view(job: dict, cfg, now: dt.datetime) -> dict:
+    """JobAdminView: the job, its deadline as seen now, and where its time went."""
+    end = job["finalized_at"] or now
+    return {
+        "job": job_object(job, cfg),
+        "deadline": {"expires_at": job["expires_at"],
+                     "remaining_ms": max(0, _ms(now, job["expires_at"])),
+                     "is_expired": now >= job["expires_at"]},
+        # a job that never left the queue waited until now (or until it was finalized)
+        "metrics": {"queue_wait_ms": _ms(job["created_at"], job["started_at"] or end),
+                    "processing_ms": _ms(job["started_at"], end) if job["started_at"] else None,
+                    "total_elapsed_ms": _ms(job["created_at"], end)},
+    }
 
 
 class DoneWaiters:

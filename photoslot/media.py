@@ -14,6 +14,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from photoslot.errors import PhotoslotError
+
 log = logging.getLogger("photoslot.media")
 
 MIME_EXT = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
@@ -26,6 +28,22 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 class InvalidImage(ValueError):
     """Bytes that are not a usable image of a supported type."""
+
+
+class MediaTooLarge(PhotoslotError):
+    """An admin-supplied image (template, registered media) over the size limit."""
+
+    code = "payload_too_large"
+    http_status = 413
+    exit_code = 2
+
+
+class UnsupportedMedia(PhotoslotError):
+    """An admin-supplied file that is not a readable JPEG, PNG or WebP."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+    exit_code = 2
 
 
 def sniff_mime(head: bytes) -> str | None:
@@ -57,8 +75,13 @@ class MediaStore:
     def templates(self) -> Path:
         return self.root / "templates"
 
+    @property
+    def public(self) -> Path:
+        """Copies made for a provider's public link (the upright photo); as short-lived as uploads."""
+        return self.root / "public"
+
     def ensure(self) -> None:
-        for d in (self.uploads, self.results, self.templates):
+        for d in (self.uploads, self.results, self.templates, self.public):
             d.mkdir(parents=True, exist_ok=True)
 
     def upload_path(self, job_id, mime: str | None = None) -> Path:
@@ -111,6 +134,21 @@ def check_image(path: Path, mime: str) -> tuple[int, int]:
     return w, h
 
 
+def check_image_bytes(data: bytes, max_bytes: int, what: str = "image") -> str:
+    """The MIME of an admin-supplied image, decided from its bytes; the same rules as ingest."""
+    if len(data) > max_bytes:
+        raise MediaTooLarge(f"{what} is larger than {max_bytes / (1024 * 1024):g} MB",
+                            {"size_bytes": len(data), "max_bytes": max_bytes})
+    mime = sniff_mime(data[:16])
+    if mime is None:
+        raise UnsupportedMedia(f"{what} is not a JPEG, PNG or WebP image")
+    try:
+        check_image(io.BytesIO(data), mime)
+    except InvalidImage as exc:
+        raise UnsupportedMedia(f"{what}: {exc}") from None
+    return mime
+
+
 def prepare_for_provider(path: Path, mime: str) -> tuple[bytes, str]:
     """Bytes to send: turned upright when the camera stored them sideways (providers ignore EXIF)."""
     data = Path(path).read_bytes()
@@ -127,15 +165,28 @@ def prepare_for_provider(path: Path, mime: str) -> tuple[bytes, str]:
 
 
 def encode_output(data: bytes, output_format: str) -> tuple[bytes, str]:
-    """Validate a provider's image and re-encode it to the slot's output format."""
+    """Validate a provider's image and re-encode it to the slot's output format.
+
+    When the provider already answered in the slot's format (and upright), the bytes are kept:
+    a header parse plus a structural check (JPEG end marker, PNG chunk CRCs) proves a usable
+    image without a full decode, which would cost tens of ms per photo on the answer's path.
+    """
     target = FORMAT_MIME.get(output_format or "jpeg", "image/jpeg")
     try:
         with Image.open(io.BytesIO(data)) as im:
-            im.load()
             source_mime = Image.MIME.get(im.format or "")
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise InvalidImage(f"provider image dimensions {w}x{h} are too large")
             orientation = im.getexif().get(0x0112, 1)
             if source_mime == target and orientation in (None, 1):
+                if target == "image/jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+                    raise InvalidImage("provider returned a truncated JPEG")
+                if target == "image/png":
+                    with Image.open(io.BytesIO(data)) as fresh:  # verify() must follow open() directly
+                        fresh.verify()
                 return data, target
+            im.load()
             upright = im if orientation in (None, 1) else ImageOps.exif_transpose(im)
             out = io.BytesIO()
             if target == "image/jpeg":
@@ -143,6 +194,8 @@ def encode_output(data: bytes, output_format: str) -> tuple[bytes, str]:
             else:
                 upright.save(out, PIL_FORMAT[target])
             return out.getvalue(), target
+    except InvalidImage:
+        raise
     except Image.DecompressionBombError:
         raise InvalidImage("provider image dimensions are too large") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

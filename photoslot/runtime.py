@@ -8,13 +8,17 @@ handing any job still running for another process's ingest back to the queue. No
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
+from datetime import datetime, timezone
 
 from aiohttp import web
 
 from photoslot import settings as live_settings
+from photoslot import users
+from photoslot import tls
 from photoslot.context import AppContext
 from photoslot.logs import event
 from photoslot.server.app import INGEST, build_app
@@ -33,20 +37,42 @@ def _install_stop_handlers(stop: asyncio.Event) -> None:
             signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
 
 
-def _start_sweeper(ctx):
+class _Sweeper:
+    """APScheduler running sweep passes; stop() lets a running pass finish instead of cancelling
+    it halfway through (APScheduler's shutdown cancels running coroutine jobs)."""
+
+    def __init__(self, scheduler, idle: asyncio.Event) -> None:
+        self.scheduler = scheduler
+        self.idle = idle
+
+    async def stop(self, timeout: float = 10) -> None:
+        self.scheduler.pause()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.idle.wait(), timeout)
+        self.scheduler.shutdown(wait=False)
+
+
+def _start_sweeper(ctx) -> _Sweeper:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+    idle = asyncio.Event()
+    idle.set()
+
     async def tick() -> None:
+        idle.clear()
         try:
             await sweep_once(ctx)
         except Exception as exc:  # a failed pass is retried next interval; never kill the scheduler
             event(log, "sweep_failed", logging.ERROR, error=f"{exc.__class__.__name__}: {exc}")
+        finally:
+            idle.set()
 
     scheduler = AsyncIOScheduler()
+    # First pass at start-up: after a crash or downtime the leftovers go within seconds, not one interval.
     scheduler.add_job(tick, "interval", seconds=float(ctx.cfg.get("sweeper.interval_seconds")),
-                      max_instances=1, coalesce=True, id="sweep")
+                      max_instances=1, coalesce=True, id="sweep", next_run_time=datetime.now(timezone.utc))
     scheduler.start()
-    return scheduler
+    return _Sweeper(scheduler, idle)
 
 
 async def serve(cfg, *, host: str, port: int, workers: int, out=print) -> None:
@@ -58,8 +84,11 @@ async def serve(cfg, *, host: str, port: int, workers: int, out=print) -> None:
     app = build_app(ctx, shutdown=shutdown)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    certs = tls.from_config(cfg)  # None = plain HTTP
+    site = web.TCPSite(runner, host, port, ssl_context=certs.context if certs else None)
     await site.start()
+    if certs is not None:
+        certs.start()
     if pool is not None:
         pool.start()
     scheduler = _start_sweeper(ctx)
@@ -67,11 +96,14 @@ async def serve(cfg, *, host: str, port: int, workers: int, out=print) -> None:
     _install_stop_handlers(stop)
 
     bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port
-    out(f"photoslot serving on http://{host}:{bound}  (workers: {workers}, media: {ctx.media.root})")
-    out(f"ingest URL pattern: {cfg.public_base_url() if cfg.get('server.public_base_url') else f'http://{host}:{bound}'}"
+    scheme = "https" if certs else "http"
+    out(f"photoslot serving on {scheme}://{host}:{bound}  (workers: {workers}, media: {ctx.media.root})")
+    out(f"ingest URL pattern: {cfg.public_base_url() if cfg.get('server.public_base_url') else f'{scheme}://{host}:{bound}'}"
         f"/ingest/slot-001 … slot-015  (form fields: password, fileToUpload)")
     if first_password:
         out(f"ingest password (shown once, change with `photoslot settings set --ingest-password`): {first_password}")
+    for name, password in users.ensure_admins(cfg).items():
+        out(f"admin {name} password (shown once, new one with `photoslot users reset {name}`): {password}")
     sys.stdout.flush()
 
     await stop.wait()
@@ -86,7 +118,9 @@ async def serve(cfg, *, host: str, port: int, workers: int, out=print) -> None:
         await asyncio.wait(set(ingest.in_flight), timeout=5)
     if pool is not None:
         await pool.stop(grace=0)
-    scheduler.shutdown(wait=False)
+    await scheduler.stop()
+    if certs is not None:
+        await certs.stop()
     await runner.cleanup()
     await ctx.close()
     event(log, "shutdown_complete")

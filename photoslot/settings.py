@@ -15,6 +15,8 @@ from photoslot.passwords import hash_password
 SYNC_KEY = "sync_response_seconds"
 RETENTION_KEY = "result_retention_hours"
 PASSWORD_KEY = "ingest_password"
+PROVIDER_KEY_PREFIX = "provider_key."  # + provider id; the API key set over the admin API (wins over config)
+PROVIDER_NAMES = ("gemini", "turbotext")
 
 
 @dataclass
@@ -24,6 +26,7 @@ class LiveSettings:
     ingest_password: dict | None  # the scrypt record, never the password
     bounds: tuple[float, float]
     meta: dict  # key -> {"updated_at", "updated_by"}
+    provider_keys_stored: tuple = ()  # providers whose API key is stored in the database
 
 
 def from_rows(cfg, values: dict, meta: dict | None = None) -> LiveSettings:
@@ -34,6 +37,7 @@ def from_rows(cfg, values: dict, meta: dict | None = None) -> LiveSettings:
         ingest_password=values.get(PASSWORD_KEY),
         bounds=(float(lo), float(hi)),
         meta=meta or {},
+        provider_keys_stored=tuple(k[len(PROVIDER_KEY_PREFIX):] for k in values if k.startswith(PROVIDER_KEY_PREFIX)),
     )
 
 
@@ -55,14 +59,19 @@ def public_view(s: LiveSettings, cfg) -> dict:
         "ingest_password_updated_at": pw_meta.get("updated_at"),
         "ingest_password_updated_by": pw_meta.get("updated_by"),
         "provider_keys": {
-            name: {"is_configured": bool(cfg.get(f"providers.{name}.api_key"))}
-            for name in ("gemini", "turbotext")
+            name: {"is_configured": name in s.provider_keys_stored or bool(cfg.get(f"providers.{name}.api_key")),
+                   "source": "settings" if name in s.provider_keys_stored
+                   else ("config" if cfg.get(f"providers.{name}.api_key") else None),
+                   "updated_at": s.meta.get(PROVIDER_KEY_PREFIX + name, {}).get("updated_at"),
+                   "updated_by": s.meta.get(PROVIDER_KEY_PREFIX + name, {}).get("updated_by")}
+            for name in PROVIDER_NAMES
         },
     }
 
 
 async def update(db, cfg, clock, *, actor: str, source: str, sync_response_seconds=None,
-                 ingest_password: str | None = None, result_retention_hours=None) -> LiveSettings:
+                 ingest_password: str | None = None, result_retention_hours=None,
+                 provider_keys: dict | None = None) -> LiveSettings:
     current = await load(db, cfg)
     errors: dict[str, str] = {}
     changes: dict[str, object] = {}
@@ -90,6 +99,13 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
             errors["ingest_password"] = "must be 4 to 256 characters"
         else:
             changes[PASSWORD_KEY] = hash_password(ingest_password)
+    for name, key in (provider_keys or {}).items():
+        if name not in PROVIDER_NAMES:
+            errors[f"provider_keys.{name}"] = f"unknown provider; one of: {', '.join(PROVIDER_NAMES)}"
+        elif not isinstance(key, str) or not (8 <= len(key) <= 512) or any(c.isspace() for c in key):
+            errors[f"provider_keys.{name}"] = "must be 8 to 512 characters without spaces"
+        else:
+            changes[PROVIDER_KEY_PREFIX + name] = {"value": key}
     if errors:
         raise ValidationError(errors)
     if not changes:
@@ -99,7 +115,8 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
         for key, value in changes.items():
             await tx.execute("setting_upsert", key=key, value=Json(value), now=now, actor=actor)
         # the audit names the password change, never its value or hash
-        audited = {k: ("<changed>" if k == PASSWORD_KEY else v) for k, v in changes.items()}
+        audited = {k: ("<changed>" if k == PASSWORD_KEY or k.startswith(PROVIDER_KEY_PREFIX) else v)
+                   for k, v in changes.items()}
         await audit.record(tx, clock, actor=actor, source=source, action="settings.update",
                            target="settings", details=audited)
     return await load(db, cfg)
@@ -113,3 +130,12 @@ async def ensure_ingest_password(db, clock) -> str | None:
     inserted = await db.fetchone("setting_insert_if_missing", key=PASSWORD_KEY, value=hash_password(password),
                                  now=clock.now(), actor="first-start")
     return password if inserted else None
+
+
+async def provider_api_key(db, cfg, name: str) -> str | None:
+    """The key a provider client should use: one set over the admin API wins over the config file."""
+    rows = await db.fetchall("settings_all")
+    for r in rows:
+        if r["key"] == PROVIDER_KEY_PREFIX + name:
+            return (r["value"] or {}).get("value")
+    return cfg.get(f"providers.{name}.api_key")

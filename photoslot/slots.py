@@ -32,14 +32,28 @@ async def list_all(db) -> list[dict]:
     return await db.fetchall("slot_list")
 
 
+async def search(db, *, provider_id=None, operation_id=None, text=None) -> list[dict]:
+    """GET /api/slots filters: exact provider/operation, case-insensitive substring of the name."""
+    needle = (text or "").strip().casefold()
+    return [s for s in await list_all(db)
+            if (provider_id is None or s["provider_id"] == provider_id)
+            and (operation_id is None or s["operation_id"] == operation_id)
+            and (not needle or needle in (s["name"] or "").casefold())]
+
+
 async def configure(db, clock, slot_id: str, *, actor: str, source: str, name=None, provider_id=None,
-                    operation_id=None, settings_json=None, enabled=None, expected_version: int | None = None) -> dict:
+                    operation_id=None, settings_json=None, enabled=None, expected_version: int | None = None,
+                    expected_updated_at=None) -> dict:
     """Merge the given fields over the slot, validate the result, save it with a version check.
 
     Omitted fields keep their value, so `slot set slot-001 --prompt "…"` touches the prompt only.
     Switching provider or operation starts from empty settings unless new ones are given.
     """
     current = await get(db, slot_id)
+    if expected_updated_at is not None and expected_updated_at != current["updated_at"]:
+        # the admin API's optimistic check: `updated_at` (or If-Match) from the admin's last read
+        raise Conflict(f"{slot_id} was changed meanwhile (updated_at {current['updated_at'].isoformat()})",
+                       {"updated_at": current["updated_at"].isoformat(), "version": current["version"]})
     if expected_version is not None and expected_version != current["version"]:
         raise Conflict(f"{slot_id} was changed meanwhile (version {current['version']}, you had {expected_version})",
                        {"version": current["version"]})
@@ -57,6 +71,14 @@ async def configure(db, clock, slot_id: str, *, actor: str, source: str, name=No
         errors["provider_id"] = "a provider is required"
     else:
         errors.update(catalogue.validate(new_provider, new_operation, settings_json))
+        if not new_enabled and not errors.keys() & {"provider_id", "operation_id"}:
+            # A disabled slot may still wait for its templates: over the admin API they are bound
+            # one by one (POST /api/template-media/register) and the slot is enabled afterwards.
+            bound = settings_json.get("templates") if isinstance(settings_json, dict) else None
+            bound = bound if isinstance(bound, dict) else {}
+            for role in catalogue.get_operation(new_provider, new_operation).needs:
+                if not bound.get(role):
+                    errors.pop(f"settings_json.templates.{role}", None)
     if errors:
         raise ValidationError(errors)
     saved = await db.fetchone("slot_update", slot_id=slot_id, name=new_name, provider_id=new_provider,
@@ -98,12 +120,17 @@ def view(cfg, slot: dict) -> dict:
     }
 
 
-async def recent_results(db, cfg, slot_id: str, limit: int = 10) -> list[dict]:
+async def recent_results(db, cfg, slot_id: str, limit: int = 10, *, now=None) -> list[dict]:
+    """The last successes; with `now`, only those whose download link still works."""
     base = cfg.public_base_url()
-    rows = await db.fetchall("slot_recent_results", slot_id=slot_id, limit=limit)
+    if now is not None:
+        rows = await db.fetchall("slot_recent_results_live", slot_id=slot_id, limit=limit, now=now)
+    else:
+        rows = await db.fetchall("slot_recent_results", slot_id=slot_id, limit=limit)
     return [{
         "job_id": str(r["id"]),
         "download_url": f"{base}/public/results/{r['id']}",
+        "thumbnail_url": f"{base}/public/results/{r['id']}/thumbnail",
         "completed_at": r["finalized_at"],
         "result_expires_at": r["result_expires_at"],
         "mime": r["result_mime_type"],

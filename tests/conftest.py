@@ -29,6 +29,20 @@ EMULATOR_KEY = "emulator-key"
 def pytest_configure(config):
     if sys.platform == "win32":  # aiopg needs the selector loop
         asyncio.set_event_loop_policy(asyncio.WindowsSelectorEventLoopPolicy())
+    from tests import logscan
+
+    logscan.install()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Everything logged during the run (in-process records and the output of every photoslot process
+    # the tests started) must be free of the secrets and image bytes the tests used (DESIGN §5, §8).
+    from tests import logscan
+
+    leaks = logscan.find_leaks(logscan.everything())
+    if leaks:
+        sys.stderr.write("\nSECRET OR IMAGE BYTES FOUND IN LOGS:\n" + "\n".join(leaks[:20]) + "\n")
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +74,9 @@ def reset_database(dsn: str) -> None:
             cur.execute(schema_sql())
             cur.execute("SELECT pg_advisory_unlock(hashtext('photoslot-schema'))")
             cur.execute("TRUNCATE jobs, audit_log, settings RESTART IDENTITY")
+            cur.execute("TRUNCATE login_attempts, purge_requests RESTART IDENTITY")  # administration
+            cur.execute("TRUNCATE template_media, media_objects, provider_request_counts")  # providers
+            cur.execute("TRUNCATE alert_state")  # operations
             cur.execute("UPDATE slots SET name = '', provider_id = NULL, operation_id = NULL, "
                         "settings_json = '{}'::jsonb, enabled = false, version = 1, last_reset_at = NULL")
     finally:

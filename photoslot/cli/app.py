@@ -6,14 +6,23 @@ from typing import Optional
 
 import typer
 
-from photoslot.cli import common, jobs, settings, slot
-from photoslot.cli.common import config, console, fail, print_json, run_async, with_context
+from photoslot.cli import common, jobs, settings, slot, template
+from photoslot.cli import admin as admin_cli, audit as audit_cli, stats as stats_cli, users as users_cli  # admin
+from photoslot.cli.common import config, console, err_console, fail, print_json, run_async, with_context
 
 app = typer.Typer(help="photoslot — DSLR Remote Pro ⇄ AI image providers, on PostgreSQL.",
                   no_args_is_help=True, add_completion=False)
 app.add_typer(slot.app, name="slot")
 app.add_typer(settings.app, name="settings")
+app.add_typer(template.app, name="template")
 app.command("jobs")(jobs.jobs)
+app.command("stats")(stats_cli.stats)
+app.command("audit")(audit_cli.audit)
+app.add_typer(users_cli.app, name="users")
+app.add_typer(admin_cli.media_app, name="media")
+app.command("job")(admin_cli.job)
+slot.app.command("reset-stats")(admin_cli.reset_stats)
+settings.app.command("provider-key")(admin_cli.provider_key)
 
 
 @app.callback()
@@ -57,14 +66,18 @@ def work(concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1,
 @app.command()
 def sweep(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """One sweeper pass; reports what it removed and finalized."""
-    from photoslot.sweeper import sweep_once
+    from photoslot.sweeper import sweep_and_deliver
 
-    report = with_context(sweep_once)
+    report = with_context(sweep_and_deliver)
     if as_json:
         print_json(report)
     else:
-        console.print(f"jobs timed out: {report['jobs_timed_out']}, uploads removed: {report['uploads_removed']}, "
-                      f"orphan files removed: {report['orphan_files_removed']} ({report['ms']} ms)")
+        console.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in report.items() if k not in ("ms", "errors"))
+                      + f" ({report['ms']} ms)", markup=False, highlight=False)
+        for err in report["errors"]:
+            err_console.print(f"warning: sweep step failed: {err}", markup=False, highlight=False)
+    if report["errors"]:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from photoslot import audit, slots
+from photoslot import templates as template_media
 from photoslot.cli.common import console, fail, fmt_time, print_json, with_context
 from photoslot.providers import catalogue
 
@@ -84,11 +85,11 @@ def _key_values(items: list[str], flag: str) -> dict[str, str]:
 def set_(
     slot_id: str = typer.Argument(..., metavar="SLOT"),
     name: Optional[str] = typer.Option(None, "--name", help="label shown to admins"),
-    provider: Optional[str] = typer.Option(None, "--provider", help=f"one of: {', '.join(catalogue.CATALOGUE)}"),
-    operation: Optional[str] = typer.Option(None, "--operation", help="operation id; see `photoslot providers`"),
+    provider: Optional[str] = typer.Option(None, "--provider", help=catalogue.cli_help()["provider"]),
+    operation: Optional[str] = typer.Option(None, "--operation", help=catalogue.cli_help()["operation"]),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="what the AI should do with the photo"),
-    param: List[str] = typer.Option([], "--param", help="KEY=VALUE operation parameter (repeatable)"),
-    template: List[str] = typer.Option([], "--template", help="ROLE=TEMPLATE_ID (repeatable)"),
+    param: List[str] = typer.Option([], "--param", help=catalogue.cli_help()["param"]),
+    template: List[str] = typer.Option([], "--template", help=catalogue.cli_help()["template"]),
     output_format: Optional[str] = typer.Option(None, "--output-format", help="jpeg (default), png or webp"),
     enable: Optional[bool] = typer.Option(None, "--enable/--disable", help="accept ingests or not"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
@@ -112,11 +113,17 @@ def set_(
             for k, v in params.items():
                 merged[k] = catalogue.coerce_param(new_provider, new_operation, k, v)
             settings["params"] = merged
+        created: list[str] = []
         if templates:
-            settings["templates"] = {**(settings.get("templates") or {}), **templates}
-        saved = await slots.configure(ctx.db, ctx.clock, slot_id, actor=audit.os_actor(), source="cli", name=name,
-                                      provider_id=new_provider, operation_id=new_operation, settings_json=settings,
-                                      enabled=enable, expected_version=current["version"])
+            ids, created = await template_media.resolve_refs(ctx, templates, actor=audit.os_actor(), source="cli")
+            settings["templates"] = {**(settings.get("templates") or {}), **ids}
+        try:
+            saved = await slots.configure(ctx.db, ctx.clock, slot_id, actor=audit.os_actor(), source="cli", name=name,
+                                          provider_id=new_provider, operation_id=new_operation,
+                                          settings_json=settings, enabled=enable, expected_version=current["version"])
+        except BaseException:
+            await template_media.discard_unused(ctx, created)  # a refused `slot set` leaves no template behind
+            raise
         view = slots.view(ctx.cfg, saved)
         return view, await slots.recent_results(ctx.db, ctx.cfg, slot_id)
 

@@ -12,6 +12,7 @@ class ProviderInput:
     prompt: str
     params: dict
     templates: dict = field(default_factory=dict)  # role -> (bytes, mime); URL providers get links instead
+    urls: dict = field(default_factory=dict)  # URL providers: "photo" and each role -> public link
 
 
 @dataclass
@@ -33,5 +34,17 @@ class ProviderFailure(Exception):
         self.answer_status = answer_status
 
 
-# Called once per HTTP request sent to the provider (quota accounting, job counters).
+# Called once per HTTP request sent to the provider (quota accounting, job counters). It may raise
+# ProviderFailure("quota_exhausted", …) to stop the call before the request is sent.
 RequestHook = Callable[[], Awaitable[None]]
+# Called once per status poll (Turbotext get_result).
+PollHook = Callable[[], Awaitable[None]]
+# Called with the provider's own job reference as soon as it is known (Turbotext queueid).
+ReferenceHook = Callable[[str], Awaitable[None]]
+
+
+async def _nothing(*_args) -> None:
+    return None
+
+
+NO_HOOK = _nothing

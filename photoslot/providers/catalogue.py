@@ -8,6 +8,7 @@ and `GET /api/providers`. A slot's `settings_json` is validated against it:
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     required: bool = False
+    max_length: int | None = None  # for "str"
 
     def as_dict(self) -> dict:
         out = {"type": self.type, "description": self.description, "required": self.required}
@@ -31,6 +33,8 @@ class Param:
             out["minimum"] = self.minimum
         if self.maximum is not None:
             out["maximum"] = self.maximum
+        if self.max_length is not None:
+            out["max_length"] = self.max_length
         return out
 
 
@@ -40,8 +44,17 @@ class Operation:
     name: str
     description: str
     prompt_required: bool = True
-    needs: tuple[str, ...] = ()  # template roles
+    needs: tuple[str, ...] = ()  # template roles that must be bound
+    optional: tuple[str, ...] = ()  # template roles that may be bound
     params: dict[str, Param] = field(default_factory=dict)
+    uses_prompt: bool = True  # False: the provider has no prompt field for this operation
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return self.needs + self.optional
+
+    def defaults(self) -> dict:
+        return {k: p.default for k, p in self.params.items() if p.default is not None}
 
     def as_dict(self) -> dict:
         return {
@@ -49,7 +62,9 @@ class Operation:
             "name": self.name,
             "description": self.description,
             "prompt_required": self.prompt_required,
+            "uses_prompt": self.uses_prompt,
             "needs": list(self.needs),
+            "optional_templates": list(self.optional),
             "parameters": {k: p.as_dict() for k, p in self.params.items()},
         }
 
@@ -62,6 +77,10 @@ class Provider:
     max_input_mb: int
     operations: dict[str, Operation]
 
+    @property
+    def max_input_bytes(self) -> int:
+        return self.max_input_mb * 1024 * 1024
+
     def as_dict(self) -> dict:
         return {
             "id": self.id,
@@ -71,6 +90,11 @@ class Provider:
             "operations": [op.as_dict() for op in self.operations.values()],
         }
 
+
+_GEMINI_SAMPLING = {
+    "temperature": Param("float", "sampling temperature; lower is more faithful", None, 0.0, 2.0),
+    "seed": Param("int", "fixed seed for repeatable results", None, 0, 2**31 - 1),
+}
 
 GEMINI = Provider(
     id="gemini",
@@ -82,15 +106,71 @@ GEMINI = Provider(
             id="image_edit",
             name="Edit by prompt",
             description="The photo is edited as the prompt says (background, style, lighting …).",
+            params=dict(_GEMINI_SAMPLING),
+        ),
+        "style_transfer": Operation(
+            id="style_transfer",
+            name="Style transfer",
+            description="The photo is redrawn in the look of the style template, guided by the prompt.",
+            needs=("style",),
+            params=dict(_GEMINI_SAMPLING),
+        ),
+        "identity_transfer": Operation(
+            id="identity_transfer",
+            name="Identity transfer / combine",
+            description="The face or person of the face template is put into the photo as the prompt says; "
+                        "an optional style template sets the look.",
+            needs=("face",),
+            optional=("style",),
+            params=dict(_GEMINI_SAMPLING),
+        ),
+    },
+)
+
+TURBOTEXT = Provider(
+    id="turbotext",
+    name="Turbotext",
+    input_mimes=("image/jpeg", "image/png", "image/webp"),
+    max_input_mb=15,
+    operations={
+        "image_edit": Operation(
+            id="image_edit",
+            name="Edit by prompt (image2image)",
+            description="/api_ai/generate_image2image: the photo is redrawn from the prompt (content).",
             params={
-                "temperature": Param("float", "sampling temperature; lower is more faithful", None, 0.0, 2.0),
+                "strength": Param("int", "how far the result may move away from the photo (0 = keep it)", 40, 0, 80),
                 "seed": Param("int", "fixed seed for repeatable results", None, 0, 2**31 - 1),
+                "scale": Param("float", "how strictly the prompt is followed", 7.5, 0.1, 20.0),
+                "negative_prompt": Param("str", "what must not appear in the result", None, max_length=1000),
+                "original_language": Param("str", "language the prompt is written in (e.g. en, ru)", None,
+                                           max_length=8),
+            },
+        ),
+        "style_transfer": Operation(
+            id="style_transfer",
+            name="Style transfer (mix images)",
+            description="/api_ai/mix_images: the photo (url_image_target) takes the look of the style template (url); "
+                        "the prompt (content) is optional.",
+            prompt_required=False,
+            needs=("style",),
+        ),
+        "identity_transfer": Operation(
+            id="identity_transfer",
+            name="Face swap (deepfake photo)",
+            description="/api_ai/deepfake_photo: the face of the face template (url) replaces the face in the photo "
+                        "(url_image_target). No prompt.",
+            prompt_required=False,
+            uses_prompt=False,
+            needs=("face",),
+            params={
+                "face_restore": Param("bool", "let Turbotext sharpen the swapped face", False),
             },
         ),
     },
 )
 
-CATALOGUE: dict[str, Provider] = {p.id: p for p in (GEMINI,)}
+CATALOGUE: dict[str, Provider] = {p.id: p for p in (GEMINI, TURBOTEXT)}
+TEMPLATE_ROLES = ("style", "face")
 
 
 def as_list() -> list[dict]:
@@ -107,6 +187,9 @@ def _check_value(name: str, spec: Param, value: Any) -> str | None:
     elif spec.type == "str":
         if not isinstance(value, str):
             return "must be a string"
+        if spec.max_length is not None and len(value) > spec.max_length:
+            return f"must be at most {spec.max_length} characters"
+        return None
     elif spec.type == "bool":
         if not isinstance(value, bool):
             return "must be true or false"
@@ -161,6 +244,8 @@ def validate(provider_id: Any, operation_id: Any, settings: Any) -> dict[str, st
     prompt = settings.get("prompt")
     if prompt is not None and not isinstance(prompt, str):
         errors["settings_json.prompt"] = "must be a string"
+    elif not operation.uses_prompt and (prompt or "").strip():
+        errors["settings_json.prompt"] = f"{provider.id}/{operation.id} takes no prompt"
     elif operation.prompt_required and not (prompt or "").strip():
         errors["settings_json.prompt"] = f"a prompt is required for {provider.id}/{operation.id}"
     elif prompt and len(prompt) > 4000:
@@ -188,10 +273,71 @@ def validate(provider_id: Any, operation_id: Any, settings: Any) -> dict[str, st
     if not isinstance(templates, dict):
         errors["settings_json.templates"] = "must be an object"
     else:
-        for role in templates:
-            if role not in operation.needs:
-                errors[f"settings_json.templates.{role}"] = f"{operation.id} takes no {role!r} template"
+        for role, ref in templates.items():
+            if role not in operation.roles:
+                takes = ", ".join(operation.roles) or "none"
+                errors[f"settings_json.templates.{role}"] = (
+                    f"{provider.id}/{operation.id} takes no {role!r} template; template roles: {takes}")
+            elif ref and not _is_uuid(ref):
+                errors[f"settings_json.templates.{role}"] = "must be a template id (UUID); see `photoslot template list`"
         for role in operation.needs:
             if not templates.get(role):
-                errors[f"settings_json.templates.{role}"] = f"{operation.id} needs a {role!r} template"
+                errors[f"settings_json.templates.{role}"] = (
+                    f"{provider.id}/{operation.id} needs a {role!r} template (slot set --template {role}=PATH_OR_ID)")
     return errors
+
+
+def _is_uuid(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def get_operation(provider_id: str, operation_id: str) -> Operation:
+    return CATALOGUE[provider_id].operations[operation_id]
+
+
+def effective_params(provider_id: str, operation_id: str, params: dict | None) -> dict:
+    """The slot's parameters over the catalogue's defaults: what is sent to the provider."""
+    return {**get_operation(provider_id, operation_id).defaults(), **(params or {})}
+
+
+def check_input(provider_id: str, mime: str | None, size_bytes: int) -> tuple[int, str, str] | None:
+    """(HTTP status, reason, detail) when the provider cannot take this input; None when it can.
+
+    Used by ingest before anything is queued, and by template registration for a slot.
+    """
+    provider = CATALOGUE.get(provider_id)
+    if provider is None:
+        return None
+    if mime not in provider.input_mimes:
+        kinds = ", ".join(m.split("/", 1)[1].upper() for m in provider.input_mimes)
+        return 415, "unsupported_media_type", f"{provider.name} accepts {kinds} images, not {mime or 'this file'}"
+    if size_bytes > provider.max_input_bytes:
+        return 413, "payload_too_large", f"{provider.name} accepts images up to {provider.max_input_mb} MB"
+    return None
+
+
+def max_input_bytes(provider_id: str) -> int | None:
+    provider = CATALOGUE.get(provider_id)
+    return provider.max_input_bytes if provider else None
+
+
+def cli_help() -> dict[str, str]:
+    """Help texts for `slot set`, generated from the catalogue so they never drift from it."""
+    ops = "; ".join(f"{p.id}: {', '.join(p.operations)}" for p in CATALOGUE.values())
+    params = "; ".join(
+        f"{p.id}/{o.id}: {', '.join(o.params)}" for p in CATALOGUE.values() for o in p.operations.values() if o.params)
+    roles = "; ".join(
+        f"{p.id}/{o.id}: {', '.join(o.needs)}{' (+' + ', '.join(o.optional) + ')' if o.optional else ''}"
+        for p in CATALOGUE.values() for o in p.operations.values() if o.roles)
+    return {
+        "provider": f"one of: {', '.join(CATALOGUE)}",
+        "operation": f"operation id ({ops})",
+        "param": f"KEY=VALUE operation parameter, repeatable ({params}); see `photoslot providers`",
+        "template": f"ROLE=PATH_OR_ID, repeatable; a PATH is registered as template media ({roles})",
+    }

@@ -52,10 +52,35 @@ class GeminiClient:
                 pass
             self._client = None
 
-    async def run(self, operation: str, data: ProviderInput, *, deadline: float, on_request: RequestHook) -> ProviderResult:
-        if operation != "image_edit":
+    # Providers see images without their file names: tell the model which image plays which part.
+    ROLE_WORDING = {
+        "style_transfer": {"style": "the style reference: apply its look (colours, technique, mood) to the photo"},
+        "identity_transfer": {"face": "the person whose face and identity must appear in the photo",
+                              "style": "the style reference for the look of the result"},
+    }
+
+    def build_contents(self, operation: str, data: ProviderInput) -> list:
+        """Photo first (the primary input), then the templates in catalogue order, then the prompt."""
+        if operation == "image_edit":
+            return [types.Part.from_bytes(data=data.image, mime_type=data.mime), data.prompt]
+        wording = self.ROLE_WORDING.get(operation)
+        if wording is None:
             raise ProviderFailure("internal_error", f"gemini operation {operation!r} is not implemented")
-        contents: list = [types.Part.from_bytes(data=data.image, mime_type=data.mime), data.prompt]
+        parts = [types.Part.from_bytes(data=data.image, mime_type=data.mime)]
+        lines = ["Image 1 is the photo to edit; keep its framing and size."]
+        for role in ("face", "style"):
+            if role in data.templates and role in wording:
+                blob, mime = data.templates[role]
+                parts.append(types.Part.from_bytes(data=blob, mime_type=mime))
+                lines.append(f"Image {len(parts)} is {wording[role]}.")
+        if len(parts) == 1:
+            raise ProviderFailure("internal_error", f"gemini {operation} was called without its template")
+        parts.append(" ".join(lines) + "\n" + data.prompt)
+        return parts
+
+    async def run(self, operation: str, data: ProviderInput, *, deadline: float, on_request: RequestHook,
+                  **_hooks) -> ProviderResult:
+        contents = self.build_contents(operation, data)
         gen_config = types.GenerateContentConfig(
             response_modalities=["IMAGE"],
             temperature=data.params.get("temperature"),
@@ -69,14 +94,18 @@ class GeminiClient:
         attempt = 0
         backoff = 0.5
         last_problem = "no attempt made"
+        tokens = 0  # summed over attempts: an answer without an image is billed too
         while True:
             remaining = deadline - loop.time()
             if remaining < MIN_ATTEMPT_SECONDS:
                 raise asyncio.TimeoutError(f"deadline reached after {attempt} attempt(s); last: {last_problem}")
             attempt += 1
             await on_request()
+            if deadline - loop.time() < MIN_ATTEMPT_SECONDS / 2:  # the accounting write ate the time left
+                raise asyncio.TimeoutError(f"deadline reached after {attempt - 1} attempt(s); last: {last_problem}")
             try:
-                async with asyncio.timeout(remaining):
+                # timeout_at the absolute deadline: time spent above never extends the call
+                async with asyncio.timeout_at(deadline):
                     resp = await sdk.aio.models.generate_content(model=self.model, contents=contents, config=gen_config)
             except genai_errors.APIError as exc:
                 code = getattr(exc, "code", None) or 0
@@ -86,13 +115,18 @@ class GeminiClient:
                     log.info("gemini attempt %d: %s; retrying while the deadline allows", attempt, last_problem)
                 else:
                     raise ProviderFailure("provider_error", f"Gemini HTTP {code}: {message}", 502) from None
+            except TimeoutError:
+                raise  # the job's deadline (asyncio.timeout); TimeoutError is an OSError, so first
             except (aiohttp.ClientError, OSError, ValueError) as exc:
                 # connection refused/reset, or a body that is not JSON
                 last_problem = f"{exc.__class__.__name__}: {str(exc)[:200]}"
                 log.info("gemini attempt %d failed: %s", attempt, last_problem)
             else:
+                usage = getattr(resp, "usage_metadata", None)
+                tokens += (getattr(usage, "total_token_count", None) or 0) if usage else 0
                 result = self._parse(resp, attempt)
                 if isinstance(result, ProviderResult):
+                    result.tokens = tokens or None
                     return result
                 last_problem = result
                 log.info("gemini attempt %d returned no image (%s); retrying", attempt, result)

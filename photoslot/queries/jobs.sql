@@ -17,31 +17,10 @@ WHERE (%(slot_id)s::text IS NULL OR slot_id = %(slot_id)s)
 ORDER BY created_at DESC
 LIMIT %(limit)s;
 
--- name: claim_lock
--- Serialises claims per provider across every process, so the running count below is exact.
-SELECT pg_advisory_xact_lock(hashtext('photoslot-claim:' || %(provider_id)s));
-
 -- name: job_claim
--- Oldest open job of this provider whose deadline is still ahead: pending, or processing with a
--- lapsed lease (its worker died). Only while fewer than max_parallel hold a live lease.
-WITH running AS (
-    SELECT count(*) AS n FROM jobs
-    WHERE provider_id = %(provider_id)s AND status = 'processing' AND lease_expires_at > %(now)s
-), candidate AS (
-    SELECT id FROM jobs
-    WHERE provider_id = %(provider_id)s AND NOT is_finalized AND expires_at > %(now)s
-      AND (status = 'pending' OR lease_expires_at <= %(now)s)
-    ORDER BY created_at
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE jobs j
-SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s,
-    lease_expires_at = %(lease_expires_at)s, started_at = coalesce(j.started_at, %(now)s),
-    updated_at = %(now)s
-FROM candidate, running
-WHERE j.id = candidate.id AND running.n < %(max_parallel)s
-RETURNING j.*;
+-- One round trip: photoslot_claim_job() (schema.sql) takes the per-provider advisory lock, counts
+-- live leases against max_parallel and claims the oldest open job with SKIP LOCKED.
+SELECT * FROM photoslot_claim_job(%(provider_id)s, %(worker_id)s, %(now)s, %(lease_expires_at)s, %(max_parallel)s);
 
 -- name: job_heartbeat
 UPDATE jobs SET lease_expires_at = %(lease_expires_at)s
@@ -61,18 +40,25 @@ SET provider_job_reference = coalesce(%(reference)s, provider_job_reference),
     provider_tokens = coalesce(%(tokens)s, provider_tokens),
     provider_requests = provider_requests + %(requests)s,
     poll_count = poll_count + %(polls)s,
+    provider_ms = coalesce(%(provider_ms)s, provider_ms),
     updated_at = %(now)s
 WHERE id = %(job_id)s;
 
 -- name: job_finalize_success
 -- Conditional: whoever finalizes first wins; a late result updates nothing. The upload path is
 -- cleared in the same statement and handed back (old_upload_path) for the winner to delete.
+-- Retention is read from the live setting here, saving a round trip on the answer's path.
 UPDATE jobs j
 SET status = 'succeeded', failure_reason = NULL, failure_detail = NULL, answer_status = 200,
     result_file_path = %(result_file_path)s, result_mime_type = %(result_mime_type)s,
     result_size_bytes = %(result_size_bytes)s, result_checksum = %(result_checksum)s,
-    result_expires_at = %(result_expires_at)s, finalized_at = %(now)s, updated_at = %(now)s,
-    lease_expires_at = NULL, upload_path = NULL
+    result_expires_at = %(now)s + make_interval(secs => 3600 * coalesce(
+        (SELECT (value #>> '{}')::float FROM settings WHERE key = 'result_retention_hours'),
+        %(default_retention_hours)s)),
+    provider_response_id = coalesce(%(response_id)s, j.provider_response_id),
+    provider_tokens = coalesce(%(tokens)s, j.provider_tokens),
+    provider_ms = coalesce(%(provider_ms)s, j.provider_ms),
+    finalized_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL, upload_path = NULL
 FROM (SELECT id, upload_path AS old_upload_path FROM jobs WHERE id = %(job_id)s FOR UPDATE) o
 WHERE j.id = o.id AND NOT j.is_finalized
 RETURNING j.*, o.old_upload_path;
@@ -104,3 +90,6 @@ SELECT upload_path FROM jobs WHERE upload_path IS NOT NULL;
 
 -- name: jobs_open_count_by_state
 SELECT status, count(*) AS n FROM jobs WHERE NOT is_finalized GROUP BY status;
+
+-- name: job_record_answer
+UPDATE jobs SET answered_ms = %(answered_ms)s WHERE id = %(job_id)s;

@@ -6,7 +6,10 @@ import asyncio
 from aiohttp import web
 
 from photoslot.db import DatabaseUnavailable
-from photoslot.server.ingest import IngestHandler
+from photoslot.server import admin
+from photoslot.server import public_media
+from photoslot.server.ingest import IngestHandler, ingest_http_errors
+from photoslot.server.metrics import metrics_handler
 
 CTX = web.AppKey("ctx", object)
 INGEST = web.AppKey("ingest", IngestHandler)
@@ -32,11 +35,14 @@ async def readyz(request: web.Request) -> web.Response:
 def build_app(ctx, *, shutdown: asyncio.Event | None = None) -> web.Application:
     max_mb = float(ctx.cfg.get("ingest.max_upload_mb"))
     # aiohttp's own cap only guards non-streamed reads; ingest streams and enforces its cap itself.
-    app = web.Application(client_max_size=int((max_mb + 1) * 1024 * 1024))
+    app = web.Application(client_max_size=int((max_mb + 1) * 1024 * 1024), middlewares=[ingest_http_errors])
     app[CTX] = ctx
     ingest = IngestHandler(ctx, shutdown=shutdown or asyncio.Event())
     app[INGEST] = ingest
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/ingest/{slot_id}", ingest)
+    app.router.add_get("/public/media/{media_id}", public_media.make_handler(ctx))
+    admin.setup_routes(app)  # /api/* (JWT) and /public/results/*
+    app.router.add_get("/metrics", metrics_handler)
     return app

@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from photoslot import SLOT_IDS, jobs
+from photoslot import SLOT_IDS, jobs, metrics, quotas
 from photoslot import media as media_mod
 from photoslot import settings as live_settings
 from photoslot.db import DatabaseUnavailable
 from photoslot.logs import event
 from photoslot.outcomes import ingest_answer
 from photoslot.passwords import CachedVerifier
+from photoslot.providers import catalogue
 from photoslot.slots import is_configured
 
 log = logging.getLogger("photoslot.ingest")
@@ -56,6 +59,7 @@ class Upload:
 
 def error_response(status: int, reason: str, details: str, *, job_id=None, retry_after=None,
                    close: bool = False) -> web.Response:
+    """The ingest's JSON error shape (DESIGN §5)."""
     body = {"status": "timeout" if reason == "timeout" else "error", "failure_reason": reason, "details": details}
     if job_id is not None:
         body["job_id"] = str(job_id)
@@ -79,6 +83,7 @@ class IngestHandler:
         self.verifier = CachedVerifier()
         self.shutdown = shutdown      # set when serve gives up waiting for in-flight ingests
         self.in_flight: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task] = set()
         self.margin = float(self.cfg.get("ingest.deadline_margin_ms")) / 1000.0
         self.poll = float(self.cfg.get("workers.poll_interval_seconds"))
 
@@ -127,6 +132,14 @@ class IngestHandler:
                 if context["pending_jobs"] >= int(self.cfg.get("ingest.max_pending_jobs")):
                     raise IngestError(429, "queue_full", f"{context['pending_jobs']} jobs are waiting; retry shortly",
                                       retry_after=RETRY_AFTER_QUEUE_FULL, unread_body=True)
+                try:
+                    spent = await quotas.exhausted(ctx.db, self.cfg, context["provider_id"], arrived)
+                except DatabaseUnavailable:
+                    raise IngestError(503, "database_unavailable", "the job database is not reachable; retry shortly",
+                                      retry_after=2, unread_body=True) from None
+                if spent is not None:  # a job queued now could only fail: refuse before reading the photo
+                    raise IngestError(503, "quota_exhausted", spent.detail, retry_after=spent.retry_after,
+                                      unread_body=True)
                 job_id = jobs.new_job_id()
                 try:
                     async with asyncio.timeout_at(deadline):
@@ -140,6 +153,9 @@ class IngestHandler:
                     await self._check_password(upload.password, live)
                 if upload.mime is None:
                     raise IngestError(415, "unsupported_media_type", "the file is not a JPEG, PNG or WebP image")
+                refused = catalogue.check_input(context["provider_id"], upload.mime, upload.size)
+                if refused is not None:  # the slot's provider has its own type and size limits
+                    raise IngestError(*refused)
                 try:
                     await asyncio.to_thread(media_mod.check_image, upload.path, upload.mime)
                 except media_mod.InvalidImage as exc:
@@ -166,6 +182,15 @@ class IngestHandler:
                 answer = error_response(exc.status, exc.reason, exc.details,
                                         job_id=job_id if job_created else None, retry_after=exc.retry_after,
                                         close=exc.unread_body)
+            except Exception:
+                # A bug must still give the booth the documented JSON and finalize the job; the
+                # traceback goes to the log only.
+                log.exception("ingest crashed (slot %s)", slot_id)
+                outcome = "internal_error"
+                if job_created:
+                    await self._finalize_quietly(job_id, "internal_error", "internal error in the ingest handler")
+                answer = error_response(500, "internal_error", "internal error; the photo was not processed",
+                                        job_id=job_id if job_created else None, close=True)
         except asyncio.CancelledError:
             # The booth hung up (aiohttp cancels the handler when the client disconnects).
             outcome = "client_gone"
@@ -176,10 +201,22 @@ class IngestHandler:
         finally:
             if not job_created and upload.path is not None:
                 ctx.media.remove(upload.path)
+            answered_ms = int((time.perf_counter() - started) * 1000)
             event(log, "ingest", job=str(job_id) if job_created else None, slot=slot_id, outcome=outcome,
-                  status=answer.status if answer is not None else None,
-                  ms=int((time.perf_counter() - started) * 1000))
+                  status=answer.status if answer is not None else None, ms=answered_ms)
+            metrics.safe(metrics.of(ctx).observe_ingest, slot_id, outcome,
+                         answer.status if answer is not None else 499 if outcome == "client_gone" else 500,
+                         answered_ms / 1000)
+        if job_created:
+            # Off the answer's path: stats read it later; losing it in an outage costs nothing else.
+            self._background(jobs.record_answer(ctx.db, job_id=job_id, answered_ms=answered_ms))
         return answer
+
+    def _background(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "exception not retrieved"
 
     # ---------------------------------------------------------------- reading the form
 
@@ -217,13 +254,14 @@ class IngestHandler:
                 else:
                     raw = await _read_bounded(part, max_field_bytes)
                     if len(upload.metadata) < max_fields and name:
-                        value = (raw if raw is not None else b"").decode("utf-8", errors="replace")
-                        upload.metadata[name[:100]] = value if raw is not None else value + "…(truncated)"
+                        key = _clean_text(name)[:100]
+                        upload.metadata[key] = _clean_text(raw) if raw is not None else "…(too long, dropped)"
                     if raw is None:
                         await _drain(part, 1024 * 1024)
         except IngestError:
             raise
-        except (ValueError, AssertionError, UnicodeDecodeError, KeyError, LookupError) as exc:
+        except (ValueError, AssertionError, UnicodeDecodeError, KeyError, LookupError,
+                HttpProcessingError) as exc:  # aiohttp's parser refusing a part's headers
             raise IngestError(400, "invalid_request", f"malformed multipart body ({exc.__class__.__name__})",
                               unread_body=True) from None
 
@@ -232,19 +270,30 @@ class IngestHandler:
         upload.path = path
         size = 0
         head = b""
-        with open(path, "wb") as fh:
-            while True:
-                chunk = await part.read_chunk(CHUNK)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > max_bytes:
-                    raise IngestError(413, "payload_too_large",
-                                      f"upload is larger than {self.cfg.get('ingest.max_upload_mb')} MB",
-                                      unread_body=True)
-                if len(head) < 16:
-                    head += chunk[:16]
-                fh.write(chunk)
+        try:
+            with open(path, "wb") as fh:
+                while True:
+                    chunk = await part.read_chunk(CHUNK)
+                    if not chunk:
+                        break
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise IngestError(413, "payload_too_large",
+                                          f"upload is larger than {self.cfg.get('ingest.max_upload_mb')} MB",
+                                          unread_body=True)
+                    if len(head) < 16:
+                        head += chunk[:16]
+                    fh.write(chunk)
+        except OSError as exc:
+            if isinstance(exc, ConnectionError):  # the booth went away mid-upload, not a disk problem
+                raise
+            # Disk full (ENOSPC/EDQUOT/EFBIG) or unwritable media root: the caller removes the partial file.
+            event(log, "upload_write_failed", logging.ERROR, job=str(job_id), errno=exc.errno, error=exc.strerror)
+            full = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1), errno.EFBIG)
+            raise IngestError(503, "storage_full" if full else "storage_unavailable",
+                              "the media disk is full; the photo was not stored" if full
+                              else "the media storage is not writable; the photo was not stored",
+                              retry_after=30, unread_body=True) from None
         upload.size = size
         upload.mime = media_mod.sniff_mime(head)
         if upload.mime is not None:
@@ -286,10 +335,14 @@ class IngestHandler:
         else:
             reason, detail = "timeout", "no result within the response window"
         try:
-            row = await asyncio.wait_for(
+            # Shielded: when the answer cannot wait any longer, the finalize still runs to its end.
+            # Cancelled half-way it could commit the UPDATE yet skip deleting the upload.
+            finalize = asyncio.ensure_future(
                 jobs.finalize_failure(ctx.db, ctx.media, job_id=job_id, now=ctx.clock.now(), reason=reason,
-                                      detail=detail),
-                timeout=max(0.01, hard_deadline - loop.time() - 0.005))
+                                      detail=detail))
+            finalize.add_done_callback(lambda t: t.cancelled() or t.exception())  # an outage: the sweeper's job
+            row = await asyncio.wait_for(asyncio.shield(finalize),
+                                         timeout=max(0.01, hard_deadline - loop.time() - 0.005))
         except (asyncio.TimeoutError, DatabaseUnavailable):
             row = {"failure_reason": reason}  # answer on time; the sweeper finalizes the row later
             event(log, "finalize_deferred", logging.WARNING, job=str(job_id), reason=reason)
@@ -324,6 +377,14 @@ class IngestHandler:
             event(log, "finalize_deferred", logging.WARNING, job=str(job_id), reason=reason, error=exc.__class__.__name__)
 
 
+def _clean_text(value: str | bytes) -> str:
+    """Client text safe to store as JSON: undecodable bytes (aiohttp keeps them as lone
+    surrogates in names) and NULs become U+FFFD."""
+    if isinstance(value, str):
+        value = value.encode("utf-8", errors="surrogateescape")
+    return value.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+
+
 async def _read_bounded(part, limit: int) -> bytes | None:
     """The part's bytes, or None when it is longer than `limit` (the excess is left unread)."""
     data = bytearray()
@@ -351,3 +412,25 @@ def _seconds(value: float):
     import datetime as dt
 
     return dt.timedelta(seconds=value)
+
+
+_HTTP_REASONS = {400: "invalid_request", 404: "slot_not_found", 405: "invalid_request", 413: "payload_too_large"}
+
+
+@web.middleware
+async def ingest_http_errors(request: web.Request, handler):
+    """aiohttp's own refusals on /ingest/ paths (no such route, wrong method, bad request line)
+    in the ingest's JSON shape, like every other ingest answer."""
+    if not request.path.startswith("/ingest"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = _HTTP_REASONS.get(exc.status, "invalid_request")
+        details = "use POST /ingest/slot-001 … slot-015" if exc.status in (404, 405) else exc.reason
+        resp = error_response(exc.status, reason, details, close=True)
+        if exc.status == 405:
+            resp.headers["Allow"] = "POST"
+        return resp

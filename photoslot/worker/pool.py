@@ -7,6 +7,7 @@ call is cancelled at once; the heartbeat catches the same thing if a notificatio
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -15,12 +16,13 @@ import socket
 import time
 import uuid
 
-from photoslot import jobs, media
+from photoslot import jobs, media, metrics, public_media, quotas, templates
+from photoslot.errors import NotFound
 from photoslot.db import DatabaseUnavailable
 from photoslot.logs import event
 from photoslot.providers import catalogue
 from photoslot.providers.base import ProviderFailure, ProviderInput
-from photoslot.providers.registry import make_clients
+from photoslot.providers.registry import make_clients, use_stored_key
 
 log = logging.getLogger("photoslot.worker")
 
@@ -40,11 +42,13 @@ class WorkerPool:
         self.heartbeat_every = float(self.cfg.get("workers.heartbeat_seconds"))
         self.poll = float(self.cfg.get("workers.poll_interval_seconds"))
         self._wake: list[asyncio.Event] = []
+        self._idle: collections.deque[asyncio.Event] = collections.deque()  # workers waiting for work
         self._tasks: list[asyncio.Task] = []
         self._running: dict[str, asyncio.Task] = {}  # job id -> provider task
+        self._finalizing: set[str] = set()  # jobs this pool is finalizing right now
         self._stopping = False
         if ctx.listener is not None:
-            ctx.listener.subscribe(jobs.NEW_CHANNEL, lambda _payload: self._wake_all())
+            ctx.listener.subscribe(jobs.NEW_CHANNEL, lambda _payload: self._wake_one())
             ctx.listener.subscribe(jobs.DONE_CHANNEL, self._on_done)
             ctx.listener.on_reconnect(self._wake_all)
 
@@ -76,11 +80,22 @@ class WorkerPool:
             await client.close()
         event(log, "workers_stopped", worker=self.worker_id)
 
+    def _wake_one(self) -> None:
+        """One notification, one idle worker: waking all of them for every enqueued or finished job
+        makes N workers race for one row (a claim-query storm when many deadlines end together)."""
+        while self._idle:
+            ev = self._idle.popleft()
+            if not ev.is_set():
+                ev.set()
+                return
+
     def _wake_all(self) -> None:
         for ev in self._wake:
             ev.set()
 
     def _on_done(self, job_id: str) -> None:
+        if job_id in self._finalizing:
+            return  # our own finalization's notification: nothing to stop
         task = self._running.get(job_id)
         if task is not None and not task.done():
             task.cancel(msg="finalized-elsewhere")
@@ -106,8 +121,13 @@ class WorkerPool:
                 await asyncio.sleep(1.0)
                 continue
             if job is None:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=self.poll)
+                self._idle.append(wake)
+                try:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(wake.wait(), timeout=self.poll)
+                finally:
+                    with contextlib.suppress(ValueError):
+                        self._idle.remove(wake)
                 continue
             await self._execute(job)
 
@@ -142,6 +162,7 @@ class WorkerPool:
         finally:
             beat.cancel()
             self._running.pop(job_id, None)
+            self._finalizing.discard(job_id)
 
     async def _heartbeat(self, job_id: str, task: asyncio.Task) -> None:
         while not task.done():
@@ -151,7 +172,7 @@ class WorkerPool:
                                              now=self.ctx.clock.now(), lease_seconds=self.lease)
             except DatabaseUnavailable:
                 continue
-            if not alive and not task.done():
+            if not alive and not task.done() and job_id not in self._finalizing:
                 task.cancel(msg="finalized-elsewhere")
 
     async def _run_provider(self, job: dict, deadline: float) -> None:
@@ -162,35 +183,62 @@ class WorkerPool:
         settings = job["slot_settings"] or {}
         requests = 0
 
+        links: list[str] = []  # public links made for this job (Turbotext); closed before finalizing
+
         async def on_request() -> None:
             nonlocal requests
+            # Quotas count every request, retries included; a spent one ends the job before sending.
+            await quotas.take(ctx.db, self.cfg, job["provider_id"], ctx.clock.now())
             requests += 1
             await jobs.record_provider(ctx.db, job_id=job_id, now=ctx.clock.now(), requests=1)
+
+        async def on_poll() -> None:
+            await jobs.record_provider(ctx.db, job_id=job_id, now=ctx.clock.now(), polls=1)
+
+        async def on_reference(reference: str) -> None:
+            await jobs.record_provider(ctx.db, job_id=job_id, now=ctx.clock.now(), reference=reference)
+            event(log, "job_queued_at_provider", **fields, queueid=reference)
+
+        async def close_links() -> None:
+            if links:
+                links.clear()
+                await public_media.expire_for_job(ctx, job_id)
 
         async def fail(reason: str, detail: str, answer_status: int | None = None) -> None:
             # Remove the upload before the finalizing UPDATE: its NOTIFY lets the ingest answer at
             # once, and the booth must never see an answer while the photo is still on disk.
             ctx.media.remove(job["upload_path"])
+            with contextlib.suppress(DatabaseUnavailable):
+                await close_links()
+            self._finalizing.add(str(job_id))
             row = await jobs.finalize_failure(ctx.db, ctx.media, job_id=job_id, now=ctx.clock.now(), reason=reason,
                                               detail=detail, answer_status=answer_status)
             if row is None:
                 event(log, "late_outcome_discarded", **fields, outcome=reason)
             else:
                 event(log, "job_failed", logging.WARNING, **fields, reason=reason, detail=detail, requests=requests,
-                      provider_ms=int((time.monotonic() - started) * 1000))
+                      provider_ms=int((time.monotonic() - started) * 1000), **_provider_fields(row, job))
 
         try:
             client = self.clients.get(job["provider_id"])
             if client is None:
                 await fail("internal_error", f"provider {job['provider_id']!r} is not available in this version")
                 return
+            await use_stored_key(client, ctx.db, ctx.cfg, job["provider_id"])
             image, mime = await asyncio.to_thread(media.prepare_for_provider, job["upload_path"], job["upload_mime"])
             data = ProviderInput(image=image, mime=mime, prompt=settings.get("prompt") or "",
-                                 params=dict(settings.get("params") or {}))
-            result = await client.run(job["operation_id"], data, deadline=deadline, on_request=on_request)
-            provider_ms = int((time.monotonic() - started) * 1000)
-            await jobs.record_provider(ctx.db, job_id=job_id, now=ctx.clock.now(), response_id=result.response_id,
-                                       tokens=result.tokens)
+                                 params=catalogue.effective_params(job["provider_id"], job["operation_id"],
+                                                                   settings.get("params")))
+            try:
+                await self._attach_templates(job, data, settings, links)
+            except NotFound as exc:
+                await fail("internal_error", exc.message)
+                return
+            call_started = time.monotonic()
+            result = await client.run(job["operation_id"], data, deadline=deadline, on_request=on_request,
+                                      on_poll=on_poll, on_reference=on_reference)
+            provider_ms = int((time.monotonic() - call_started) * 1000)
+            metrics.safe(metrics.of(ctx).observe_provider, job["provider_id"], "ok", provider_ms / 1000, requests)
             try:
                 body, out_mime = await asyncio.to_thread(media.encode_output, result.image,
                                                          settings.get("output_format", "jpeg"))
@@ -198,21 +246,33 @@ class WorkerPool:
                 await fail("invalid_result", str(exc), 502)
                 return
             path = ctx.media.result_path(job_id, out_mime)
-            await asyncio.to_thread(path.write_bytes, body)
-            live = await _retention_hours(ctx)
+            try:
+                await asyncio.to_thread(path.write_bytes, body)
+            except OSError as exc:  # media disk full / read-only: no partial result stays behind
+                ctx.media.remove(path)
+                await fail("internal_error", f"cannot store the result on the media disk: {exc.strerror or exc}", 503)
+                return
             ctx.media.remove(job["upload_path"])  # before the UPDATE, as in fail() above
-            row = await jobs.finalize_success(ctx.db, ctx.media, job_id=job_id, now=ctx.clock.now(),
-                                              result_path=str(path), mime=out_mime, size=len(body),
-                                              checksum=media.sha256_hex(body), retention_hours=live)
+            await close_links()
+            self._finalizing.add(str(job_id))
+            row = await jobs.finalize_success(
+                ctx.db, ctx.media, job_id=job_id, now=ctx.clock.now(), result_path=str(path), mime=out_mime,
+                size=len(body), checksum=media.sha256_hex(body),
+                default_retention_hours=float(ctx.cfg.get("results.retention_hours")),
+                response_id=result.response_id, tokens=result.tokens, provider_ms=provider_ms)
             if row is None:
                 ctx.media.remove(path)
                 event(log, "late_result_discarded", **fields, provider_ms=provider_ms)
             else:
                 event(log, "job_succeeded", **fields, provider_ms=provider_ms, requests=requests,
-                      bytes=len(body), mime=out_mime)
+                      bytes=len(body), mime=out_mime, **_provider_fields(row, job))
         except ProviderFailure as exc:
+            metrics.safe(metrics.of(ctx).observe_provider, job["provider_id"], exc.reason,
+                         time.monotonic() - started, requests)
             await fail(exc.reason, exc.detail, exc.answer_status)
         except (asyncio.TimeoutError, TimeoutError) as exc:
+            metrics.safe(metrics.of(ctx).observe_provider, job["provider_id"], "timeout",
+                         time.monotonic() - started, requests)
             # The ingest answers 504 at the deadline and finalizes; the sweeper is the backstop.
             event(log, "job_deadline_reached", **fields, requests=requests, last=str(exc) or "provider call cut off")
         except asyncio.CancelledError:
@@ -228,9 +288,39 @@ class WorkerPool:
             log.exception("job %s crashed in the worker", job_id)
             with contextlib.suppress(Exception):
                 await fail("internal_error", f"{exc.__class__.__name__} in worker")
+        finally:
+            if links:  # deadline, cancellation, lost database: links never outlive the attempt
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.shield(close_links())
+
+    async def _attach_templates(self, job: dict, data: ProviderInput, settings: dict, links: list[str]) -> None:
+        """Templates of the job's snapshot: inline bytes, or public links for a provider that fetches
+        by URL (then the upright photo gets a link too)."""
+        ctx = self.ctx
+        rows = await templates.load_for_job(ctx.db, settings)
+        client = self.clients[job["provider_id"]]
+        if getattr(client, "needs_public_links", False):
+            made = await public_media.register(ctx, data=data.image, mime=data.mime, job_id=job["id"], kind="photo")
+            links.append(made["id"])
+            data.urls["photo"] = made["public_url"]
+            for role, row in rows.items():
+                try:
+                    made = await public_media.register(ctx, path=row["file_path"], mime=row["mime"],
+                                                       job_id=job["id"], kind="template")
+                except FileNotFoundError:
+                    raise NotFound(f"the {role!r} template file {row['id']} is missing from the media root") from None
+                links.append(made["id"])
+                data.urls[role] = made["public_url"]
+            return
+        for role, row in rows.items():
+            try:
+                data.templates[role] = await asyncio.to_thread(media.prepare_for_provider, row["file_path"], row["mime"])
+            except FileNotFoundError:
+                raise NotFound(f"the {role!r} template file {row['id']} is missing from the media root") from None
 
 
-async def _retention_hours(ctx) -> float:
-    from photoslot import settings as live_settings
-
-    return (await live_settings.load(ctx.db, ctx.cfg)).result_retention_hours
+def _provider_fields(row: dict, job: dict) -> dict:
+    """Log fields from the finalized row: Turbotext queueid, polls, time since the ingest arrived."""
+    total = row.get("finalized_at") and job.get("created_at") and row["finalized_at"] - job["created_at"]
+    return {"queueid": row.get("provider_job_reference"), "polls": row.get("poll_count"),
+            "total_ms": int(total.total_seconds() * 1000) if total else None}

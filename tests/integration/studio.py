@@ -36,6 +36,8 @@ class Studio:
         self.site = web.TCPSite(self.runner, "127.0.0.1", port)
         await self.site.start()
         self.base_url = f"http://127.0.0.1:{port}"
+        if not self.cfg.get("server.public_base_url"):  # public links (Turbotext) must reach this studio
+            self.cfg.set("server.public_base_url", self.base_url)
         if self.pool:
             self.pool.start()
         self.http = aiohttp.ClientSession()

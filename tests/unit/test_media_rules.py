@@ -100,3 +100,10 @@ def test_password_hash_is_salted_and_verifies():
     assert a["salt"] != b["salt"] and a["hash"] != b["hash"]
     assert verify_password("booth", a) and not verify_password("Booth", a)
     assert "booth" not in str(a)
+
+
+def test_truncated_provider_jpeg_is_an_invalid_result():
+    jpeg = (FIXTURES / "dslr_landscape.jpg").read_bytes()
+    assert media.encode_output(jpeg, "jpeg") == (jpeg, "image/jpeg")
+    with pytest.raises(media.InvalidImage, match="truncated"):
+        media.encode_output(jpeg[: len(jpeg) // 2], "jpeg")

@@ -1,0 +1,24 @@
+-- Provider request accounting for requests_per_minute / requests_per_day (fixed UTC windows).
+-- Time is always a parameter (%(now)s from the injected clock), never SQL's now().
+
+-- name: quota_counts
+SELECT window_kind, requests FROM provider_request_counts
+WHERE provider_id = %(provider_id)s
+  AND ((window_kind = 'minute' AND window_start = %(minute)s) OR (window_kind = 'day' AND window_start = %(day)s));
+
+-- name: quota_counts_all
+SELECT provider_id, window_kind, requests FROM provider_request_counts
+WHERE (window_kind = 'minute' AND window_start = %(minute)s) OR (window_kind = 'day' AND window_start = %(day)s);
+
+-- name: quota_take
+-- Counts one request in a window unless the window is already at its limit (null = no limit).
+-- No row back means the quota is spent; concurrent takers serialise on the row.
+INSERT INTO provider_request_counts (provider_id, window_kind, window_start, requests)
+VALUES (%(provider_id)s, %(kind)s, %(start)s, 1)
+ON CONFLICT (provider_id, window_kind, window_start) DO UPDATE
+SET requests = provider_request_counts.requests + 1
+WHERE %(limit)s::integer IS NULL OR provider_request_counts.requests < %(limit)s::integer
+RETURNING requests;
+
+-- name: quota_prune
+DELETE FROM provider_request_counts WHERE window_start < %(cutoff)s;

@@ -1,0 +1,106 @@
+"""Provider request quotas (requests_per_minute / requests_per_day), counted in PostgreSQL.
+
+Every provider request is counted, retries included, by every process against one shared row per
+(provider, window), so the limit holds across `serve` and any number of `work` processes. Windows
+are fixed: the UTC minute and the UTC day, both read from the injected clock.
+
+Two uses:
+- ingest asks `exhausted()` before it accepts a photo: a spent quota answers 503
+  `quota_exhausted` at once with Retry-After, and no doomed job is queued;
+- the worker calls `take()` right before each request; a quota spent meanwhile (jobs already
+  queued) ends the job as failed/`quota_exhausted`, which the jobs list shows.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+from photoslot.providers.base import ProviderFailure
+
+WINDOWS = ("minute", "day")
+
+
+@dataclass
+class Exhausted:
+    provider_id: str
+    window: str          # "minute" | "day"
+    used: int
+    limit: int
+    retry_after: int     # seconds until the window resets
+
+    @property
+    def detail(self) -> str:
+        per = "per minute" if self.window == "minute" else "per day"
+        return (f"{self.provider_id} quota of {self.limit} requests {per} is spent; "
+                f"retry in {self.retry_after} s")
+
+
+def limits(cfg, provider_id: str) -> dict[str, int | None]:
+    pcfg = cfg.provider(provider_id)
+    out = {}
+    for window in WINDOWS:
+        value = pcfg.get(f"requests_per_{window}")
+        out[window] = int(value) if value is not None else None
+    return out
+
+
+def window_starts(now: dt.datetime) -> dict[str, dt.datetime]:
+    now = now.astimezone(dt.timezone.utc)
+    return {"minute": now.replace(second=0, microsecond=0),
+            "day": now.replace(hour=0, minute=0, second=0, microsecond=0)}
+
+
+def _retry_after(window: str, now: dt.datetime) -> int:
+    start = window_starts(now)[window]
+    end = start + (dt.timedelta(minutes=1) if window == "minute" else dt.timedelta(days=1))
+    return max(1, math.ceil((end - now).total_seconds()))
+
+
+async def counts(db, provider_id: str, now: dt.datetime) -> dict[str, int]:
+    starts = window_starts(now)
+    rows = await db.fetchall("quota_counts", provider_id=provider_id, minute=starts["minute"], day=starts["day"])
+    found = {r["window_kind"]: r["requests"] for r in rows}
+    return {w: int(found.get(w, 0)) for w in WINDOWS}
+
+
+async def exhausted(db, cfg, provider_id: str, now: dt.datetime) -> Exhausted | None:
+    """The first spent window of this provider, or None. Read-only; no round trip without limits."""
+    lim = limits(cfg, provider_id)
+    if all(v is None for v in lim.values()):
+        return None
+    used = await counts(db, provider_id, now)
+    for window in ("day", "minute"):  # the day's reset is the one that matters when both are spent
+        if lim[window] is not None and used[window] >= lim[window]:
+            return Exhausted(provider_id, window, used[window], lim[window], _retry_after(window, now))
+    return None
+
+
+async def take(db, cfg, provider_id: str, now: dt.datetime) -> None:
+    """Count one request in both windows, or raise ProviderFailure(quota_exhausted) counting none."""
+    lim = limits(cfg, provider_id)
+    starts = window_starts(now)
+    async with db.transaction() as tx:
+        for window in WINDOWS:
+            row = await tx.fetchone("quota_take", provider_id=provider_id, kind=window, start=starts[window],
+                                    limit=lim[window])
+            if row is None:
+                spent = Exhausted(provider_id, window, lim[window], lim[window], _retry_after(window, now))
+                # Leaving the block with an exception rolls the other window's count back.
+                raise ProviderFailure("quota_exhausted", spent.detail, 503)
+
+
+async def usage(db, cfg, now: dt.datetime) -> dict[str, dict]:
+    """Per provider and window: requests used and the limit (for `stats`, metrics, alerts)."""
+    from photoslot.providers.catalogue import CATALOGUE
+
+    starts = window_starts(now)
+    rows = await db.fetchall("quota_counts_all", minute=starts["minute"], day=starts["day"])
+    found = {(r["provider_id"], r["window_kind"]): int(r["requests"]) for r in rows}
+    return {pid: {w: {"used": found.get((pid, w), 0), "limit": limits(cfg, pid)[w]} for w in WINDOWS}
+            for pid in CATALOGUE}
+
+
+async def prune(db, now: dt.datetime) -> int:
+    """Drop windows older than two days (the day window needs yesterday's row at most)."""
+    return await db.execute("quota_prune", cutoff=now - dt.timedelta(days=2))

@@ -1,0 +1,287 @@
+"""The OpenAPI 3.0 document of photoslot's HTTP API, served at `GET /api/openapi.json`.
+
+Built in code next to the handlers so it cannot drift silently: tests/integration/test_openapi.py
+calls every endpoint and validates each real answer against the schema declared here.
+Schemas use a small JSON-schema subset (type, nullable, properties, required, items, enum,
+format, minimum/maximum, additionalProperties, $ref).
+"""
+from __future__ import annotations
+
+import copy
+
+from photoslot import __version__
+from photoslot.auth import PERMISSIONS
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(props: dict, required: list[str] | None = None, *, extra: bool | dict = True) -> dict:
+    out = {"type": "object", "properties": props, "required": list(props) if required is None else required}
+    if extra is not True:
+        out["additionalProperties"] = extra
+    return out
+
+
+def _nullable(schema: dict) -> dict:
+    return {**schema, "nullable": True}
+
+
+STR = {"type": "string"}
+INT = {"type": "integer"}
+NUM = {"type": "number"}
+BOOL = {"type": "boolean"}
+TIME = {"type": "string", "format": "date-time"}
+UUID = {"type": "string", "format": "uuid"}
+SLOT_ID = {"type": "string", "pattern": "^slot-[0-9]{3}$"}
+JOB_STATES = ["pending", "processing", "succeeded", "timeout", "failed", "cancelled"]
+
+COUNTS = {
+    "ingest_count": INT, "success": INT, "timeouts": INT, "provider_errors": INT, "cancelled": INT,
+    "internal_errors": INT, "errors": INT, "finalized": INT, "in_progress": INT,
+    "p50_ms": _nullable(INT), "p95_ms": _nullable(INT), "timeout_share": NUM,
+    "gemini_tokens": INT, "gemini_requests": INT, "turbotext_attempts": INT,
+    "gemini_cost": NUM, "turbotext_cost": NUM, "estimated_cost": NUM, "currency": STR,
+}
+
+SCHEMAS: dict[str, dict] = {
+    "Error": _obj({"error": _obj({"code": STR, "message": STR, "details": {"type": "object"}})}),
+    "LoginRequest": _obj({"username": STR, "password": STR}),
+    "Token": _obj({"access_token": STR, "token_type": {"type": "string", "enum": ["bearer"]},
+                   "expires_in_sec": INT}),
+    "Parameter": _obj({"type": {"type": "string", "enum": ["int", "float", "str", "bool"]}, "description": STR,
+                       "required": BOOL}),
+    "Operation": _obj({"id": STR, "name": STR, "description": STR, "prompt_required": BOOL,
+                       "needs": {"type": "array", "items": STR},
+                       "parameters": {"type": "object", "additionalProperties": _ref("Parameter")}}),
+    "Provider": _obj({"id": STR, "name": STR, "operations": {"type": "array", "items": _ref("Operation")}},
+                     ["id", "name", "operations"]),
+    "RecentResult": _obj({"job_id": UUID, "thumbnail_url": STR, "download_url": STR, "completed_at": TIME,
+                          "result_expires_at": TIME, "mime": STR, "size_bytes": INT}),
+    "Slot": _obj({"id": SLOT_ID, "name": STR, "provider_id": _nullable(STR), "operation_id": _nullable(STR),
+                  "settings_json": {"type": "object"}, "enabled": BOOL, "configured": BOOL, "version": INT,
+                  "last_reset_at": _nullable(TIME), "created_at": TIME, "updated_at": TIME, "ingest_url": STR,
+                  "last_result_at": _nullable(TIME)},
+                 ["id", "name", "provider_id", "operation_id", "settings_json", "enabled", "version",
+                  "last_reset_at", "created_at", "updated_at", "ingest_url"]),
+    "SlotDetail": {"allOf": [_ref("Slot"), _obj({"recent_results": {"type": "array", "items": _ref("RecentResult"),
+                                                                     "maxItems": 10}})]},
+    "SlotUpdate": _obj({"name": STR, "provider_id": STR, "operation_id": STR, "settings_json": {"type": "object"},
+                        "enabled": BOOL, "updated_at": TIME, "version": INT}, []),
+    "SlotSaved": _obj({"id": SLOT_ID, "updated_at": TIME, "version": INT, "slot": _ref("Slot")}),
+    "ProviderKeyState": _obj({"is_configured": BOOL, "source": _nullable({"type": "string",
+                                                                        "enum": ["settings", "config"]}),
+                              "updated_at": _nullable(TIME), "updated_by": _nullable(STR)}, ["is_configured"]),
+    "Settings": _obj({
+        "dslr_password": _obj({"is_set": BOOL, "updated_at": _nullable(TIME), "updated_by": _nullable(STR)}),
+        "provider_keys": _obj({"gemini": _ref("ProviderKeyState"), "turbotext": _ref("ProviderKeyState")}),
+        "ingest": _obj({"sync_response_timeout_sec": NUM, "ingest_ttl_sec": NUM,
+                        "bounds": {"type": "array", "items": NUM, "minItems": 2, "maxItems": 2}}),
+        "media_cache": _obj({"processed_media_ttl_hours": NUM, "public_link_ttl_sec": NUM}),
+    }),
+    "SettingsUpdate": _obj({
+        "dslr_password": _obj({"value": STR}),
+        "provider_keys": _obj({"gemini": _obj({"value": STR}), "turbotext": _obj({"value": STR})}, []),
+        "ingest": _obj({"sync_response_timeout_sec": NUM}),
+        "media_cache": _obj({"processed_media_ttl_hours": NUM}),
+    }, [], extra=False),
+    "MediaObject": _obj({"id": UUID, "public_url": STR, "expires_at": TIME}),
+    "TemplateMedia": _obj({"id": UUID, "slot_id": SLOT_ID, "setting_key": STR, "label": _nullable(STR),
+                           "mime": STR, "size_bytes": INT, "created_at": TIME}),
+    "PurgeRequest": _obj({"scope": {"type": "string", "enum": ["full", "media_objects"]}}),
+    "PurgeAccepted": _obj({"status": {"type": "string", "enum": ["queued_for_gc"]},
+                           "scope": {"type": "string", "enum": ["full", "media_objects"]}, "job_id": UUID,
+                           "expires_cutoff": TIME}),
+    "Job": _obj({
+        "id": UUID, "slot_id": SLOT_ID, "status": {"type": "string", "enum": JOB_STATES}, "is_finalized": BOOL,
+        "failure_reason": _nullable(STR), "failure_detail": _nullable(STR), "provider_id": STR, "operation_id": STR,
+        "provider_job_reference": _nullable(STR), "attempts": INT, "result_file_path": _nullable(STR),
+        "result_mime_type": _nullable(STR), "result_size_bytes": _nullable(INT), "result_checksum": _nullable(STR),
+        "result_expires_at": _nullable(TIME), "expires_at": TIME, "created_at": TIME, "updated_at": TIME,
+        "finalized_at": _nullable(TIME), "started_at": _nullable(TIME), "answer_status": _nullable(INT),
+        "provider_requests": INT, "provider_tokens": _nullable(INT), "poll_count": INT,
+        "download_url": _nullable(STR)}),
+    "JobAdminView": _obj({
+        "job": _ref("Job"),
+        "deadline": _obj({"expires_at": TIME, "remaining_ms": {"type": "integer", "minimum": 0},
+                          "is_expired": BOOL}),
+        "metrics": _obj({"queue_wait_ms": _nullable(INT), "processing_ms": _nullable(INT),
+                         "total_elapsed_ms": _nullable(INT)}),
+    }),
+    "PageMeta": _obj({"page": {"type": "integer", "minimum": 1}, "page_size": {"type": "integer", "minimum": 1},
+                      "total": {"type": "integer", "minimum": 0}}),
+    "JobsPage": _obj({"data": {"type": "array", "items": _ref("JobAdminView")}, "meta": _ref("PageMeta")}),
+    "Counts": _obj(COUNTS),
+    "PeriodCounts": _obj({"period_start": TIME, "period_end": TIME, **COUNTS}),
+    "StatsRange": _obj({"from": TIME, "to": TIME, "group_by": {"type": "string",
+                                                               "enum": ["hour", "day", "week", "month"]}}),
+    "SlotStats": _obj({
+        "slot_id": SLOT_ID, "range": _ref("StatsRange"),
+        "summary": _obj({**COUNTS, "last_reset_at": _nullable(TIME), "counted_from": TIME}),
+        "metrics": {"type": "array", "items": _ref("PeriodCounts")},
+    }),
+    "GlobalStats": _obj({"range": _ref("StatsRange"), "summary": _ref("Counts"),
+                         "data": {"type": "array", "items": _ref("PeriodCounts")}, "meta": _ref("PageMeta")}),
+    "AuditEntry": _obj({"id": INT, "at": TIME, "actor": STR, "source": STR, "action": STR,
+                        "target": _nullable(STR), "details": {"type": "object"}}),
+    "AuditPage": _obj({"data": {"type": "array", "items": _ref("AuditEntry")}}),
+}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _err(description: str) -> dict:
+    return _json(_ref("Error"), description)
+
+
+AUTH_ERRORS = {"401": _err("no, invalid, expired or forged token"), "403": _err("the token lacks the permission")}
+
+
+def _op(summary: str, permission: str | None, responses: dict, *, params: list | None = None,
+        body: dict | None = None, tag: str = "admin") -> dict:
+    op = {"summary": summary + (f" — needs `{permission}`" if permission else ""), "tags": [tag],
+          "responses": {**responses, **(AUTH_ERRORS if permission else {})}}
+    if permission:
+        op["security"] = [{"bearer": []}]
+        op["x-permission"] = permission
+    else:
+        op["security"] = []
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = body
+    return op
+
+
+def _q(name: str, schema: dict, description: str = "") -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _p(name: str, schema: dict) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _body(schema: dict, content_type: str = "application/json") -> dict:
+    return {"required": True, "content": {content_type: {"schema": schema}}}
+
+
+MULTIPART_MEDIA = _obj({"file": {"type": "string", "format": "binary"}, "job_id": UUID}, ["file"])
+MULTIPART_TEMPLATE = _obj({"file": {"type": "string", "format": "binary"}, "slot_id": SLOT_ID,
+                           "setting_key": {"type": "string", "enum": ["style", "face"]}, "label": STR,
+                           "replace": BOOL}, ["file", "slot_id", "setting_key"])
+BINARY = {"type": "string", "format": "binary"}
+
+PATHS: dict[str, dict] = {
+    "/api/login": {"post": _op("Log in as serg or igor; returns a bearer JWT", None, {
+        "200": _json(_ref("Token"), "a token"), "400": _err("malformed body"),
+        "401": _err("wrong pair or unknown user"), "429": _err("throttled after repeated failures (Retry-After)"),
+    }, body=_body(_ref("LoginRequest")), tag="auth")},
+    "/api/openapi.json": {"get": _op("This document", None, {"200": _json({"type": "object"}, "OpenAPI 3.0")},
+                                     tag="docs")},
+    "/api/providers": {"get": _op("The provider → operation → parameter catalogue", "slots:read", {
+        "200": _json({"type": "array", "items": _ref("Provider")}, "providers")})},
+    "/api/slots": {"get": _op("The 15 slots (without recent_results)", "slots:read", {
+        "200": _json(_obj({"data": {"type": "array", "items": _ref("Slot")}}), "slots")},
+        params=[_q("provider_id", STR), _q("operation_id", STR), _q("search", STR, "substring of the name")])},
+    "/api/slots/{slot_id}": {
+        "get": _op("One slot with its last 10 results", "slots:read", {
+            "200": _json(_ref("SlotDetail"), "the slot (ETag: its version)"), "404": _err("no such slot")},
+            params=[_p("slot_id", SLOT_ID)]),
+        "put": _op("Configure a slot (validated against the catalogue; optimistic check by updated_at, "
+                   "version or If-Match)", "slots:write", {
+            "200": _json(_ref("SlotSaved"), "saved"), "400": _err("malformed body"), "404": _err("no such slot"),
+            "409": _err("changed since your read"), "422": _err("per-field catalogue violations in details")},
+            params=[_p("slot_id", SLOT_ID)], body=_body(_ref("SlotUpdate"))),
+    },
+    "/api/slots/{slot_id}/reset_stats": {"post": _op("The slot's stats count from now", "slots:write", {
+        "204": {"description": "reset"}, "404": _err("no such slot")}, params=[_p("slot_id", SLOT_ID)])},
+    "/api/settings": {
+        "get": _op("Live settings, never a secret value", "settings:read", {"200": _json(_ref("Settings"),
+                                                                                           "settings")}),
+        "put": _op("Change live settings: ingest password (stored hashed), provider keys, T_sync_response, "
+                   "result retention", "settings:write", {
+            "200": _json(_ref("Settings"), "the new settings"), "400": _err("malformed body"),
+            "422": _err("out of bounds or unknown field")}, body=_body(_ref("SettingsUpdate"))),
+    },
+    "/api/media/register": {"post": _op("A temporary public link to an image, for providers that fetch by URL",
+                                        "media:write", {
+        "201": _json(_ref("MediaObject"), "registered"), "400": _err("not multipart"),
+        "404": _err("unknown job_id"), "413": _err("too large"), "415": _err("not an image"),
+        "422": _err("missing file / bad job_id")}, body=_body(MULTIPART_MEDIA, "multipart/form-data"))},
+    "/api/template-media/register": {"post": _op("Store a template image and bind it to a slot's role",
+                                                 "media:write", {
+        "201": _json(_ref("TemplateMedia"), "registered and bound"), "400": _err("not multipart"),
+        "404": _err("no such slot"), "409": _err("the role is bound already and replace is not set"),
+        "413": _err("too large"), "415": _err("not an image"), "422": _err("missing or invalid field")},
+        body=_body(MULTIPART_TEMPLATE, "multipart/form-data"))},
+    "/api/template-media/{template_id}": {"delete": _op("Unbind a template from a slot's role; the file goes "
+                                                        "when no slot uses it", "media:write", {
+        "204": {"description": "unbound"}, "404": _err("no such template"),
+        "409": _err("another slot still uses it and force is not set")},
+        params=[_p("template_id", UUID), _q("slot_id", SLOT_ID), _q("setting_key", STR), _q("force", BOOL)])},
+    "/api/media/cache/purge": {"post": _op("Queue a media cache purge for the sweeper", "settings:write", {
+        "202": _json(_ref("PurgeAccepted"), "queued"), "400": _err("malformed body"),
+        "422": _err("unknown scope")}, body=_body(_ref("PurgeRequest")))},
+    "/api/jobs": {"get": _op("Jobs, filtered, sorted and paged", "stats:read", {
+        "200": _json(_ref("JobsPage"), "one page"), "404": _err("no such slot"), "422": _err("bad filter")},
+        params=[_q("status", {"type": "string", "enum": JOB_STATES}), _q("is_finalized", BOOL),
+                _q("failure_reason", STR), _q("slot_id", SLOT_ID), _q("page", {"type": "integer", "minimum": 1}),
+                _q("page_size", {"type": "integer", "minimum": 1, "maximum": 100}),
+                _q("sort_by", {"type": "string", "enum": ["created_at", "expires_at"]}),
+                _q("sort_order", {"type": "string", "enum": ["asc", "desc"]})])},
+    "/api/jobs/{job_id}": {"get": _op("One job with its deadline and timings", "stats:read", {
+        "200": _json(_ref("JobAdminView"), "the job"), "404": _err("no such job")}, params=[_p("job_id", UUID)])},
+    "/api/stats/global": {"get": _op("Every slot: counts, ingest time, timeout share, provider spend per period",
+                                     "stats:read", {
+        "200": _json(_ref("GlobalStats"), "stats"), "422": _err("bad range, grouping or paging")},
+        params=[_q("from", TIME), _q("to", TIME, "at most 90 days after from"),
+                _q("group_by", {"type": "string", "enum": ["day", "week", "month"]}),
+                _q("page", {"type": "integer", "minimum": 1}),
+                _q("page_size", {"type": "integer", "minimum": 1, "maximum": 50}),
+                _q("sort_by", {"type": "string", "enum": ["period_start", "success", "errors", "ingest_count"]}),
+                _q("sort_order", {"type": "string", "enum": ["asc", "desc"]})])},
+    "/api/stats/{slot_id}": {"get": _op("One slot since its last reset: counts, ingest time, timeout share, "
+                                        "provider spend per period", "stats:read", {
+        "200": _json(_ref("SlotStats"), "stats"), "404": _err("no such slot"),
+        "422": _err("bad range or grouping")},
+        params=[_p("slot_id", SLOT_ID), _q("from", TIME), _q("to", TIME, "at most 31 days after from"),
+                _q("group_by", {"type": "string", "enum": ["hour", "day", "week"]})])},
+    "/api/audit": {"get": _op("The audit log of admin writes (HTTP and CLI), newest first", "settings:read", {
+        "200": _json(_ref("AuditPage"), "entries"), "422": _err("bad limit")},
+        params=[_q("limit", {"type": "integer", "minimum": 1, "maximum": 1000}), _q("action", STR)])},
+    "/public/media/{media_id}": {"get": _op("A temporary input file for a provider that fetches by URL", None, {
+        "200": {"description": "the image", "content": {"image/jpeg": {"schema": BINARY},
+                                                        "image/png": {"schema": BINARY},
+                                                        "image/webp": {"schema": BINARY}}},
+        "404": _err("unknown id"), "410": _err("expired, or its job is finalized")},
+        params=[_p("media_id", UUID)], tag="public")},
+    "/public/results/{job_id}": {"get": _op("Download a result (Content-Disposition: attachment)", None, {
+        "200": {"description": "the image", "content": {"image/jpeg": {"schema": BINARY},
+                                                        "image/png": {"schema": BINARY},
+                                                        "image/webp": {"schema": BINARY}}},
+        "404": _err("no result with this id"), "410": _err("expired (result retention is over)")},
+        params=[_p("job_id", UUID)], tag="public")},
+    "/public/results/{job_id}/thumbnail": {"get": _op("A JPEG thumbnail of a result, at most 160 px", None, {
+        "200": {"description": "the thumbnail", "content": {"image/jpeg": {"schema": BINARY}}},
+        "404": _err("no result with this id"), "410": _err("expired")}, params=[_p("job_id", UUID)],
+        tag="public")},
+}
+
+
+def document(cfg=None) -> dict:
+    doc = {
+        "openapi": "3.0.3",
+        "info": {"title": "photoslot API", "version": __version__,
+                 "description": "Admin API (JWT bearer, HS256; permissions: " + ", ".join(PERMISSIONS) +
+                                ") and public result links. Ingest (POST /ingest/{slot_id}) is the DSLR "
+                                "Remote Pro contract, documented in DESIGN.md §5."},
+        "paths": copy.deepcopy(PATHS),
+        "components": {"schemas": copy.deepcopy(SCHEMAS),
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+    }
+    if cfg is not None:
+        doc["servers"] = [{"url": cfg.public_base_url()}]
+    return doc

@@ -1,0 +1,147 @@
+"""Stats for admins and operations: outcomes, ingest time, timeout share, provider spend.
+
+One implementation behind `GET /api/stats/{slot_id}`, `GET /api/stats/global` and `photoslot
+stats`. Counts come from the jobs table (queries/stats.sql); spend is Gemini token usage and
+Turbotext attempts priced by the `pricing.*` config rates, because the operations team controls
+provider costs. A slot's stats count from its last `reset_stats`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from photoslot import audit, slots
+from photoslot.errors import ValidationError
+
+COUNT_FIELDS = ("ingest_count", "success", "timeouts", "provider_errors", "cancelled", "internal_errors",
+                "errors", "finalized", "gemini_tokens", "gemini_requests", "turbotext_attempts")
+SLOT_GROUPS = ("hour", "day", "week")
+GLOBAL_GROUPS = ("day", "week", "month")
+GLOBAL_SORTS = ("period_start", "success", "errors", "ingest_count")
+SLOT_MAX_DAYS = 31
+GLOBAL_MAX_DAYS = 90
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """`30m`, `24h`, `7d`, `2w` → timedelta (the CLI's --since)."""
+    match = _DURATION.match(text or "")
+    if not match:
+        raise ValidationError({"since": f"expected a duration such as 30m, 24h, 7d, 2w; got {text!r}"})
+    return dt.timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def parse_time(value, field: str) -> dt.datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        parsed = value
+    else:
+        try:
+            parsed = dt.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationError({field: "must be an RFC 3339 time, e.g. 2024-05-01T00:00:00Z"}) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed
+
+
+def _window(now, from_, to, *, default: dt.timedelta, max_days: int) -> tuple[dt.datetime, dt.datetime]:
+    end = parse_time(to, "to") or now
+    start = parse_time(from_, "from") or end - default
+    if start >= end:
+        raise ValidationError({"from": "must be before 'to'"})
+    if end - start > dt.timedelta(days=max_days):
+        raise ValidationError({"to": f"the range may span at most {max_days} days"})
+    return start, end
+
+
+def priced(row: dict, cfg) -> dict:
+    """The counts of CONTRACT.md from one aggregate row, with timeout share and spend."""
+    out = {k: int(row.get(k) or 0) for k in COUNT_FIELDS}
+    out["in_progress"] = out["ingest_count"] - out["finalized"]
+    for key in ("p50_ms", "p95_ms"):
+        value = row.get(key)
+        out[key] = int(round(value)) if value is not None else None
+    out["timeout_share"] = round(out["timeouts"] / out["finalized"], 4) if out["finalized"] else 0.0
+    gemini_rate = float(cfg.get("pricing.gemini_usd_per_1k_tokens"))
+    turbotext_rate = float(cfg.get("pricing.turbotext_usd_per_request"))
+    out["gemini_cost"] = round(out["gemini_tokens"] / 1000 * gemini_rate, 6)
+    out["turbotext_cost"] = round(out["turbotext_attempts"] * turbotext_rate, 6)
+    out["estimated_cost"] = round(out["gemini_cost"] + out["turbotext_cost"], 6)
+    out["currency"] = cfg.get("pricing.currency")
+    return out
+
+
+async def _collect(ctx, *, slot_id, start, end, unit, count_from=None) -> tuple[dict, list[dict]]:
+    params = {"slot_id": slot_id, "from": start, "to": end, "count_from": count_from or start}
+    summary = priced(await ctx.db.fetchone("stats_summary", **params), ctx.cfg)
+    periods = []
+    for row in await ctx.db.fetchall("stats_periods", unit=unit, **params):
+        periods.append({"period_start": row["period_start"], "period_end": row["period_end"],
+                        **priced(row, ctx.cfg)})
+    return summary, periods
+
+
+async def slot_stats(ctx, slot_id: str, *, from_=None, to=None, group_by: str | None = None) -> dict:
+    """GET /api/stats/{slot_id}: counts since the slot's last reset, per period."""
+    slot = await slots.get(ctx.db, slot_id)
+    group_by = group_by or "hour"
+    if group_by not in SLOT_GROUPS:
+        raise ValidationError({"group_by": f"must be one of: {', '.join(SLOT_GROUPS)}"})
+    start, end = _window(ctx.clock.now(), from_, to, default=dt.timedelta(days=1), max_days=SLOT_MAX_DAYS)
+    reset_at = slot["last_reset_at"]
+    count_from = min(max(start, reset_at), end) if reset_at else start
+    summary, periods = await _collect(ctx, slot_id=slot_id, start=start, end=end, unit=group_by,
+                                      count_from=count_from)
+    summary["last_reset_at"] = reset_at
+    summary["counted_from"] = count_from
+    return {"slot_id": slot_id, "range": {"from": start, "to": end, "group_by": group_by},
+            "summary": summary, "metrics": periods}
+
+
+async def global_stats(ctx, *, from_=None, to=None, group_by: str | None = None, page: int = 1,
+                       page_size: int = 20, sort_by: str = "period_start", sort_order: str = "asc") -> dict:
+    """GET /api/stats/global: every slot, per period, sortable and paged."""
+    group_by = group_by or "day"
+    errors = {}
+    if group_by not in GLOBAL_GROUPS:
+        errors["group_by"] = f"must be one of: {', '.join(GLOBAL_GROUPS)}"
+    if sort_by not in GLOBAL_SORTS:
+        errors["sort_by"] = f"must be one of: {', '.join(GLOBAL_SORTS)}"
+    if sort_order not in ("asc", "desc"):
+        errors["sort_order"] = "must be asc or desc"
+    if not isinstance(page, int) or page < 1:
+        errors["page"] = "must be an integer ≥ 1"
+    if not isinstance(page_size, int) or not 1 <= page_size <= 50:
+        errors["page_size"] = "must be an integer from 1 to 50"
+    if errors:
+        raise ValidationError(errors)
+    start, end = _window(ctx.clock.now(), from_, to, default=dt.timedelta(days=7), max_days=GLOBAL_MAX_DAYS)
+    summary, periods = await _collect(ctx, slot_id=None, start=start, end=end, unit=group_by)
+    periods.sort(key=lambda p: (p[sort_by], p["period_start"]), reverse=sort_order == "desc")
+    first = (page - 1) * page_size
+    return {"range": {"from": start, "to": end, "group_by": group_by}, "summary": summary,
+            "data": periods[first:first + page_size],
+            "meta": {"page": page, "page_size": page_size, "total": len(periods),
+                     "sort_by": sort_by, "sort_order": sort_order}}
+
+
+async def recent(ctx, *, slot_id: str | None, since: dt.timedelta) -> dict:
+    """`photoslot stats [--slot S] [--since DURATION]`: the same figures over the last `since`."""
+    now = ctx.clock.now()
+    if slot_id is not None:
+        group = "hour" if since <= dt.timedelta(days=2) else "day"
+        return await slot_stats(ctx, slot_id, from_=now - since, to=now, group_by=group)
+    return await global_stats(ctx, from_=now - since, to=now, group_by="day", page_size=50)
+
+
+async def reset_stats(ctx, slot_id: str, *, actor: str, source: str) -> dict:
+    """POST /api/slots/{slot_id}/reset_stats: the slot's stats count from now on."""
+    slots.check_slot_id(slot_id)
+    row = await ctx.db.fetchone("slot_reset_stats", slot_id=slot_id, now=ctx.clock.now())
+    await audit.record(ctx.db, ctx.clock, actor=actor, source=source, action="slot.reset_stats", target=slot_id,
+                       details={"last_reset_at": row["last_reset_at"].isoformat()})
+    return row

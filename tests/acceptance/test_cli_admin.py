@@ -1,0 +1,106 @@
+"""Administration as real processes: admin passwords shown once by `serve`, `users reset`, `stats`,
+`audit` — and the admin API of the running server agreeing with the CLI."""
+from __future__ import annotations
+
+import json
+import re
+
+import aiohttp
+import pytest
+
+from tests.acceptance.procs import cli, start_serve
+from tests.conftest import FIXTURES, INGEST_PASSWORD
+
+pytestmark = pytest.mark.slow
+
+
+async def _login(http, base, name, password) -> int:
+    async with http.post(f"{base}/api/login", json={"username": name, "password": password}) as r:
+        return r.status
+
+
+async def test_serve_shows_admin_passwords_once_and_users_reset_replaces_one(studio_config, pg_dsn):
+    config, port = studio_config()
+    base = f"http://127.0.0.1:{port}"
+    serve = await start_serve(config, pg_dsn, port)
+    try:
+        lines = [await serve.wait_for_line(f"admin {n} password") for n in ("serg", "igor")]
+        passwords = {n: line.rsplit(" ", 1)[-1] for n, line in zip(("serg", "igor"), lines)}
+        async with aiohttp.ClientSession() as http:
+            assert await _login(http, base, "serg", passwords["serg"]) == 200
+            r = cli(config, pg_dsn, "users", "reset", "serg")
+            assert r.returncode == 0, r.stderr
+            new = re.search(r"\(shown once\): (\S+)", r.stdout).group(1)
+            # the running server reads the new hash at once: no restart
+            assert await _login(http, base, "serg", passwords["serg"]) == 401
+            assert await _login(http, base, "serg", new) == 200
+            assert await _login(http, base, "igor", passwords["igor"]) == 200
+
+            # an ingest through the server, then the CLI's stats see it
+            form = aiohttp.FormData()
+            form.add_field("password", INGEST_PASSWORD)
+            form.add_field("fileToUpload", (FIXTURES / "small_photo.png").read_bytes(), filename="a.png")
+            async with http.post(f"{base}/ingest/slot-001", data=form) as r:
+                assert r.status == 200
+        r = cli(config, pg_dsn, "stats", "--json")
+        assert r.returncode == 0, r.stderr
+        summary = json.loads(r.stdout)["summary"]
+        assert summary["ingest_count"] == 1 and summary["success"] == 1 and summary["gemini_tokens"] > 0
+        r = cli(config, pg_dsn, "stats", "--slot", "slot-001", "--since", "1h")
+        assert r.returncode == 0 and "ingest time p50 / p95" in r.stdout and "estimated cost" in r.stdout
+    finally:
+        await serve.stop()
+    assert passwords["serg"] not in serve.output.split(lines[0])[1]  # never shown again
+
+    again = await start_serve(config, pg_dsn, port)
+    try:
+        assert "admin serg password" not in again.output
+    finally:
+        await again.stop()
+
+
+def test_audit_lists_cli_writes_as_the_os_user_and_never_a_secret(studio_config, pg_dsn):
+    config, _ = studio_config()  # `slot set` and `settings set --ingest-password` via the CLI
+    r = cli(config, pg_dsn, "settings", "set", "--sync-timeout", "4")
+    assert r.returncode == 0, r.stderr
+    r = cli(config, pg_dsn, "audit", "--json")
+    assert r.returncode == 0, r.stderr
+    entries = json.loads(r.stdout)
+    assert [e["action"] for e in entries][:3] == ["settings.update", "settings.update", "slot.update"]
+    assert all(e["source"] == "cli" and e["actor"].startswith("os:") for e in entries)
+    assert entries[0]["details"] == {"sync_response_seconds": 4.0}
+    assert entries[1]["details"] == {"ingest_password": "<changed>"}
+    assert INGEST_PASSWORD not in r.stdout
+    table = cli(config, pg_dsn, "audit")
+    assert table.returncode == 0 and "settings.update" in table.stdout and "slot-001" in table.stdout
+
+
+def test_admin_cli_errors_exit_non_zero_with_one_line(studio_config, pg_dsn):
+    config, _ = studio_config()
+    r = cli(config, pg_dsn, "users", "reset", "root")
+    assert r.returncode == 2 and "serg and igor" in r.stderr and r.stdout == ""
+    r = cli(config, pg_dsn, "stats", "--since", "yesterday")
+    assert r.returncode == 2 and "since" in r.stderr
+    r = cli(config, pg_dsn, "stats", "--slot", "slot-016")
+    assert r.returncode == 2 and "slot-016" in r.stderr
+
+
+def test_cli_parity_commands_write_through_the_same_services(studio_config, pg_dsn):
+    config, _ = studio_config()
+    assert cli(config, pg_dsn, "slot", "reset-stats", "slot-001").returncode == 0
+    r = cli(config, pg_dsn, "settings", "provider-key", "gemini", "--value", "cli-secret-key-42")
+    assert r.returncode == 0 and "cli-secret-key-42" not in r.stdout + r.stderr
+    r = cli(config, pg_dsn, "media", "purge", "--scope", "full", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["status"] == "queued_for_gc"
+    assert cli(config, pg_dsn, "media", "purge", "--scope", "all").returncode == 2
+    r = cli(config, pg_dsn, "job", "00000000-0000-0000-0000-000000000000")
+    assert r.returncode == 2 and "no job" in r.stderr
+    shown = json.loads(cli(config, pg_dsn, "settings", "show", "--json").stdout)
+    assert shown["provider_keys"]["gemini"]["source"] == "settings"
+    r = cli(config, pg_dsn, "audit", "--json", "--limit", "3")
+    entries = json.loads(r.stdout)
+    assert [e["action"] for e in entries] == ["media.purge", "settings.update", "slot.reset_stats"]
+    assert entries[1]["details"] == {"provider_key.gemini": "<changed>"}
+    assert "cli-secret-key-42" not in r.stdout
+    stats = json.loads(cli(config, pg_dsn, "stats", "--slot", "slot-001", "--json").stdout)
+    assert stats["summary"]["last_reset_at"] is not None

@@ -1,0 +1,167 @@
+"""An admin API client for tests that checks every answer against our OpenAPI document.
+
+Each call's (path, method, status) must be documented, and a JSON body must validate against the
+declared schema — so every admin test doubles as a check that the document tells the truth.
+The validator covers the JSON-schema subset photoslot/server/openapi.py uses.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+
+import aiohttp
+
+from photoslot import users
+from photoslot.server.openapi import document
+
+DOC = document()
+EXERCISED: set[tuple[str, str, str]] = set()  # (path template, method, status) seen this session
+
+
+class SchemaError(AssertionError):
+    pass
+
+
+def _resolve(schema: dict) -> dict:
+    while "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        schema = DOC["components"]["schemas"][name]
+    return schema
+
+
+def validate(value, schema: dict, where: str = "$") -> None:
+    schema = _resolve(schema)
+    if "allOf" in schema:
+        for sub in schema["allOf"]:
+            validate(value, sub, where)
+        return
+    if value is None:
+        if schema.get("nullable") or not schema.get("type"):
+            return
+        raise SchemaError(f"{where}: null where {schema.get('type')} is required")
+    kind = schema.get("type")
+    checks = {"string": lambda v: isinstance(v, str), "boolean": lambda v: isinstance(v, bool),
+              "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+              "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+              "object": lambda v: isinstance(v, dict), "array": lambda v: isinstance(v, list)}
+    if kind is not None and not checks[kind](value):
+        raise SchemaError(f"{where}: {value!r} is not of type {kind}")
+    if "enum" in schema and value not in schema["enum"]:
+        raise SchemaError(f"{where}: {value!r} not in {schema['enum']}")
+    if kind == "string":
+        fmt = schema.get("format")
+        if fmt == "date-time":
+            if not re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$", value):
+                raise SchemaError(f"{where}: {value!r} is not an RFC 3339 time")
+            dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        elif fmt == "uuid":
+            try:
+                uuid.UUID(value)
+            except ValueError:
+                raise SchemaError(f"{where}: {value!r} is not a UUID") from None
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            raise SchemaError(f"{where}: {value!r} does not match {schema['pattern']}")
+    if kind in ("integer", "number"):
+        if "minimum" in schema and value < schema["minimum"]:
+            raise SchemaError(f"{where}: {value} < {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            raise SchemaError(f"{where}: {value} > {schema['maximum']}")
+    if kind == "array":
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            raise SchemaError(f"{where}: more than {schema['maxItems']} items")
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            raise SchemaError(f"{where}: fewer than {schema['minItems']} items")
+        for i, item in enumerate(value):
+            validate(item, schema.get("items", {}), f"{where}[{i}]")
+    if kind == "object":
+        props = schema.get("properties", {})
+        for key in schema.get("required", []):
+            if key not in value:
+                raise SchemaError(f"{where}: missing required {key!r}")
+        extra = schema.get("additionalProperties", True)
+        for key, item in value.items():
+            if key in props:
+                validate(item, props[key], f"{where}.{key}")
+            elif extra is False:
+                raise SchemaError(f"{where}: unexpected property {key!r}")
+            elif isinstance(extra, dict):
+                validate(item, extra, f"{where}.{key}")
+
+
+def template_for(path: str) -> str:
+    """The document's path template for a concrete path (literal segments win over parameters)."""
+    candidates = []
+    for template in DOC["paths"]:
+        pattern = "^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$"
+        if re.match(pattern, path):
+            candidates.append((template.count("{"), template))
+    if not candidates:
+        raise SchemaError(f"{path} is not in the OpenAPI document")
+    return sorted(candidates)[0][1]
+
+
+def check_response(method: str, path: str, status: int, content_type: str, body: bytes):
+    template = template_for(path)
+    op = DOC["paths"][template].get(method.lower())
+    if op is None:
+        raise SchemaError(f"{method} {template} is not documented")
+    spec = op["responses"].get(str(status))
+    if spec is None:
+        raise SchemaError(f"{method} {template} answered {status}, which is not documented: {body[:300]!r}")
+    EXERCISED.add((template, method.lower(), str(status)))
+    content = spec.get("content")
+    if not content:
+        assert body == b"", f"{method} {template} {status} should have no body"
+        return None
+    mime = content_type.split(";")[0].strip()
+    if mime not in content:
+        raise SchemaError(f"{method} {template} {status}: content type {mime} not documented ({list(content)})")
+    if mime == "application/json":
+        data = json.loads(body)
+        validate(data, content[mime]["schema"])
+        return data
+    return body
+
+
+class Api:
+    """Talks to a running Studio's admin API as an admin would."""
+
+    def __init__(self, studio) -> None:
+        self.s = studio
+        self.token: str | None = None
+
+    async def login(self, username: str = "serg") -> str:
+        password = users.reset(self.s.cfg, username)
+        status, _, body = await self.call("POST", "/api/login", json={"username": username, "password": password},
+                                          auth=False)
+        assert status == 200, body
+        self.token = body["access_token"]
+        return self.token
+
+    async def call(self, method: str, path: str, *, json=None, data=None, params=None, headers=None,
+                   auth: bool = True, token: str | None = None):
+        hdrs = dict(headers or {})
+        bearer = token or (self.token if auth else None)
+        if bearer:
+            hdrs["Authorization"] = f"Bearer {bearer}"
+        async with self.s.http.request(method, self.s.base_url + path, json=json, data=data, params=params,
+                                       headers=hdrs, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+            raw = await resp.read()
+            parsed = check_response(method, path, resp.status, resp.headers.get("Content-Type", ""), raw)
+            return resp.status, resp.headers.copy(), parsed  # case-insensitive
+
+
+def all_secured_routes() -> list[tuple[str, str, str]]:
+    """(method, concrete path, permission) for every JWT-protected operation in the document."""
+    samples = {"{slot_id}": "slot-001", "{job_id}": str(uuid.uuid4()), "{template_id}": str(uuid.uuid4())}
+    out = []
+    for template, ops in DOC["paths"].items():
+        for method, op in ops.items():
+            if op.get("x-permission"):
+                path = template
+                for k, v in samples.items():
+                    path = path.replace(k, v)
+                out.append((method.upper(), path, op["x-permission"]))
+    return out

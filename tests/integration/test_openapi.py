@@ -1,0 +1,199 @@
+"""The OpenAPI document tells the truth: one tour calls every endpoint for every status the
+document declares, and each real answer is validated against the declared schema (adminapi.Api
+does the validation on every call)."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+
+from photoslot import auth
+from tests.conftest import FIXTURES, emulator_control
+from tests.integration import adminapi
+from tests.integration.adminapi import DOC, Api, all_secured_routes, validate
+from tests.integration.studio import Studio
+
+pytestmark = pytest.mark.usefixtures("clean_state")
+
+
+def _documented() -> set[tuple[str, str, str]]:
+    return {(path, method, status) for path, ops in DOC["paths"].items() for method, op in ops.items()
+            for status in op["responses"]}
+
+
+def _form(file: bytes | None = None, **fields) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    for k, v in fields.items():
+        form.add_field(k, v)
+    if file is not None:
+        form.add_field("file", file, filename="x.jpg", content_type="image/jpeg")
+    return form
+
+
+async def test_served_document_is_openapi_3_and_matches_the_code(make_cfg, pg_dsn):
+    async with Studio(make_cfg(), pg_dsn, workers=0) as s:
+        status, _, doc = await Api(s).call("GET", "/api/openapi.json", auth=False)
+        assert status == 200 and doc["openapi"].startswith("3.")
+        assert doc["paths"] == DOC["paths"] and doc["components"] == DOC["components"]
+        assert doc["servers"] == [{"url": s.cfg.public_base_url()}]
+        # every $ref resolves
+        refs = set()
+
+        def walk(node):
+            if isinstance(node, dict):
+                if "$ref" in node:
+                    refs.add(node["$ref"].rsplit("/", 1)[-1])
+                for v in node.values():
+                    walk(v)
+            elif isinstance(node, list):
+                for v in node:
+                    walk(v)
+
+        walk(doc)
+        assert refs <= set(doc["components"]["schemas"])
+
+
+def test_the_validator_rejects_what_the_schema_forbids():
+    slot = DOC["components"]["schemas"]["SlotSaved"]
+    with pytest.raises(AssertionError):
+        validate({"id": "slot-001", "updated_at": "yesterday", "version": 1, "slot": {}}, slot)
+    with pytest.raises(AssertionError):
+        validate({"error": {"code": "x", "message": "m"}}, {"$ref": "#/components/schemas/Error"})
+    with pytest.raises(AssertionError):
+        validate({"scope": "all"}, {"$ref": "#/components/schemas/PurgeRequest"})
+    validate({"error": {"code": "x", "message": "m", "details": {}}}, {"$ref": "#/components/schemas/Error"})
+
+
+async def test_every_documented_status_of_every_endpoint_is_real(make_cfg, pg_dsn, emulator):
+    adminapi.EXERCISED.clear()
+    photo = (FIXTURES / "dslr_landscape.jpg").read_bytes()  # ~1.8 MB
+    small = (FIXTURES / "small_photo.png").read_bytes()
+    style = (FIXTURES / "template_style.jpg").read_bytes()
+    cfg = make_cfg(ingest__max_upload_mb=1, ingest__sync_response_seconds=3,
+                   auth__login_max_failures=2, auth__login_window_seconds=60)
+    assert len(photo) > 1024 * 1024 > len(small)
+    async with Studio(cfg, pg_dsn) as s:
+        api = Api(s)
+        call = api.call
+        await s.set_password()
+        await s.configure("slot-001")
+
+        # auth
+        await api.login()
+        assert (await call("POST", "/api/login", data=b"[]", headers={"Content-Type": "application/json"},
+                           auth=False))[0] == 400
+        for _ in range(2):
+            assert (await call("POST", "/api/login", json={"username": "igor", "password": "x"}, auth=False))[0] == 401
+        assert (await call("POST", "/api/login", json={"username": "igor", "password": "x"}, auth=False))[0] == 429
+        await call("GET", "/api/openapi.json", auth=False)
+        for method, path, permission in all_secured_routes():
+            assert (await call(method, path, auth=False))[0] == 401
+            token = auth.issue_token(s.cfg, "serg", now=s.clock.now(),
+                                     permissions=[p for p in auth.PERMISSIONS if p != permission])["access_token"]
+            assert (await call(method, path, token=token))[0] == 403
+
+        # catalogue and slots
+        await call("GET", "/api/providers")
+        await call("GET", "/api/slots", params={"provider_id": "gemini"})
+        _, _, slot = await call("GET", "/api/slots/slot-002")
+        assert (await call("GET", "/api/slots/slot-099"))[0] == 404
+        put = "/api/slots/slot-002"
+        assert (await call("PUT", put, json={"provider_id": "gemini", "operation_id": "style_transfer",
+                                             "settings_json": {"prompt": "paint it"}}))[0] == 422
+        assert (await call("PUT", put, data=b"{", headers={"Content-Type": "application/json"}))[0] == 400
+        assert (await call("PUT", "/api/slots/slot-016", json={}))[0] == 404
+        s.clock.advance(0.01)
+        assert (await call("PUT", put, json={"name": "Style", "provider_id": "gemini", "operation_id": "image_edit",
+                                             "settings_json": {"prompt": "p"}, "updated_at": slot["updated_at"]}))[0] == 200
+        assert (await call("PUT", put, json={"name": "x", "updated_at": slot["updated_at"]}))[0] == 409
+        assert (await call("POST", "/api/slots/slot-002/reset_stats", json={}))[0] == 204
+        assert (await call("POST", "/api/slots/slot-020/reset_stats", json={}))[0] == 404
+
+        # settings
+        await call("GET", "/api/settings")
+        assert (await call("PUT", "/api/settings", json={"ingest": {"sync_response_timeout_sec": 3}}))[0] == 200
+        assert (await call("PUT", "/api/settings", json={"ingest": {"sync_response_timeout_sec": 600}}))[0] == 422
+        assert (await call("PUT", "/api/settings", data=b"x", headers={"Content-Type": "application/json"}))[0] == 400
+
+        # template media (slot-003 on style transfer needs a 'style' template)
+        _, _, saved = await call("PUT", "/api/slots/slot-003", json={
+            "provider_id": "gemini", "operation_id": "image_edit", "settings_json": {"prompt": "p"}})
+        status, _, tpl = await call("POST", "/api/template-media/register",
+                                    data=_form(style, slot_id="slot-004", setting_key="style"))
+        assert status == 422  # slot-004 is not configured
+        await call("PUT", "/api/slots/slot-004", json={"provider_id": "gemini", "operation_id": "style_transfer",
+                                                       "settings_json": {"prompt": "in this style"},
+                                                       "enabled": False})
+        status, _, first = await call("POST", "/api/template-media/register",
+                                      data=_form(style, slot_id="slot-004", setting_key="style", label="oil"))
+        assert status == 201 and first["setting_key"] == "style"
+        assert (await call("POST", "/api/template-media/register",
+                           data=_form(style, slot_id="slot-004", setting_key="style")))[0] == 409
+        assert (await call("POST", "/api/template-media/register",
+                           data=_form(style, slot_id="slot-016", setting_key="style")))[0] == 404
+        assert (await call("POST", "/api/template-media/register",
+                           data=_form(photo, slot_id="slot-004", setting_key="style", replace="true")))[0] == 413
+        assert (await call("POST", "/api/template-media/register",
+                           data=_form(b"GIF89a not for us" * 10, slot_id="slot-004", setting_key="style",
+                                     replace="true")))[0] == 415
+        assert (await call("POST", "/api/template-media/register", data=b"plain",
+                           headers={"Content-Type": "text/plain"}))[0] == 400
+        # a second slot uses the same template → deleting it for slot-004 alone is refused
+        await call("PUT", "/api/slots/slot-005", json={"provider_id": "gemini", "operation_id": "style_transfer",
+                                                       "settings_json": {"prompt": "p",
+                                                                         "templates": {"style": first["id"]}}})
+        tpl_path = f"/api/template-media/{first['id']}"
+        assert (await call("DELETE", tpl_path, params={"slot_id": "slot-004", "setting_key": "style"}))[0] == 409
+        assert (await call("DELETE", tpl_path, params={"slot_id": "slot-004", "setting_key": "style",
+                                                       "force": "true"}))[0] == 204
+        assert (await call("DELETE", tpl_path, params={"slot_id": "slot-004", "setting_key": "style"}))[0] == 404
+
+        # public media links
+        status, _, link = await call("POST", "/api/media/register", data=_form(small))
+        assert status == 201
+        media_path = link["public_url"].replace(s.cfg.public_base_url(), "")
+        assert (await call("GET", media_path, auth=False))[0] == 200
+        assert (await call("POST", "/api/media/register", data=_form(photo)))[0] == 413
+        assert (await call("POST", "/api/media/register", data=_form(b"%PDF-1.4 nope" * 10)))[0] == 415
+        assert (await call("POST", "/api/media/register", data=_form(small, job_id="x")))[0] == 422
+        assert (await call("POST", "/api/media/register",
+                           data=_form(small, job_id="00000000-0000-0000-0000-000000000000")))[0] == 404
+        assert (await call("POST", "/api/media/register", data=b"x", headers={"Content-Type": "text/plain"}))[0] == 400
+        assert (await call("GET", "/public/media/00000000-0000-0000-0000-000000000000", auth=False))[0] == 404
+        s.clock.advance(10)
+        assert (await call("GET", media_path, auth=False))[0] == 410
+        s.clock.advance(-10)
+
+        # purge
+        assert (await call("POST", "/api/media/cache/purge", json={"scope": "media_objects"}))[0] == 202
+        assert (await call("POST", "/api/media/cache/purge", json={"scope": "everything"}))[0] == 422
+        assert (await call("POST", "/api/media/cache/purge", data=b"-", headers={"Content-Type": "application/json"}))[0] == 400
+
+        # a real job, then jobs, stats, results
+        status, headers, _ = await s.ingest("slot-001", small)
+        assert status == 200, _
+        job_id = headers["X-Job-Id"]
+        await call("GET", "/api/jobs", params={"is_finalized": "true"})
+        assert (await call("GET", "/api/jobs", params={"page": "0"}))[0] == 422
+        assert (await call("GET", "/api/jobs", params={"slot_id": "slot-777"}))[0] == 404
+        await call("GET", f"/api/jobs/{job_id}")
+        assert (await call("GET", "/api/jobs/00000000-0000-0000-0000-000000000000"))[0] == 404
+        await call("GET", "/api/stats/slot-001")
+        assert (await call("GET", "/api/stats/slot-001", params={"group_by": "year"}))[0] == 422
+        assert (await call("GET", "/api/stats/slot-000"))[0] == 404
+        await call("GET", "/api/stats/global", params={"group_by": "week"})
+        assert (await call("GET", "/api/stats/global", params={"page": "-1"}))[0] == 422
+        await call("GET", "/api/audit", params={"limit": "5"})
+        assert (await call("GET", "/api/audit", params={"limit": "0"}))[0] == 422
+        for suffix in ("", "/thumbnail"):
+            assert (await call("GET", f"/public/results/{job_id}{suffix}", auth=False))[0] == 200
+            assert (await call("GET", f"/public/results/{'0' * 8}-0000-0000-0000-{'0' * 12}{suffix}",
+                               auth=False))[0] == 404
+        s.clock.advance(73 * 3600)
+        for suffix in ("", "/thumbnail"):
+            assert (await call("GET", f"/public/results/{job_id}{suffix}", auth=False))[0] == 410
+
+    missing = sorted(_documented() - adminapi.EXERCISED)
+    assert not missing, f"documented but never produced by the tour: {missing}"
