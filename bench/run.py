@@ -222,6 +222,10 @@ class Rig:
         for p in reversed(self.procs):
             if p.poll() is None:
                 self.stop(p)
+        if not self.args.dsn:  # stop the embedded PostgreSQL before its directory is removed
+            import pgserver
+
+            pgserver.get_server(self.dir / "pg-root" / "pg").cleanup()
 
     def provider_ms(self, job_ids: list[str]) -> dict[str, int]:
         conn = psycopg2.connect(self.dsn)

@@ -19,6 +19,8 @@ async def record(db, clock, *, actor: str, source: str, action: str, target: str
 
 async def entries(db, *, limit: int = 100, action: str | None = None) -> list[dict]:
     """Newest first, for `photoslot audit` and GET /api/audit."""
+    if action is not None and "\x00" in action:  # no action holds NUL, and PostgreSQL text cannot take one
+        return []
     rows = await db.fetchall("audit_page", limit=limit, action=action)
     return [{"id": r["id"], "at": r["at"], "actor": r["actor"], "source": r["source"], "action": r["action"],
              "target": r["target"], "details": r["details"]} for r in rows]

@@ -128,8 +128,9 @@ async def admin_list(db, *, slot_id=None, status=None, is_finalized=None, failur
     if errors:
         raise ValidationError(errors)
     filters = dict(slot_id=slot_id, status=status, is_finalized=is_finalized, failure_reason=failure_reason)
+    # a page past the end is empty, however far: PostgreSQL's OFFSET stops at bigint
     rows = await db.fetchall("admin_jobs_page", **filters, sort_by=sort_by, descending=sort_order == "desc",
-                             limit=page_size, offset=(page - 1) * page_size)
+                             limit=page_size, offset=min((page - 1) * page_size, 2 ** 63 - 1))
     total = (await db.fetchone("admin_jobs_count", **filters))["total"]
     return rows, total
 
@@ -170,7 +171,8 @@ class DoneWaiters:
     """In-process registry of ingests waiting for their job; fed by LISTEN photoslot_job_done.
 
     The notification only says "look now"; the waiter always re-reads the job row, so a missed
-    or duplicated notification is harmless (the ~1 s poll covers a lost one).
+    or duplicated notification is harmless (poll_forever, one query per second for all waiters of
+    the process, covers a lost one).
     """
 
     def __init__(self) -> None:
@@ -195,3 +197,20 @@ class DoneWaiters:
 
     def __len__(self) -> int:
         return len(self._events)
+
+    async def poll_once(self, db) -> None:
+        """The fallback for missed notifications (and all of poll-only mode): one query for every
+        waiting ingest of this process, instead of one query per ingest per second."""
+        if not self._events:
+            return
+        ids = "{" + ",".join(self._events) + "}"  # a PostgreSQL array literal (lists are sent as JSON)
+        for row in await db.fetchall("jobs_finalized_among", ids=ids):
+            self.notify(str(row["id"]))
+
+    async def poll_forever(self, db, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.poll_once(db)
+            except Exception as exc:  # an outage: waiters answer at their deadline anyway
+                log.warning("event=waiter_poll_failed error=%s", exc.__class__.__name__)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 from datetime import datetime, timezone
 
@@ -98,8 +99,10 @@ async def serve(cfg, *, host: str, port: int, workers: int, out=print) -> None:
     bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port
     scheme = "https" if certs else "http"
     out(f"photoslot serving on {scheme}://{host}:{bound}  (workers: {workers}, media: {ctx.media.root})")
-    out(f"ingest URL pattern: {cfg.public_base_url() if cfg.get('server.public_base_url') else f'{scheme}://{host}:{bound}'}"
-        f"/ingest/slot-001 … slot-015  (form fields: password, fileToUpload)")
+    # Bound to every interface: show the PC's name, which a booth on the LAN can resolve, not 0.0.0.0.
+    shown_host = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+    base = cfg.public_base_url() if cfg.get("server.public_base_url") else f"{scheme}://{shown_host}:{bound}"
+    out(f"ingest URL pattern: {base}/ingest/slot-001 … slot-015  (form fields: password, fileToUpload)")
     if first_password:
         out(f"ingest password (shown once, change with `photoslot settings set --ingest-password`): {first_password}")
     for name, password in users.ensure_admins(cfg).items():
@@ -114,6 +117,7 @@ async def serve(cfg, *, host: str, port: int, workers: int, out=print) -> None:
     if ingest.in_flight:
         await asyncio.wait(set(ingest.in_flight), timeout=grace)
     shutdown.set()  # whoever is still waiting is answered now, its job finalized
+    ctx.waiters.wake_all()
     if ingest.in_flight:
         await asyncio.wait(set(ingest.in_flight), timeout=5)
     if pool is not None:

@@ -79,7 +79,7 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
         lo, hi = current.bounds
         try:
             value = float(sync_response_seconds)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float
             value = None
         if value is None or not (lo <= value <= hi):
             errors["sync_response_seconds"] = f"must be between {lo:g} and {hi:g} seconds"
@@ -88,7 +88,7 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
     if result_retention_hours is not None:
         try:
             hours = float(result_retention_hours)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float
             hours = None
         if hours is None or not (1 <= hours <= 24 * 365):
             errors["result_retention_hours"] = "must be between 1 and 8760 hours"

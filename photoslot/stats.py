@@ -45,12 +45,29 @@ def parse_time(value, field: str) -> dt.datetime | None:
             raise ValidationError({field: "must be an RFC 3339 time, e.g. 2024-05-01T00:00:00Z"}) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    try:
+        # in UTC: PostgreSQL refuses offsets beyond ±15:59 that Python parses (e.g. -23:59)
+        return parsed.astimezone(dt.timezone.utc)
+    except OverflowError:
+        raise ValidationError({field: "is out of range"}) from None
+
+
+# Far enough out for any studio's history; beyond it, period arithmetic leaves the years Python and
+# PostgreSQL share (a `to` in year 1 minus the default range does not exist).
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _bounded(value, field: str) -> dt.datetime | None:
+    parsed = parse_time(value, field)
+    if parsed is not None and not EARLIEST <= parsed <= LATEST:
+        raise ValidationError({field: f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"})
     return parsed
 
 
 def _window(now, from_, to, *, default: dt.timedelta, max_days: int) -> tuple[dt.datetime, dt.datetime]:
-    end = parse_time(to, "to") or now
-    start = parse_time(from_, "from") or end - default
+    end = _bounded(to, "to") or now
+    start = _bounded(from_, "from") or end - default
     if start >= end:
         raise ValidationError({"from": "must be before 'to'"})
     if end - start > dt.timedelta(days=max_days):

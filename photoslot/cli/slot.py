@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -147,3 +148,72 @@ def reset(slot_id: str = typer.Argument(..., metavar="SLOT"),
         print_json(slot)
     else:
         console.print(f"{slot['id']} reset; its ingest URL {slot['ingest_url']} answers 404 until configured again")
+
+
+@app.command("test")
+def test(
+    slot_id: str = typer.Argument(..., metavar="SLOT"),
+    image: Path = typer.Argument(..., metavar="IMAGE", exists=True, dir_okay=False, readable=True),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="where to save the result"),
+    password: Optional[str] = typer.Option(None, "--password", envvar="PHOTOSLOT_INGEST_PASSWORD",
+                                           help="the ingest password (asked for without echo if not given)"),
+    url: Optional[str] = typer.Option(None, "--url", help="server base URL (default: server.public_base_url)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Run one real ingest for SLOT through the running server, as DSLR Remote Pro would, and save the result."""
+    from photoslot.cli.common import config, run_async
+    from photoslot.slots import check_slot_id
+
+    cfg = config()
+    try:
+        check_slot_id(slot_id)
+    except Exception as exc:  # NotFound: a usage error
+        fail(str(exc), 2)
+    if password is None:
+        password = typer.prompt("ingest password", hide_input=True)
+    base = (url or cfg.public_base_url()).rstrip("/")
+    report = run_async(_post_test_shot(f"{base}/ingest/{slot_id}", image, password,
+                                       timeout=float(cfg.get("ingest.sync_response_bounds")[1]) + 10))
+    if report["status"] == 200:
+        target = out or Path(f"{image.stem}-{slot_id}.{report['ext']}")
+        target.write_bytes(report.pop("body"))
+        report["saved_to"] = str(target)
+    else:
+        report.pop("body", None)
+    report.pop("ext", None)
+    if as_json:
+        print_json(report)
+    elif report["status"] == 200:
+        console.print(f"{slot_id}: 200 in {report['seconds']:.2f} s (job {report['job_id']}) → {report['saved_to']}")
+    else:
+        console.print(f"{slot_id}: {report['status']} {report.get('failure_reason')} — {report.get('details')}")
+    if report["status"] != 200:
+        raise typer.Exit(1)
+
+
+async def _post_test_shot(url: str, image: Path, password: str, *, timeout: float) -> dict:
+    import time
+
+    import aiohttp
+
+    form = aiohttp.FormData()
+    form.add_field("password", password)
+    form.add_field("fileToUpload", image.read_bytes(), filename=image.name, content_type="application/octet-stream")
+    started = time.perf_counter()
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            async with session.post(url, data=form) as resp:
+                body = await resp.read()
+                report = {"status": resp.status, "job_id": resp.headers.get("X-Job-Id"),
+                          "seconds": round(time.perf_counter() - started, 3), "body": body}
+                if resp.status == 200:
+                    report["ext"] = {"image/png": "png", "image/webp": "webp"}.get(resp.content_type, "jpg")
+                else:
+                    try:
+                        answer = json.loads(body)
+                        report.update(failure_reason=answer.get("failure_reason"), details=answer.get("details"))
+                    except ValueError:
+                        report.update(failure_reason="unexpected_answer", details=body[:200].decode("utf-8", "replace"))
+                return report
+    except (aiohttp.ClientError, OSError) as exc:
+        fail(f"cannot reach the server at {url}: {exc.__class__.__name__}: {exc}", 1)

@@ -8,6 +8,7 @@ and `GET /api/providers`. A slot's `settings_json` is validated against it:
 """
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,6 +185,8 @@ def _check_value(name: str, spec: Param, value: Any) -> str | None:
     elif spec.type == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"must be a number"
+        if isinstance(value, float) and not math.isfinite(value):  # NaN passes every bound; jsonb refuses it
+            return "must be a finite number"
     elif spec.type == "str":
         if not isinstance(value, str):
             return "must be a string"

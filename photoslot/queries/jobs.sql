@@ -93,3 +93,7 @@ SELECT status, count(*) AS n FROM jobs WHERE NOT is_finalized GROUP BY status;
 
 -- name: job_record_answer
 UPDATE jobs SET answered_ms = %(answered_ms)s WHERE id = %(job_id)s;
+
+-- name: jobs_finalized_among
+-- The waiters' fallback poll: which of these waiting jobs are already finalized.
+SELECT id FROM jobs WHERE id = ANY(%(ids)s::uuid[]) AND is_finalized;

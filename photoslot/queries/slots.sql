@@ -2,7 +2,10 @@
 -- Time is always a parameter (%(now)s from the injected clock), never SQL's now().
 
 -- name: slot_get
-SELECT * FROM slots WHERE id = %(slot_id)s;
+SELECT s.*,
+       (SELECT max(j.finalized_at) FROM jobs j
+         WHERE j.slot_id = s.id AND j.status = 'succeeded') AS last_result_at
+FROM slots s WHERE s.id = %(slot_id)s;
 
 -- name: slot_list
 SELECT s.*,

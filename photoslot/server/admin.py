@@ -107,13 +107,36 @@ def actor(claims: dict) -> str:
     return f"admin:{claims['sub']}"
 
 
+def _unstorable_text(value) -> bool:
+    """True when a string anywhere in `value` holds NUL or a lone surrogate: json.loads lets both
+    through ("\\u0000", "\\ud800"), but they are not UTF-8 text and PostgreSQL cannot store them."""
+    stack = [value]
+    while stack:  # iterative: the depth is the client's choice
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 async def json_body(request: web.Request) -> dict:
     try:
         body = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError):
         raise auth.BadRequest("the body must be a JSON object") from None
     if not isinstance(body, dict):
         raise auth.BadRequest("the body must be a JSON object")
+    if _unstorable_text(body):
+        raise auth.BadRequest("the body's strings must be UTF-8 text without NUL characters")
     return body
 
 
@@ -246,7 +269,7 @@ def _precondition(body: dict, if_match: str | None) -> tuple[int | None, dt.date
     raw = body.get("updated_at")
     if raw is None and if_match:
         tag = if_match.strip().removeprefix("W/").strip('"')
-        if tag.isdigit():
+        if tag.isascii() and tag.isdigit():  # str.isdigit alone admits "²", which int() refuses
             version = int(tag) if version is None else version
         else:
             raw = tag

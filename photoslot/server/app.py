@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiohttp import web
 
@@ -41,8 +42,20 @@ def build_app(ctx, *, shutdown: asyncio.Event | None = None) -> web.Application:
     app[INGEST] = ingest
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_post("/ingest/{slot_id}", ingest)
+    app.router.add_post("/ingest/{slot_id}", ingest.handle)
     app.router.add_get("/public/media/{media_id}", public_media.make_handler(ctx))
     admin.setup_routes(app)  # /api/* (JWT) and /public/results/*
     app.router.add_get("/metrics", metrics_handler)
+    app.cleanup_ctx.append(_waiter_poll)
     return app
+
+
+async def _waiter_poll(app: web.Application):
+    """While the app runs: the waiting ingests' fallback poll (one query per interval in all)."""
+    ctx = app[CTX]
+    task = asyncio.create_task(ctx.waiters.poll_forever(ctx.db, float(ctx.cfg.get("workers.poll_interval_seconds"))),
+                               name="photoslot-waiter-poll")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -87,7 +87,7 @@ class IngestHandler:
         self.margin = float(self.cfg.get("ingest.deadline_margin_ms")) / 1000.0
         self.poll = float(self.cfg.get("workers.poll_interval_seconds"))
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         task = asyncio.current_task()
         self.in_flight.add(task)
         try:
@@ -319,8 +319,10 @@ class IngestHandler:
             remaining = deadline - loop.time()
             if remaining <= 0 or self.shutdown.is_set():
                 break
+            # Woken by NOTIFY, by the process-wide fallback poll (jobs.DoneWaiters.poll_forever),
+            # or by a shutdown; otherwise at the deadline.
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(waiter.wait(), timeout=min(self.poll, remaining))
+                await asyncio.wait_for(waiter.wait(), timeout=remaining)
             waiter.clear()
             try:
                 job = await jobs.get(ctx.db, job_id)

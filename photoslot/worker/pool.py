@@ -60,6 +60,7 @@ class WorkerPool:
             ev.set()
             self._wake.append(ev)
             self._tasks.append(asyncio.create_task(self._loop(i, ev), name=f"photoslot-worker-{i}"))
+        self._tasks.append(asyncio.create_task(self._ticker(), name="photoslot-worker-ticker"))
         event(log, "workers_started", worker=self.worker_id, concurrency=self.concurrency)
 
     @property
@@ -123,13 +124,21 @@ class WorkerPool:
             if job is None:
                 self._idle.append(wake)
                 try:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(wake.wait(), timeout=self.poll)
+                    await wake.wait()
                 finally:
                     with contextlib.suppress(ValueError):
                         self._idle.remove(wake)
                 continue
+            self._wake_one()  # there may be more waiting: let one idle colleague look too
             await self._execute(job)
+
+    async def _ticker(self) -> None:
+        """The fallback for a missed NOTIFY (or poll-only mode): one idle worker looks every
+        poll interval. One per process, not one per worker: 64 idle workers polling each second
+        cost a noticeable share of a studio PC's CPU."""
+        while not self._stopping:
+            await asyncio.sleep(self.poll)
+            self._wake_one()
 
     # ---------------------------------------------------------------- one job
 

@@ -123,3 +123,29 @@ def test_a_broken_config_is_one_clear_line_and_exit_2(tmp_path, pg_dsn):
     bad.write_text("servr: {}\n")
     r = cli(bad, pg_dsn, "settings", "show")
     assert r.returncode == 2 and r.stderr.strip() == "error: config: unknown config key: servr"
+
+
+async def test_slot_test_runs_a_real_shot_through_the_running_server(config, pg_dsn, tmp_path):
+    import asyncio
+
+    assert cli(config, pg_dsn, "slot", "set", "slot-001", "--provider", "gemini", "--operation", "image_edit",
+               "--prompt", "sepia").returncode == 0
+    assert cli(config, pg_dsn, "settings", "set", "--ingest-password", INGEST_PASSWORD).returncode == 0
+    port = int(__import__("yaml").safe_load(config.read_text())["server"]["port"])
+    serve = await start_serve(config, pg_dsn, port, "--workers", "2")
+    try:
+        photo = __import__("tests.conftest", fromlist=["FIXTURES"]).FIXTURES / "dslr_portrait_orientation6.jpg"
+        out = tmp_path / "result.jpg"
+        r = await asyncio.to_thread(cli, config, pg_dsn, "slot", "test", "slot-001", str(photo), "--out", str(out),
+                                    "--password", INGEST_PASSWORD, "--json")
+        assert r.returncode == 0, r.stderr
+        report = json.loads(r.stdout)
+        assert report["status"] == 200 and report["saved_to"] == str(out) and report["job_id"]
+        assert out.read_bytes()[:3] == b"\xff\xd8\xff"
+        r = await asyncio.to_thread(cli, config, pg_dsn, "slot", "test", "slot-002", str(photo),
+                                    "--password", INGEST_PASSWORD)
+        assert r.returncode == 1 and "slot_not_found" in r.stdout
+        r = await asyncio.to_thread(cli, config, pg_dsn, "slot", "test", "slot-001", str(photo), "--password", "nope")
+        assert r.returncode == 1 and "invalid_password" in r.stdout
+    finally:
+        await serve.stop()

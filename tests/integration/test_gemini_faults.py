@@ -50,7 +50,9 @@ async def test_no_image_forever_ends_504_inside_the_window_and_no_call_after_the
     assert answered - sent <= 2.5 + 0.2
     calls = await gemini_calls(emulator)
     assert len(calls) >= 2 and job["provider_requests"] == len(calls)
-    assert all(c["outcome"] == "no_image" for c in calls)
+    outcomes = [c["outcome"] for c in calls]
+    # every answer was NO_IMAGE; only the attempt in flight at the deadline may have been cut off
+    assert set(outcomes[:-1]) == {"no_image"} and outcomes[-1] in ("no_image", "cancelled")
     assert max(c["received_at"] for c in calls) < sent + 2.5  # nothing sent after the deadline
 
 

@@ -238,3 +238,15 @@ async def s_wait_in_flight_zero(emulator, timeout: float = 3.0) -> dict:
         if stats["gemini"]["in_flight"] == 0 or time.monotonic() > end:
             return stats
         await asyncio.sleep(0.05)
+
+
+async def test_with_notifications_off_the_fallback_polls_still_deliver_every_answer(make_cfg, pg_dsn, photo_bytes):
+    """workers.notify=false: nobody LISTENs; the workers' ticker and the waiters' one-query poll
+    must still get every job claimed and answered (slower, but never lost)."""
+    cfg = make_cfg(workers__notify=False, workers__poll_interval_seconds=0.3, ingest__sync_response_seconds=10)
+    async with Studio(cfg, pg_dsn, workers=2) as s:
+        assert s.ctx.listener is None
+        await s.set_password()
+        await s.configure("slot-001")
+        results = await asyncio.gather(*(s.ingest("slot-001", photo_bytes) for _ in range(4)))
+        assert [r[0] for r in results] == [200] * 4
