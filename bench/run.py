@@ -309,9 +309,19 @@ async def scenario_steady(rig: Rig, args, out: dict, *, notify: bool = True, lab
     url = f"http://127.0.0.1:{port}/ingest/slot-001"
     await load(url, photo, 2, 1)  # warm-up: imports, connections, SDK client
     rows = []
+    import psutil
+
+    cpu_of = {"serve": psutil.Process(serve.pid), "emulator": psutil.Process(rig.procs[0].pid),
+              "load generator": psutil.Process(os.getpid())}
+
+    def cpu_seconds() -> dict:
+        return {k: sum(p.cpu_times()[:2]) for k, p in cpu_of.items()}
+
     for clients in args.clients:
         per_client = max(2, args.requests // clients)
+        cpu_before = cpu_seconds()
         results, wall = await load(url, photo, clients, per_client)
+        cpu_after = cpu_seconds()
         ok = [r for r in results if r[0] == 200]
         provider = rig.provider_ms([r[1] for r in ok])
         overhead = [r[2] * 1000 - provider[r[1]] for r in ok if provider.get(r[1]) is not None]
@@ -323,6 +333,9 @@ async def scenario_steady(rig: Rig, args, out: dict, *, notify: bool = True, lab
             "provider_ms_p50": round(pct(list(provider.values()), 50), 1),
             "answer_s_p50": round(pct([r[2] for r in ok], 50), 3),
             "throughput_rps": round(len(ok) / wall, 2),
+            # CPU spent per request by each process: on 2 cores this, not waiting, bounds the load
+            "cpu_ms_per_request": {k: round((cpu_after[k] - cpu_before[k]) * 1000 / max(len(results), 1), 1)
+                                   for k in cpu_of},
         })
         print(f"  [{label}] {clients:>3} clients: overhead p50 {rows[-1]['overhead_ms_p50']} ms, "
               f"p95 {rows[-1]['overhead_ms_p95']} ms, p99 {rows[-1]['overhead_ms_p99']} ms, "
@@ -514,12 +527,14 @@ def render(out: dict) -> str:
     lines = [f"machine: {out['machine']}", ""]
     for label in [k for k in out if k.startswith("steady") or k.startswith("poll")]:
         lines.append(f"{label} (serve peak RSS {out[label]['serve_peak_rss_mb']} MB)")
-        lines.append("| clients | requests | errors | overhead p50 ms | p95 ms | p99 ms | provider p50 ms | req/s |")
-        lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        lines.append("| clients | requests | errors | overhead p50 ms | p95 ms | p99 ms | provider p50 ms | req/s "
+                     "| CPU ms/request: serve / emulator / load generator |")
+        lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for r in out[label]["rows"]:
+            cpu = r.get("cpu_ms_per_request", {})
             lines.append(f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['overhead_ms_p50']} | "
                          f"{r['overhead_ms_p95']} | {r['overhead_ms_p99']} | {r['provider_ms_p50']} | "
-                         f"{r['throughput_rps']} |")
+                         f"{r['throughput_rps']} | {' / '.join(str(v) for v in cpu.values())} |")
         lines.append("")
     if "deadline" in out:
         d = out["deadline"]

@@ -51,11 +51,14 @@ def build_app(ctx, *, shutdown: asyncio.Event | None = None) -> web.Application:
 
 
 async def _waiter_poll(app: web.Application):
-    """While the app runs: the waiting ingests' fallback poll (one query per interval in all)."""
+    """While the app runs: the waiting ingests' fallback poll (one query per interval in all),
+    and the loop-lag probe the ingest deadline uses."""
     ctx = app[CTX]
+    app[INGEST].lag.start()
     task = asyncio.create_task(ctx.waiters.poll_forever(ctx.db, float(ctx.cfg.get("workers.poll_interval_seconds"))),
                                name="photoslot-waiter-poll")
     yield
+    await app[INGEST].lag.stop()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

@@ -24,6 +24,7 @@ from photoslot.db import DatabaseUnavailable
 from photoslot.logs import event
 from photoslot.outcomes import ingest_answer
 from photoslot.passwords import CachedVerifier
+from photoslot.server.lag import LagMonitor
 from photoslot.providers import catalogue
 from photoslot.slots import is_configured
 
@@ -85,6 +86,7 @@ class IngestHandler:
         self.in_flight: set[asyncio.Task] = set()
         self._tasks: set[asyncio.Task] = set()
         self.margin = float(self.cfg.get("ingest.deadline_margin_ms")) / 1000.0
+        self.lag = LagMonitor()
         self.poll = float(self.cfg.get("workers.poll_interval_seconds"))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -98,7 +100,8 @@ class IngestHandler:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         ctx = self.ctx
         loop = asyncio.get_running_loop()
-        t0 = loop.time()
+        # The request arrived about one loop-lag before this handler got to run (server/lag.py).
+        t0 = loop.time() - self.lag.seconds
         started = time.perf_counter()
         arrived = ctx.clock.now()
         slot_id = request.match_info.get("slot_id", "")
@@ -316,13 +319,16 @@ class IngestHandler:
         loop = asyncio.get_running_loop()
         job = None
         while True:
-            remaining = deadline - loop.time()
+            # React one loop-lag early: a timer due at the deadline fires about that late.
+            remaining = deadline - self.lag.seconds - loop.time()
             if remaining <= 0 or self.shutdown.is_set():
                 break
             # Woken by NOTIFY, by the process-wide fallback poll (jobs.DoneWaiters.poll_forever),
-            # or by a shutdown; otherwise at the deadline.
+            # or by a shutdown; otherwise near the deadline (re-checked so a lag spike is seen).
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(waiter.wait(), timeout=remaining)
+                await asyncio.wait_for(waiter.wait(), timeout=remaining - 1.0 if remaining > 1.1 else min(remaining, 0.1))
+            if not waiter.is_set():
+                continue
             waiter.clear()
             try:
                 job = await jobs.get(ctx.db, job_id)
