@@ -1,13 +1,15 @@
 """The studio's CLI as real processes: settings, slots, jobs — tables for people, --json for scripts."""
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
 import pytest
+import yaml
 
 from tests.acceptance.procs import cli, start_serve
-from tests.conftest import INGEST_PASSWORD, free_port, write_config
+from tests.conftest import FIXTURES, INGEST_PASSWORD, free_port, write_config
 
 
 @pytest.fixture
@@ -72,12 +74,17 @@ def test_slot_set_then_edit_one_field_keeps_the_others(config, pg_dsn):
     assert slot["version"] == 3
 
 
-async def test_a_studio_day_configure_shoot_inspect_reset(config, pg_dsn, photo_bytes):
+async def serve_configured_slot(config, pg_dsn):
+    """slot-001 on Gemini and the ingest password, set with the CLI; then `serve` on the config's port."""
     assert cli(config, pg_dsn, "slot", "set", "slot-001", "--provider", "gemini", "--operation", "image_edit",
                "--prompt", "sepia").returncode == 0
     assert cli(config, pg_dsn, "settings", "set", "--ingest-password", INGEST_PASSWORD).returncode == 0
-    port = int(__import__("yaml").safe_load(config.read_text())["server"]["port"])
-    serve = await start_serve(config, pg_dsn, port, "--workers", "2")
+    port = int(yaml.safe_load(config.read_text())["server"]["port"])
+    return port, await start_serve(config, pg_dsn, port, "--workers", "2")
+
+
+async def test_a_studio_day_configure_shoot_inspect_reset(config, pg_dsn, photo_bytes):
+    port, serve = await serve_configured_slot(config, pg_dsn)
     try:
         form = aiohttp.FormData()
         form.add_field("password", INGEST_PASSWORD)
@@ -126,15 +133,9 @@ def test_a_broken_config_is_one_clear_line_and_exit_2(tmp_path, pg_dsn):
 
 
 async def test_slot_test_runs_a_real_shot_through_the_running_server(config, pg_dsn, tmp_path):
-    import asyncio
-
-    assert cli(config, pg_dsn, "slot", "set", "slot-001", "--provider", "gemini", "--operation", "image_edit",
-               "--prompt", "sepia").returncode == 0
-    assert cli(config, pg_dsn, "settings", "set", "--ingest-password", INGEST_PASSWORD).returncode == 0
-    port = int(__import__("yaml").safe_load(config.read_text())["server"]["port"])
-    serve = await start_serve(config, pg_dsn, port, "--workers", "2")
+    port, serve = await serve_configured_slot(config, pg_dsn)
     try:
-        photo = __import__("tests.conftest", fromlist=["FIXTURES"]).FIXTURES / "dslr_portrait_orientation6.jpg"
+        photo = FIXTURES / "dslr_portrait_orientation6.jpg"
         out = tmp_path / "result.jpg"
         r = await asyncio.to_thread(cli, config, pg_dsn, "slot", "test", "slot-001", str(photo), "--out", str(out),
                                     "--password", INGEST_PASSWORD, "--json")
