@@ -17,6 +17,7 @@ Scenarios
 - poll:     the steady scenario again with workers.notify=false (every wake-up by the 1 s poll).
 - held:     500 clients waiting at once on a 20 s provider: answers, peak RSS, fds, DB connections.
 - queue:    jobs per second through 1, 2, 4 `photoslot work` processes with an instant provider.
+- split:    the steady scenario with `serve --workers 0` + `--split` `photoslot work` processes.
 - claims:   the queue alone (bench/claim_loop.py): claim+finalize per second across 1, 2, 4 processes.
 
 Default scenarios: steady,deadline,upload. All: steady,poll,deadline,upload,uploads20,held,queue,claims.
@@ -297,12 +298,19 @@ async def load(url: str, data: bytes, clients: int, per_client: int, stagger: fl
     return results, wall
 
 
-async def scenario_steady(rig: Rig, args, out: dict, *, notify: bool = True, label: str = "steady") -> None:
+async def scenario_steady(rig: Rig, args, out: dict, *, notify: bool = True, label: str = "steady",
+                         split: int = 0) -> None:
+    """split > 0: `serve --workers 0` answers the booths and `split` `photoslot work` processes call
+    the provider (the provider SDK's CPU work leaves the event loop that answers booths)."""
     port = free_port()
-    config = rig.write_config(f"{label}", port=port, notify=notify)
+    config = rig.write_config(f"{label}", port=port, notify=notify, workers=0 if split else 64)
     rig.prepare(config, 30)
     await rig.control(reset=True, latency_seconds=args.latency, output_mime="image/jpeg")
     serve = rig.start_serve(config, port, label)
+    for _ in range(split):
+        rig.procs.append(subprocess.Popen(
+            [sys.executable, "-m", "photoslot", "--config", str(config), "work", "--concurrency", str(64 // split)],
+            env=rig.env(), stdout=open(rig.dir / f"{label}-work.log", "a"), stderr=subprocess.STDOUT))
     sampler = RssSampler(serve.pid)
     sampler.start()
     photo = make_jpeg(2_000_000)
@@ -525,7 +533,7 @@ def machine() -> dict:
 
 def render(out: dict) -> str:
     lines = [f"machine: {out['machine']}", ""]
-    for label in [k for k in out if k.startswith("steady") or k.startswith("poll")]:
+    for label in [k for k in out if k.startswith(("steady", "poll", "split"))]:
         lines.append(f"{label} (serve peak RSS {out[label]['serve_peak_rss_mb']} MB)")
         lines.append("| clients | requests | errors | overhead p50 ms | p95 ms | p99 ms | provider p50 ms | req/s "
                      "| CPU ms/request: serve / emulator / load generator |")
@@ -580,6 +588,7 @@ async def main() -> None:
     ap.add_argument("--window", type=float, default=3.0, help="T_sync_response for the deadline scenario")
     ap.add_argument("--deadline-clients", type=int, default=50)
     ap.add_argument("--deadline-requests", type=int, default=200)
+    ap.add_argument("--split", type=int, default=1, help="`photoslot work` processes in the split scenario")
     ap.add_argument("--held-clients", type=int, default=500)
     ap.add_argument("--held-latency", type=float, default=20.0)
     ap.add_argument("--queue-procs", default="1,2,4", type=lambda s: [int(x) for x in s.split(",")])
@@ -599,6 +608,8 @@ async def main() -> None:
             await scenario_steady(rig, args, out)
         if "poll" in scenarios:
             await scenario_steady(rig, args, out, notify=False, label="poll-only")
+        if "split" in scenarios:
+            await scenario_steady(rig, args, out, label="split", split=args.split)
         if "deadline" in scenarios:
             await scenario_deadline(rig, args, out)
         if "upload" in scenarios:
