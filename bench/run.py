@@ -33,7 +33,6 @@ import os
 import platform
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -494,8 +493,6 @@ async def scenario_queue(rig: Rig, args, out: dict) -> None:
 
 async def scenario_claims(rig: Rig, args, out: dict) -> None:
     """The queue mechanism alone (bench/claim_loop.py): claims per second across 1, 2, 4 processes."""
-    import uuid
-
     port = free_port()
     config = rig.write_config("claims", port=port)
     rig.prepare(config, 30)

@@ -1,7 +1,6 @@
 """The `photoslot` command line (names and flags: shared/CLI.md)."""
 from __future__ import annotations
 
-import asyncio
 from typing import Optional
 
 import typer

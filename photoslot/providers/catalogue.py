@@ -181,10 +181,10 @@ def as_list() -> list[dict]:
 def _check_value(name: str, spec: Param, value: Any) -> str | None:
     if spec.type == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            return f"must be an integer"
+            return "must be an integer"
     elif spec.type == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"must be a number"
+            return "must be a number"
         if isinstance(value, float) and not math.isfinite(value):  # NaN passes every bound; jsonb refuses it
             return "must be a finite number"
     elif spec.type == "str":

@@ -87,7 +87,6 @@ class IngestHandler:
         self._tasks: set[asyncio.Task] = set()
         self.margin = float(self.cfg.get("ingest.deadline_margin_ms")) / 1000.0
         self.lag = LagMonitor()
-        self.poll = float(self.cfg.get("workers.poll_interval_seconds"))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         task = asyncio.current_task()

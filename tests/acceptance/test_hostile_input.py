@@ -7,7 +7,6 @@ The requests are raw HTTP (http.client / sockets), the way a broken or hostile c
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import socket
 import struct
@@ -18,11 +17,10 @@ import zlib
 from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.acceptance.procs import ROOT, cli, env_for
+from tests.acceptance.procs import cli, env_for
 from tests.conftest import FIXTURES, INGEST_PASSWORD, free_port, reset_database, write_config
 
 DOCUMENTED = {200, 400, 401, 404, 405, 413, 415, 429, 502, 503, 504}

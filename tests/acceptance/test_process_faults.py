@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 
 from tests.acceptance.procs import start, start_serve
-from tests.conftest import FIXTURES, INGEST_PASSWORD, emulator_control
+from tests.conftest import INGEST_PASSWORD, emulator_control
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

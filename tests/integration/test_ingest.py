@@ -6,7 +6,6 @@ import io
 import json
 import time
 
-import aiohttp
 import pytest
 from PIL import Image
 

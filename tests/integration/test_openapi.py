@@ -3,14 +3,11 @@ document declares, and each real answer is validated against the declared schema
 does the validation on every call)."""
 from __future__ import annotations
 
-import asyncio
-import json
-
 import aiohttp
 import pytest
 
 from photoslot import auth
-from tests.conftest import FIXTURES, emulator_control
+from tests.conftest import FIXTURES
 from tests.integration import adminapi
 from tests.integration.adminapi import DOC, Api, all_secured_routes, validate
 from tests.integration.studio import Studio
