@@ -203,8 +203,7 @@ class DoneWaiters:
         waiting ingest of this process, instead of one query per ingest per second."""
         if not self._events:
             return
-        ids = "{" + ",".join(self._events) + "}"  # a PostgreSQL array literal (lists are sent as JSON)
-        for row in await db.fetchall("jobs_finalized_among", ids=ids):
+        for row in await db.fetchall("jobs_finalized_among", ids=list(self._events)):
             self.notify(str(row["id"]))
 
     async def poll_forever(self, db, interval: float) -> None:

@@ -83,6 +83,17 @@ def reset_database(dsn: str) -> None:
         conn.close()
 
 
+@pytest.fixture
+def own_pg(tmp_path):
+    """A PostgreSQL of the test's own, which the test may stop and start (outage drills)."""
+    from tests.pg_instance import DedicatedPostgres
+
+    pg = DedicatedPostgres(tmp_path / "own-pg")
+    pg.start()
+    yield pg
+    pg.destroy()
+
+
 @pytest.fixture(scope="session")
 async def emulator():
     from photoslot.emulator import start_emulator

@@ -96,4 +96,5 @@ UPDATE jobs SET answered_ms = %(answered_ms)s WHERE id = %(job_id)s;
 
 -- name: jobs_finalized_among
 -- The waiters' fallback poll: which of these waiting jobs are already finalized.
-SELECT id FROM jobs WHERE id = ANY(%(ids)s::uuid[]) AND is_finalized;
+SELECT id FROM jobs
+WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(%(ids)s::jsonb))::uuid[]) AND is_finalized;

@@ -13,7 +13,6 @@ import pytest
 from tests.acceptance.procs import cli, start_serve
 from tests.acceptance.test_process_faults import db_rows, post_photo, wait_for_row
 from tests.conftest import INGEST_PASSWORD, emulator_control, free_port, write_config
-from tests.pg_instance import DedicatedPostgres
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -84,14 +83,6 @@ async def test_serve_killed_mid_load_leaves_every_job_finalized_within_one_sweep
                 "orphan_files_removed", "job_rows_pruned", "alerts_changed", "ms", "errors"):
         assert key in report
     assert report["jobs_timed_out"] == 0 and report["errors"] == []
-
-
-@pytest.fixture
-def own_pg(tmp_path):
-    pg = DedicatedPostgres(tmp_path / "own-pg")
-    pg.start()
-    yield pg
-    pg.destroy()
 
 
 async def test_postgres_restart_under_load_answers_503_within_a_second_and_serve_recovers_without_restart(

@@ -14,17 +14,8 @@ from photoslot.sweeper import sweep_once
 from tests import logscan
 from tests.conftest import emulator_control
 from tests.integration.studio import Studio
-from tests.pg_instance import DedicatedPostgres
 
 pytestmark = pytest.mark.usefixtures("clean_state")
-
-
-@pytest.fixture
-def own_pg(tmp_path):
-    pg = DedicatedPostgres(tmp_path / "own-pg")
-    pg.start()
-    yield pg
-    pg.destroy()
 
 
 async def test_ingests_during_an_outage_answer_503_fast_and_the_studio_recovers_by_itself(
