@@ -46,6 +46,12 @@ class UnsupportedMedia(PhotoslotError):
     exit_code = 2
 
 
+def max_upload_bytes(cfg) -> int:
+    """ingest.max_upload_mb in bytes: the one size cap of every image that comes in (ingest,
+    templates, registered media)."""
+    return int(float(cfg.get("ingest.max_upload_mb")) * 1024 * 1024)
+
+
 def sniff_mime(head: bytes) -> str | None:
     if head.startswith(b"\xff\xd8\xff"):
         return "image/jpeg"
@@ -96,6 +102,11 @@ class MediaStore:
         if self.root != p and self.root not in p.parents:
             raise ValueError(f"path outside the media root: {p}")
         return p
+
+    def write(self, path: Path, data: bytes) -> None:
+        """Write a file the store will own (a template, a public link's copy), its folder made on demand."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
 
     def remove(self, path: str | Path | None) -> bool:
         if not path:

@@ -50,11 +50,10 @@ async def register(ctx, *, data: bytes | None = None, path=None, mime: str | Non
         expires_at = min(expires_at, job["expires_at"])
     media_id = uuid.uuid4()
     if data is not None:
-        max_bytes = int(float(ctx.cfg.get("ingest.max_upload_mb")) * 1024 * 1024)
-        sniffed = await asyncio.to_thread(media.check_image_bytes, data, max_bytes, "media")
+        sniffed = await asyncio.to_thread(media.check_image_bytes, data, media.max_upload_bytes(ctx.cfg), "media")
         mime = mime or sniffed
         file_path = ctx.media.public / f"{media_id}.{media.MIME_EXT.get(mime, 'bin')}"
-        await asyncio.to_thread(_write, file_path, data)
+        await asyncio.to_thread(ctx.media.write, file_path, data)
         owns, size = True, len(data)
     elif path is not None:
         file_path = ctx.media.inside(path)
@@ -75,11 +74,6 @@ async def register(ctx, *, data: bytes | None = None, path=None, mime: str | Non
         raise
     return {"id": str(row["id"]), "public_url": public_url(ctx.cfg, row["id"]), "expires_at": row["expires_at"],
             "mime": mime, "size_bytes": size}
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
 
 
 def _head(path: Path) -> bytes:

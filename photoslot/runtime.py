@@ -22,7 +22,8 @@ from photoslot import users
 from photoslot import tls
 from photoslot.context import AppContext
 from photoslot.logs import event
-from photoslot.server.app import INGEST, build_app
+from photoslot.server.app import build_app
+from photoslot.server.keys import INGEST
 from photoslot.sweeper import sweep_once
 from photoslot.worker.pool import WorkerPool
 

@@ -18,10 +18,6 @@ from photoslot.providers import catalogue
 MAX_LABEL = 200
 
 
-def _max_bytes(cfg) -> int:
-    return int(float(cfg.get("ingest.max_upload_mb")) * 1024 * 1024)
-
-
 def view(row: dict) -> dict:
     return {
         "id": str(row["id"]),
@@ -46,10 +42,10 @@ async def register(ctx, *, data: bytes, label: str | None, actor: str, source: s
     """Store one template image (type from its bytes, size ≤ ingest.max_upload_mb); audited."""
     if label is not None and (not isinstance(label, str) or len(label) > MAX_LABEL):
         raise ValidationError({"label": f"must be a string of at most {MAX_LABEL} characters"})
-    mime = await asyncio.to_thread(media.check_image_bytes, data, _max_bytes(ctx.cfg), "template")
+    mime = await asyncio.to_thread(media.check_image_bytes, data, media.max_upload_bytes(ctx.cfg), "template")
     template_id = uuid.uuid4()
     path = ctx.media.templates / f"{template_id}.{media.MIME_EXT[mime]}"
-    await asyncio.to_thread(_write, path, data)
+    await asyncio.to_thread(ctx.media.write, path, data)
     try:
         row = await ctx.db.fetchone("template_insert", id=template_id, file_path=str(path), mime=mime,
                                     size_bytes=len(data), sha256=media.sha256_hex(data), label=label or None,
@@ -60,11 +56,6 @@ async def register(ctx, *, data: bytes, label: str | None, actor: str, source: s
         ctx.media.remove(path)
         raise
     return view(row)
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
 
 
 async def register_for_slot(ctx, *, slot_id: str, role: str, data: bytes, label: str | None, replace: bool,

@@ -1,4 +1,8 @@
-"""The aiohttp application: routes only; the work lives in the modules they call."""
+"""The aiohttp application: every route table, the two error middlewares, the app's state.
+
+Handler modules declare their routes (`routes = web.RouteTableDef()`) and reach the AppContext
+through `toolkit.endpoint`; this module is the only one that knows them all.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -6,46 +10,34 @@ import contextlib
 
 from aiohttp import web
 
-from photoslot.db import DatabaseUnavailable
-from photoslot.server import admin
-from photoslot.server import public_media
-from photoslot.server.ingest import IngestHandler, ingest_http_errors
-from photoslot.server.metrics import metrics_handler
+from photoslot import media
+from photoslot.server import (api_audit, api_auth, api_jobs, api_media, api_settings, api_slots, api_stats, health,
+                              metrics, openapi, public_media, public_results)
+from photoslot.server.ingest import IngestHandler
+from photoslot.server.ingest_answers import ingest_http_errors
+from photoslot.server.keys import CTX, INGEST
+from photoslot.server.toolkit import api_errors
 
-CTX = web.AppKey("ctx", object)
-INGEST = web.AppKey("ingest", IngestHandler)
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    checks = {"database": False, "media_root": False}
-    try:
-        await asyncio.wait_for(ctx.db.fetchone("jobs_open_count_by_state"), timeout=2)
-        checks["database"] = True
-    except (DatabaseUnavailable, asyncio.TimeoutError):
-        pass
-    checks["media_root"] = await asyncio.to_thread(ctx.media.writable)
-    ok = all(checks.values())
-    return web.json_response({"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503)
+ROUTE_TABLES = (
+    health.routes,
+    public_media.routes,
+    api_auth.routes, openapi.routes, api_slots.routes, api_settings.routes, api_media.routes,
+    api_jobs.routes, api_stats.routes, api_audit.routes,
+    public_results.routes,
+    metrics.routes,
+)
 
 
 def build_app(ctx, *, shutdown: asyncio.Event | None = None) -> web.Application:
-    max_mb = float(ctx.cfg.get("ingest.max_upload_mb"))
-    # aiohttp's own cap only guards non-streamed reads; ingest streams and enforces its cap itself.
-    app = web.Application(client_max_size=int((max_mb + 1) * 1024 * 1024), middlewares=[ingest_http_errors])
+    # aiohttp's own cap only guards non-streamed reads; uploads stream and enforce their cap themselves.
+    app = web.Application(client_max_size=media.max_upload_bytes(ctx.cfg) + 1024 * 1024,
+                          middlewares=[ingest_http_errors, api_errors])
     app[CTX] = ctx
     ingest = IngestHandler(ctx, shutdown=shutdown or asyncio.Event())
     app[INGEST] = ingest
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
     app.router.add_post("/ingest/{slot_id}", ingest.handle)
-    app.router.add_get("/public/media/{media_id}", public_media.make_handler(ctx))
-    admin.setup_routes(app)  # /api/* (JWT) and /public/results/*
-    app.router.add_get("/metrics", metrics_handler)
+    for table in ROUTE_TABLES:
+        app.router.add_routes(table)
     app.cleanup_ctx.append(_waiter_poll)
     return app
 
@@ -54,11 +46,12 @@ async def _waiter_poll(app: web.Application):
     """While the app runs: the waiting ingests' fallback poll (one query per interval in all),
     and the loop-lag probe the ingest deadline uses."""
     ctx = app[CTX]
-    app[INGEST].lag.start()
+    ingest = app[INGEST]
+    ingest.lag.start()
     task = asyncio.create_task(ctx.waiters.poll_forever(ctx.db, float(ctx.cfg.get("workers.poll_interval_seconds"))),
                                name="photoslot-waiter-poll")
     yield
-    await app[INGEST].lag.stop()
+    await ingest.lag.stop()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

@@ -1,21 +1,29 @@
-"""POST /ingest/{slot_id} — the DSLR Remote Pro contract (DESIGN §5).
+"""POST /ingest/{slot_id} — the DSLR Remote Pro contract (docs/API.md "Ingest").
 
-The whole answer (200 or an error) leaves within T_sync_response of the request's arrival. The
-photo is streamed to uploads/ with the size cap enforced while reading; its type is decided from
-its bytes. Every error path removes what it wrote.
+The whole answer (200 or an error) leaves within T_sync_response of the request's arrival. One
+shot goes through five stages, each a method below:
+
+1. admit   — slot, declared size, back-pressure and quota, before a byte of the photo is read;
+2. receive — the form, streamed to uploads/ under the size cap and the deadline;
+3. check   — password, type (from the bytes), the provider's limits, the image header;
+4. queue   — the job row (from here on every exit finalizes the job);
+5. wait and answer — the result, or the 504 when the window ends.
+
+Every error path removes what it wrote (docs/ARCHITECTURE.md "Finalization").
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import errno
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from photoslot import SLOT_IDS, jobs, metrics, quotas
 from photoslot import media as media_mod
@@ -24,57 +32,54 @@ from photoslot.db import DatabaseUnavailable
 from photoslot.logs import event
 from photoslot.outcomes import ingest_answer
 from photoslot.passwords import CachedVerifier
-from photoslot.server.lag import LagMonitor
 from photoslot.providers import catalogue
+from photoslot.server.ingest_answers import IngestError, error_response
+from photoslot.server.lag import LagMonitor
+from photoslot.server.toolkit import FormError, PartTooLarge, copy_part, read_bounded, read_form
 from photoslot.slots import is_configured
 
 log = logging.getLogger("photoslot.ingest")
 
 FILE_FIELDS = ("fileToUpload", "file")
-CHUNK = 256 * 1024
-MAX_PARTS = 200
 MAX_PASSWORD_BYTES = 1024
+MAX_DROPPED_FIELD_BYTES = 1024 * 1024  # an over-long extra field is skipped up to this, then 413
 RETRY_AFTER_QUEUE_FULL = 5
-
-
-class IngestError(Exception):
-    def __init__(self, status: int, reason: str, details: str, *, retry_after: int | None = None,
-                 unread_body: bool = False) -> None:
-        super().__init__(details)
-        self.status = status
-        self.reason = reason
-        self.details = details
-        self.retry_after = retry_after
-        self.unread_body = unread_body
+RETRY_AFTER_DB = 2
 
 
 @dataclass
-class Upload:
-    path: Path | None = None
-    mime: str | None = None
+class Shot:
+    """One ingest on its way through the stages."""
+    slot_id: str
+    t0: float                  # loop time of the request's arrival
+    started: float             # perf_counter at arrival, for the logged and measured durations
+    arrived: dt.datetime       # clock time of arrival: the job's created_at
+    job_id: uuid.UUID | None = None
+    queued: bool = False       # the job row exists: from here on every exit finalizes it
+    path: Path | None = None   # the upload on disk
+    mime: str | None = None    # decided from the first bytes
     size: int = 0
     password: str | None = None
-    metadata: dict = field(default_factory=dict)
     password_checked: bool = False
+    metadata: dict = field(default_factory=dict)
+    answered_ms: int = 0
+
+    @property
+    def answered_job(self):
+        """The job id the answer may name: only once the job exists."""
+        return self.job_id if self.queued else None
 
 
-def error_response(status: int, reason: str, details: str, *, job_id=None, retry_after=None,
-                   close: bool = False) -> web.Response:
-    """The ingest's JSON error shape (DESIGN §5)."""
-    body = {"status": "timeout" if reason == "timeout" else "error", "failure_reason": reason, "details": details}
-    if job_id is not None:
-        body["job_id"] = str(job_id)
-    if retry_after is not None:
-        body["retry_after"] = retry_after
-    resp = web.json_response(body, status=status)
-    if retry_after is not None:
-        resp.headers["Retry-After"] = str(retry_after)
-    if job_id is not None:
-        resp.headers["X-Job-Id"] = str(job_id)
-    if close:
-        # The rest of the body was not read: close rather than drain an oversized or hostile upload.
-        resp.force_close()
-    return resp
+@dataclass
+class Admission:
+    """What the admit stage settled: the slot's row with the live settings, and the deadlines."""
+    context: dict              # the slot row, live settings and queue depth (queries/slots.sql ingest_context)
+    live: live_settings.LiveSettings
+    window: float              # T_sync_response for this shot, seconds
+    deadline: float            # loop time to answer by: the window less deadline_margin_ms
+    hard_deadline: float       # loop time the window ends
+    expires_at: dt.datetime    # the job's deadline on the clock
+    max_bytes: int
 
 
 class IngestHandler:
@@ -97,122 +102,65 @@ class IngestHandler:
             self.in_flight.discard(task)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        ctx = self.ctx
         loop = asyncio.get_running_loop()
         # The request arrived about one loop-lag before this handler got to run (server/lag.py).
-        t0 = loop.time() - self.lag.seconds
-        started = time.perf_counter()
-        arrived = ctx.clock.now()
-        slot_id = request.match_info.get("slot_id", "")
-        upload = Upload()
-        job_id = None
-        job_created = False
+        shot = Shot(slot_id=request.match_info.get("slot_id", ""), t0=loop.time() - self.lag.seconds,
+                    started=time.perf_counter(), arrived=self.ctx.clock.now())
         answer: web.StreamResponse | None = None
         outcome = "internal_error"
         try:
             try:
-                if slot_id not in SLOT_IDS:
-                    raise IngestError(404, "slot_not_found", "no such slot; slots are slot-001 … slot-015",
-                                      unread_body=True)
-                max_bytes = int(float(self.cfg.get("ingest.max_upload_mb")) * 1024 * 1024)
-                if request.content_length is not None and request.content_length > max_bytes + 256 * 1024:
-                    raise IngestError(413, "payload_too_large",
-                                      f"upload is larger than {self.cfg.get('ingest.max_upload_mb')} MB",
-                                      unread_body=True)
-                try:
-                    context = await ctx.db.fetchone("ingest_context", slot_id=slot_id)
-                except DatabaseUnavailable:
-                    raise IngestError(503, "database_unavailable", "the job database is not reachable; retry shortly",
-                                      retry_after=2, unread_body=True) from None
-                if context is None or not is_configured(context) or not context["enabled"]:
-                    raise IngestError(404, "slot_not_found", f"{slot_id} is not configured or is disabled",
-                                      unread_body=True)
-                live = live_settings.from_rows(self.cfg, context["live_settings"] or {})
-                window = live.sync_response_seconds
-                deadline = t0 + window - self.margin
-                expires_at = arrived + _seconds(window)
-                if context["pending_jobs"] >= int(self.cfg.get("ingest.max_pending_jobs")):
-                    raise IngestError(429, "queue_full", f"{context['pending_jobs']} jobs are waiting; retry shortly",
-                                      retry_after=RETRY_AFTER_QUEUE_FULL, unread_body=True)
-                try:
-                    spent = await quotas.exhausted(ctx.db, self.cfg, context["provider_id"], arrived)
-                except DatabaseUnavailable:
-                    raise IngestError(503, "database_unavailable", "the job database is not reachable; retry shortly",
-                                      retry_after=2, unread_body=True) from None
-                if spent is not None:  # a job queued now could only fail: refuse before reading the photo
-                    raise IngestError(503, "quota_exhausted", spent.detail, retry_after=spent.retry_after,
-                                      unread_body=True)
-                job_id = jobs.new_job_id()
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        await self._read_form(request, upload, job_id, max_bytes, live)
-                except TimeoutError:
-                    raise IngestError(504, "timeout", "the upload did not finish within the response window",
-                                      unread_body=True) from None
-                if upload.path is None:
-                    raise IngestError(400, "invalid_request", "missing file field 'fileToUpload' (or 'file')")
-                if not upload.password_checked:
-                    await self._check_password(upload.password, live)
-                if upload.mime is None:
-                    raise IngestError(415, "unsupported_media_type", "the file is not a JPEG, PNG or WebP image")
-                refused = catalogue.check_input(context["provider_id"], upload.mime, upload.size)
-                if refused is not None:  # the slot's provider has its own type and size limits
-                    raise IngestError(*refused)
-                try:
-                    await asyncio.to_thread(media_mod.check_image, upload.path, upload.mime)
-                except media_mod.InvalidImage as exc:
-                    raise IngestError(415, "unsupported_media_type", str(exc)) from None
-
-                waiter = ctx.waiters.register(job_id)
-                try:
-                    try:
-                        await jobs.enqueue(ctx.db, job_id=job_id, slot=context, now=arrived, expires_at=expires_at,
-                                           upload_path=str(upload.path), upload_mime=upload.mime,
-                                           upload_size=upload.size, metadata=upload.metadata)
-                    except DatabaseUnavailable:
-                        raise IngestError(503, "database_unavailable",
-                                          "the job database is not reachable; retry shortly", retry_after=2) from None
-                    job_created = True
-                    event(log, "job_queued", job=str(job_id), slot=slot_id, provider=context["provider_id"],
-                          operation=context["operation_id"], bytes=upload.size, mime=upload.mime,
-                          window_s=window, upload_ms=int((time.perf_counter() - started) * 1000))
-                    answer, outcome = await self._wait_and_answer(job_id, waiter, deadline, t0 + window)
-                finally:
-                    ctx.waiters.unregister(job_id)
+                answer, outcome = await self._stages(request, shot)
             except IngestError as exc:
                 outcome = exc.reason
-                answer = error_response(exc.status, exc.reason, exc.details,
-                                        job_id=job_id if job_created else None, retry_after=exc.retry_after,
-                                        close=exc.unread_body)
+                answer = error_response(exc.status, exc.reason, exc.details, job_id=shot.answered_job,
+                                        retry_after=exc.retry_after, close=exc.unread_body)
             except Exception:
                 # A bug must still give the booth the documented JSON and finalize the job; the
                 # traceback goes to the log only.
-                log.exception("ingest crashed (slot %s)", slot_id)
+                log.exception("ingest crashed (slot %s)", shot.slot_id)
                 outcome = "internal_error"
-                if job_created:
-                    await self._finalize_quietly(job_id, "internal_error", "internal error in the ingest handler")
+                if shot.queued:
+                    await self._finalize_quietly(shot.job_id, "internal_error", "internal error in the ingest handler")
                 answer = error_response(500, "internal_error", "internal error; the photo was not processed",
-                                        job_id=job_id if job_created else None, close=True)
+                                        job_id=shot.answered_job, close=True)
         except asyncio.CancelledError:
             # The booth hung up (aiohttp cancels the handler when the client disconnects).
             outcome = "client_gone"
-            if job_created:
-                await asyncio.shield(self._finalize_quietly(job_id, "client_gone",
+            if shot.queued:
+                await asyncio.shield(self._finalize_quietly(shot.job_id, "client_gone",
                                                             "the client disconnected before the answer"))
             raise
         finally:
-            if not job_created and upload.path is not None:
-                ctx.media.remove(upload.path)
-            answered_ms = int((time.perf_counter() - started) * 1000)
-            event(log, "ingest", job=str(job_id) if job_created else None, slot=slot_id, outcome=outcome,
-                  status=answer.status if answer is not None else None, ms=answered_ms)
-            metrics.safe(metrics.of(ctx).observe_ingest, slot_id, outcome,
-                         answer.status if answer is not None else 499 if outcome == "client_gone" else 500,
-                         answered_ms / 1000)
-        if job_created:
+            self._account(shot, answer, outcome)
+        if shot.queued:
             # Off the answer's path: stats read it later; losing it in an outage costs nothing else.
-            self._background(jobs.record_answer(ctx.db, job_id=job_id, answered_ms=answered_ms))
+            self._background(jobs.record_answer(self.ctx.db, job_id=shot.job_id, answered_ms=shot.answered_ms))
         return answer
+
+    async def _stages(self, request: web.Request, shot: Shot) -> tuple[web.StreamResponse, str]:
+        admission = await self._admit(request, shot)
+        shot.job_id = jobs.new_job_id()
+        await self._receive(request, shot, admission)
+        await self._check(shot, admission)
+        waiter = self.ctx.waiters.register(shot.job_id)
+        try:
+            await self._queue(shot, admission)
+            return await self._wait_and_answer(shot.job_id, waiter, admission.deadline, admission.hard_deadline)
+        finally:
+            self.ctx.waiters.unregister(shot.job_id)
+
+    def _account(self, shot: Shot, answer: web.StreamResponse | None, outcome: str) -> None:
+        """Whatever the outcome: no upload outlives a shot without a job; one log line; the metrics."""
+        if not shot.queued and shot.path is not None:
+            self.ctx.media.remove(shot.path)
+        shot.answered_ms = int((time.perf_counter() - shot.started) * 1000)
+        status = answer.status if answer is not None else None
+        event(log, "ingest", job=str(shot.job_id) if shot.queued else None, slot=shot.slot_id, outcome=outcome,
+              status=status, ms=shot.answered_ms)
+        metrics.safe(metrics.of(self.ctx).observe_ingest, shot.slot_id, outcome,
+                     status if status is not None else 499 if outcome == "client_gone" else 500,
+                     shot.answered_ms / 1000)
 
     def _background(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -220,88 +168,120 @@ class IngestHandler:
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "exception not retrieved"
 
-    # ---------------------------------------------------------------- reading the form
+    # ---------------------------------------------------------------- 1. admit
 
-    async def _read_form(self, request: web.Request, upload: Upload, job_id, max_bytes: int, live) -> None:
-        if not request.content_type.startswith("multipart/"):
-            raise IngestError(400, "invalid_request", "expected multipart/form-data", unread_body=True)
+    async def _admit(self, request: web.Request, shot: Shot) -> Admission:
+        """Refuse what can be refused before reading the photo: slot, declared size, queue, quota."""
+        if shot.slot_id not in SLOT_IDS:
+            raise IngestError(404, "slot_not_found", "no such slot; slots are slot-001 … slot-015", unread_body=True)
+        max_bytes = media_mod.max_upload_bytes(self.cfg)
+        if request.content_length is not None and request.content_length > max_bytes + 256 * 1024:
+            raise IngestError(413, "payload_too_large", f"upload is larger than {self.cfg.get('ingest.max_upload_mb')} MB",
+                              unread_body=True)
+        context = await _reachable(self.ctx.db.fetchone("ingest_context", slot_id=shot.slot_id), unread_body=True)
+        if context is None or not is_configured(context) or not context["enabled"]:
+            raise IngestError(404, "slot_not_found", f"{shot.slot_id} is not configured or is disabled",
+                              unread_body=True)
+        live = live_settings.from_rows(self.cfg, context["live_settings"] or {})
+        if context["pending_jobs"] >= int(self.cfg.get("ingest.max_pending_jobs")):
+            raise IngestError(429, "queue_full", f"{context['pending_jobs']} jobs are waiting; retry shortly",
+                              retry_after=RETRY_AFTER_QUEUE_FULL, unread_body=True)
+        spent = await _reachable(quotas.exhausted(self.ctx.db, self.cfg, context["provider_id"], shot.arrived),
+                                 unread_body=True)
+        if spent is not None:  # a job queued now could only fail: refuse before reading the photo
+            raise IngestError(503, "quota_exhausted", spent.detail, retry_after=spent.retry_after, unread_body=True)
+        window = live.sync_response_seconds
+        return Admission(context=context, live=live, window=window, deadline=shot.t0 + window - self.margin,
+                         hard_deadline=shot.t0 + window, expires_at=shot.arrived + dt.timedelta(seconds=window),
+                         max_bytes=max_bytes)
+
+    # ---------------------------------------------------------------- 2. receive
+
+    async def _receive(self, request: web.Request, shot: Shot, admission: Admission) -> None:
+        """Read the form under the deadline: the photo to uploads/, the password, extra fields."""
         max_fields = int(self.cfg.get("ingest.max_extra_fields"))
         max_field_bytes = int(self.cfg.get("ingest.max_extra_field_bytes"))
-        parts = 0
+
+        async def on_part(part) -> None:
+            name = part.name or ""
+            if name in FILE_FIELDS:
+                if shot.path is not None:
+                    raise IngestError(400, "invalid_request", "more than one file field", unread_body=True)
+                await self._stream_file(part, shot, admission.max_bytes)
+            elif name == "password":
+                raw = await read_bounded(part, MAX_PASSWORD_BYTES)
+                if raw is None:
+                    raise IngestError(400, "invalid_request", "password field is too long", unread_body=True)
+                shot.password = raw.decode("utf-8", errors="replace")
+                if shot.path is None:
+                    # Password first (the usual order): refuse before reading the photo.
+                    await self._check_password(shot.password, admission.live, unread_body=True)
+                    shot.password_checked = True
+            else:
+                raw = await read_bounded(part, max_field_bytes)
+                if len(shot.metadata) < max_fields and name:
+                    shot.metadata[_clean_text(name)[:100]] = _clean_text(raw) if raw is not None else "…(too long, dropped)"
+                if raw is None:
+                    await _skip(part)
+
         try:
-            reader = await request.multipart()
-            while True:
-                part = await reader.next()
-                if part is None:
-                    break
-                parts += 1
-                if parts > MAX_PARTS:
-                    raise IngestError(400, "invalid_request", f"more than {MAX_PARTS} form fields", unread_body=True)
-                if not hasattr(part, "read_chunk"):
-                    raise IngestError(400, "invalid_request", "nested multipart is not accepted", unread_body=True)
-                name = part.name or ""
-                if name in FILE_FIELDS:
-                    if upload.path is not None:
-                        raise IngestError(400, "invalid_request", "more than one file field", unread_body=True)
-                    await self._stream_file(part, upload, job_id, max_bytes)
-                elif name == "password":
-                    raw = await _read_bounded(part, MAX_PASSWORD_BYTES)
-                    if raw is None:
-                        raise IngestError(400, "invalid_request", "password field is too long", unread_body=True)
-                    upload.password = raw.decode("utf-8", errors="replace")
-                    if upload.path is None:
-                        # Password first (the usual order): refuse before reading the photo.
-                        await self._check_password(upload.password, live, unread_body=True)
-                        upload.password_checked = True
-                else:
-                    raw = await _read_bounded(part, max_field_bytes)
-                    if len(upload.metadata) < max_fields and name:
-                        key = _clean_text(name)[:100]
-                        upload.metadata[key] = _clean_text(raw) if raw is not None else "…(too long, dropped)"
-                    if raw is None:
-                        await _drain(part, 1024 * 1024)
-        except IngestError:
-            raise
-        except (ValueError, AssertionError, UnicodeDecodeError, KeyError, LookupError,
-                HttpProcessingError) as exc:  # aiohttp's parser refusing a part's headers
-            raise IngestError(400, "invalid_request", f"malformed multipart body ({exc.__class__.__name__})",
+            async with asyncio.timeout_at(admission.deadline):
+                await read_form(request, on_part)
+        except FormError as exc:
+            raise IngestError(400, "invalid_request", str(exc), unread_body=True) from None
+        except TimeoutError:
+            raise IngestError(504, "timeout", "the upload did not finish within the response window",
                               unread_body=True) from None
 
-    async def _stream_file(self, part, upload: Upload, job_id, max_bytes: int) -> None:
-        path = self.ctx.media.upload_path(job_id)
-        upload.path = path
-        size = 0
+    async def _stream_file(self, part, shot: Shot, max_bytes: int) -> None:
+        path = self.ctx.media.upload_path(shot.job_id)
+        shot.path = path
         head = b""
         try:
             with open(path, "wb") as fh:
-                while True:
-                    chunk = await part.read_chunk(CHUNK)
-                    if not chunk:
-                        break
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise IngestError(413, "payload_too_large",
-                                          f"upload is larger than {self.cfg.get('ingest.max_upload_mb')} MB",
-                                          unread_body=True)
+                def write(chunk: bytes) -> None:
+                    nonlocal head
                     if len(head) < 16:
                         head += chunk[:16]
                     fh.write(chunk)
+
+                shot.size = await copy_part(part, write, max_bytes)
+        except PartTooLarge:
+            raise IngestError(413, "payload_too_large", f"upload is larger than {self.cfg.get('ingest.max_upload_mb')} MB",
+                              unread_body=True) from None
         except OSError as exc:
             if isinstance(exc, ConnectionError):  # the booth went away mid-upload, not a disk problem
                 raise
             # Disk full (ENOSPC/EDQUOT/EFBIG) or unwritable media root: the caller removes the partial file.
-            event(log, "upload_write_failed", logging.ERROR, job=str(job_id), errno=exc.errno, error=exc.strerror)
+            event(log, "upload_write_failed", logging.ERROR, job=str(shot.job_id), errno=exc.errno, error=exc.strerror)
             full = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1), errno.EFBIG)
             raise IngestError(503, "storage_full" if full else "storage_unavailable",
                               "the media disk is full; the photo was not stored" if full
                               else "the media storage is not writable; the photo was not stored",
                               retry_after=30, unread_body=True) from None
-        upload.size = size
-        upload.mime = media_mod.sniff_mime(head)
-        if upload.mime is not None:
-            final = self.ctx.media.upload_path(job_id, upload.mime)
+        shot.mime = media_mod.sniff_mime(head)
+        if shot.mime is not None:
+            final = self.ctx.media.upload_path(shot.job_id, shot.mime)
             path.replace(final)
-            upload.path = final
+            shot.path = final
+
+    # ---------------------------------------------------------------- 3. check
+
+    async def _check(self, shot: Shot, admission: Admission) -> None:
+        """The photo as received: present, the password right, a supported image the provider takes."""
+        if shot.path is None:
+            raise IngestError(400, "invalid_request", "missing file field 'fileToUpload' (or 'file')")
+        if not shot.password_checked:
+            await self._check_password(shot.password, admission.live)
+        if shot.mime is None:
+            raise IngestError(415, "unsupported_media_type", "the file is not a JPEG, PNG or WebP image")
+        refused = catalogue.check_input(admission.context["provider_id"], shot.mime, shot.size)
+        if refused is not None:  # the slot's provider has its own type and size limits
+            raise IngestError(*refused)
+        try:
+            await asyncio.to_thread(media_mod.check_image, shot.path, shot.mime)
+        except media_mod.InvalidImage as exc:
+            raise IngestError(415, "unsupported_media_type", str(exc)) from None
 
     async def _check_password(self, password: str | None, live, *, unread_body: bool = False) -> None:
         if live.ingest_password is None:
@@ -311,17 +291,34 @@ class IngestHandler:
         if password is None or not await self.verifier.verify(password, live.ingest_password):
             raise IngestError(401, "invalid_password", "wrong or missing password", unread_body=unread_body)
 
-    # ---------------------------------------------------------------- waiting for the job
+    # ---------------------------------------------------------------- 4. queue
+
+    async def _queue(self, shot: Shot, admission: Admission) -> None:
+        context = admission.context
+        await _reachable(jobs.enqueue(self.ctx.db, job_id=shot.job_id, slot=context, now=shot.arrived,
+                                      expires_at=admission.expires_at, upload_path=str(shot.path),
+                                      upload_mime=shot.mime, upload_size=shot.size, metadata=shot.metadata))
+        shot.queued = True
+        event(log, "job_queued", job=str(shot.job_id), slot=shot.slot_id, provider=context["provider_id"],
+              operation=context["operation_id"], bytes=shot.size, mime=shot.mime, window_s=admission.window,
+              upload_ms=int((time.perf_counter() - shot.started) * 1000))
+
+    # ---------------------------------------------------------------- 5. wait and answer
 
     async def _wait_and_answer(self, job_id, waiter: asyncio.Event, deadline: float, hard_deadline: float):
-        ctx = self.ctx
+        job = await self._wait(job_id, waiter, deadline)
+        if job is not None:
+            return await self._answer_finalized(job)
+        return await self._answer_window_closed(job_id, deadline, hard_deadline)
+
+    async def _wait(self, job_id, waiter: asyncio.Event, deadline: float) -> dict | None:
+        """The finalized job, or None once the window is over (or serve is shutting down)."""
         loop = asyncio.get_running_loop()
-        job = None
         while True:
             # React one loop-lag early: a timer due at the deadline fires about that late.
             remaining = deadline - self.lag.seconds - loop.time()
             if remaining <= 0 or self.shutdown.is_set():
-                break
+                return None
             # Woken by NOTIFY, by the process-wide fallback poll (jobs.DoneWaiters.poll_forever),
             # or by a shutdown; otherwise near the deadline (re-checked so a lag spike is seen).
             with contextlib.suppress(asyncio.TimeoutError):
@@ -330,13 +327,16 @@ class IngestHandler:
                 continue
             waiter.clear()
             try:
-                job = await jobs.get(ctx.db, job_id)
+                job = await jobs.get(self.ctx.db, job_id)
             except DatabaseUnavailable:
-                job = None
                 continue
             if job is not None and job["is_finalized"]:
-                return await self._answer_finalized(job)
-        # The window is over (or serve is shutting down): finalize it ourselves, unless the worker won.
+                return job
+
+    async def _answer_window_closed(self, job_id, deadline: float, hard_deadline: float):
+        """Finalize the job ourselves — unless the worker won the race — and answer inside the window."""
+        ctx = self.ctx
+        loop = asyncio.get_running_loop()
         if self.shutdown.is_set() and loop.time() < deadline:
             reason, detail = "internal_error", "the server is shutting down; send the photo again"
         else:
@@ -354,8 +354,7 @@ class IngestHandler:
             row = {"failure_reason": reason}  # answer on time; the sweeper finalizes the row later
             event(log, "finalize_deferred", logging.WARNING, job=str(job_id), reason=reason)
         if row is None:
-            job = await jobs.get(ctx.db, job_id)
-            return await self._answer_finalized(job)
+            return await self._answer_finalized(await jobs.get(ctx.db, job_id))
         status, label = ingest_answer(row)
         return error_response(status, label, detail, job_id=job_id), label
 
@@ -384,6 +383,15 @@ class IngestHandler:
             event(log, "finalize_deferred", logging.WARNING, job=str(job_id), reason=reason, error=exc.__class__.__name__)
 
 
+async def _reachable(query, *, unread_body: bool = False):
+    """The query's result; a database outage becomes the ingest's 503 (the booth retries)."""
+    try:
+        return await query
+    except DatabaseUnavailable:
+        raise IngestError(503, "database_unavailable", "the job database is not reachable; retry shortly",
+                          retry_after=RETRY_AFTER_DB, unread_body=unread_body) from None
+
+
 def _clean_text(value: str | bytes) -> str:
     """Client text safe to store as JSON: undecodable bytes (aiohttp keeps them as lone
     surrogates in names) and NULs become U+FFFD."""
@@ -392,52 +400,9 @@ def _clean_text(value: str | bytes) -> str:
     return value.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
-async def _read_bounded(part, limit: int) -> bytes | None:
-    """The part's bytes, or None when it is longer than `limit` (the excess is left unread)."""
-    data = bytearray()
-    while True:
-        chunk = await part.read_chunk(min(limit + 1, 64 * 1024))
-        if not chunk:
-            return bytes(data)
-        data += chunk
-        if len(data) > limit:
-            return None
-
-
-async def _drain(part, limit: int) -> None:
-    total = 0
-    while True:
-        chunk = await part.read_chunk(64 * 1024)
-        if not chunk:
-            return
-        total += len(chunk)
-        if total > limit:
-            raise IngestError(413, "payload_too_large", "a form field is too large", unread_body=True)
-
-
-def _seconds(value: float):
-    import datetime as dt
-
-    return dt.timedelta(seconds=value)
-
-
-_HTTP_REASONS = {400: "invalid_request", 404: "slot_not_found", 405: "invalid_request", 413: "payload_too_large"}
-
-
-@web.middleware
-async def ingest_http_errors(request: web.Request, handler):
-    """aiohttp's own refusals on /ingest/ paths (no such route, wrong method, bad request line)
-    in the ingest's JSON shape, like every other ingest answer."""
-    if not request.path.startswith("/ingest"):
-        return await handler(request)
+async def _skip(part) -> None:
+    """Read past an over-long extra field (its value is dropped); a huge one ends the shot."""
     try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        reason = _HTTP_REASONS.get(exc.status, "invalid_request")
-        details = "use POST /ingest/slot-001 … slot-015" if exc.status in (404, 405) else exc.reason
-        resp = error_response(exc.status, reason, details, close=True)
-        if exc.status == 405:
-            resp.headers["Allow"] = "POST"
-        return resp
+        await copy_part(part, lambda _chunk: None, MAX_DROPPED_FIELD_BYTES)
+    except PartTooLarge:
+        raise IngestError(413, "payload_too_large", "a form field is too large", unread_body=True) from None

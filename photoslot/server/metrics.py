@@ -4,12 +4,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from photoslot import metrics
+from photoslot.server.toolkit import endpoint
+
+routes = web.RouteTableDef()
 
 
-async def metrics_handler(request: web.Request) -> web.Response:
-    from photoslot.server.app import CTX
-
-    ctx = request.app[CTX]
+@routes.get("/metrics")
+@endpoint(None)
+async def metrics_handler(request: web.Request, ctx, _) -> web.Response:
     body = await metrics.of(ctx).render(ctx)
     resp = web.Response(body=body)
     resp.headers["Content-Type"] = metrics.CONTENT_TYPE

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import copy
 
+from aiohttp import web
+
 from photoslot import __version__
 from photoslot.auth import PERMISSIONS
+from photoslot.jobs import STATES as JOB_STATES
+from photoslot.server.toolkit import answer, endpoint
+
+routes = web.RouteTableDef()
 
 
 def _ref(name: str) -> dict:
@@ -35,7 +41,6 @@ BOOL = {"type": "boolean"}
 TIME = {"type": "string", "format": "date-time"}
 UUID = {"type": "string", "format": "uuid"}
 SLOT_ID = {"type": "string", "pattern": "^slot-[0-9]{3}$"}
-JOB_STATES = ["pending", "processing", "succeeded", "timeout", "failed", "cancelled"]
 
 COUNTS = {
     "ingest_count": INT, "success": INT, "timeouts": INT, "provider_errors": INT, "cancelled": INT,
@@ -94,7 +99,7 @@ SCHEMAS: dict[str, dict] = {
                            "scope": {"type": "string", "enum": ["full", "media_objects"]}, "job_id": UUID,
                            "expires_cutoff": TIME}),
     "Job": _obj({
-        "id": UUID, "slot_id": SLOT_ID, "status": {"type": "string", "enum": JOB_STATES}, "is_finalized": BOOL,
+        "id": UUID, "slot_id": SLOT_ID, "status": {"type": "string", "enum": list(JOB_STATES)}, "is_finalized": BOOL,
         "failure_reason": _nullable(STR), "failure_detail": _nullable(STR), "provider_id": STR, "operation_id": STR,
         "provider_job_reference": _nullable(STR), "attempts": INT, "result_file_path": _nullable(STR),
         "result_mime_type": _nullable(STR), "result_size_bytes": _nullable(INT), "result_checksum": _nullable(STR),
@@ -227,7 +232,7 @@ PATHS: dict[str, dict] = {
         "422": _err("unknown scope")}, body=_body(_ref("PurgeRequest")))},
     "/api/jobs": {"get": _op("Jobs, filtered, sorted and paged", "stats:read", {
         "200": _json(_ref("JobsPage"), "one page"), "404": _err("no such slot"), "422": _err("bad filter")},
-        params=[_q("status", {"type": "string", "enum": JOB_STATES}), _q("is_finalized", BOOL),
+        params=[_q("status", {"type": "string", "enum": list(JOB_STATES)}), _q("is_finalized", BOOL),
                 _q("failure_reason", STR), _q("slot_id", SLOT_ID), _q("page", {"type": "integer", "minimum": 1}),
                 _q("page_size", {"type": "integer", "minimum": 1, "maximum": 100}),
                 _q("sort_by", {"type": "string", "enum": ["created_at", "expires_at"]}),
@@ -277,7 +282,7 @@ def document(cfg=None) -> dict:
         "info": {"title": "photoslot API", "version": __version__,
                  "description": "Admin API (JWT bearer, HS256; permissions: " + ", ".join(PERMISSIONS) +
                                 ") and public result links. Ingest (POST /ingest/{slot_id}) is the DSLR "
-                                "Remote Pro contract, documented in DESIGN.md §5."},
+                                "Remote Pro contract, documented in docs/API.md."},
         "paths": copy.deepcopy(PATHS),
         "components": {"schemas": copy.deepcopy(SCHEMAS),
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
@@ -285,3 +290,9 @@ def document(cfg=None) -> dict:
     if cfg is not None:
         doc["servers"] = [{"url": cfg.public_base_url()}]
     return doc
+
+
+@routes.get("/api/openapi.json")
+@endpoint(None)
+async def openapi_document(request, ctx, _):
+    return answer(document(ctx.cfg))

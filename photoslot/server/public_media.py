@@ -6,19 +6,19 @@ from aiohttp import web
 from photoslot import public_media
 from photoslot.db import DatabaseUnavailable
 from photoslot.errors import PhotoslotError
+from photoslot.server.toolkit import endpoint, error_answer
+
+routes = web.RouteTableDef()
 
 
-def make_handler(ctx):
-    async def get_media(request: web.Request) -> web.Response:
-        try:
-            data, mime = await public_media.read(ctx, request.match_info["media_id"])
-        except PhotoslotError as exc:
-            return web.json_response({"error": {"code": exc.code, "message": exc.message, "details": {}}},
-                                     status=exc.http_status)
-        except DatabaseUnavailable:
-            return web.json_response({"error": {"code": "database_unavailable", "message": "retry shortly",
-                                                "details": {}}}, status=503, headers={"Retry-After": "2"})
-        # Never cached: the link must stop working at its expiry, not at some proxy's.
-        return web.Response(body=data, content_type=mime, headers={"Cache-Control": "no-store"})
-
-    return get_media
+@routes.get("/public/media/{media_id}")
+@endpoint(None)
+async def get_media(request: web.Request, ctx, _) -> web.Response:
+    try:
+        data, mime = await public_media.read(ctx, request.match_info["media_id"])
+    except PhotoslotError as exc:
+        return error_answer(exc.http_status, exc.code, exc.message)
+    except DatabaseUnavailable:
+        return error_answer(503, "database_unavailable", "retry shortly", headers={"Retry-After": "2"})
+    # Never cached: the link must stop working at its expiry, not at some proxy's.
+    return web.Response(body=data, content_type=mime, headers={"Cache-Control": "no-store"})

@@ -16,32 +16,28 @@ from PIL import Image, ImageOps
 
 from photoslot import jobs
 from photoslot.media import MIME_EXT
+from photoslot.server.toolkit import endpoint, error_answer
+
+routes = web.RouteTableDef()
 
 THUMBNAIL_PX = 160
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message, "details": {}}}, status=status)
-
-
-async def _result(request: web.Request):
+async def _result(request: web.Request, ctx):
     """(job, bytes) or an error response."""
-    from photoslot.server.app import CTX
-
-    ctx = request.app[CTX]
     raw = request.match_info["job_id"]
     try:
         job = await jobs.get(ctx.db, uuid.UUID(raw))
     except ValueError:
         job = None
     if job is None or job["status"] != "succeeded" or job["result_expires_at"] is None:
-        return None, _error(404, "not_found", "no result with this id")
+        return None, error_answer(404, "not_found", "no result with this id")
     if ctx.clock.now() >= job["result_expires_at"] or job.get("result_removed_at") or not job["result_file_path"]:
-        return None, _error(410, "gone", "this result has expired and was deleted")
+        return None, error_answer(410, "gone", "this result has expired and was deleted")
     try:
         data = await asyncio.to_thread(Path(job["result_file_path"]).read_bytes)
     except OSError:  # removed by the sweeper a moment ago
-        return None, _error(410, "gone", "this result has expired and was deleted")
+        return None, error_answer(410, "gone", "this result has expired and was deleted")
     return (job, data), None
 
 
@@ -50,17 +46,17 @@ def _private_cache(job, now) -> str:
     return f"private, max-age={max(0, min(left, 3600))}"
 
 
-async def download(request: web.Request) -> web.StreamResponse:
-    from photoslot.server.app import CTX
-
-    found, error = await _result(request)
+@routes.get("/public/results/{job_id}")
+@endpoint(None)
+async def download(request: web.Request, ctx, _) -> web.StreamResponse:
+    found, error = await _result(request, ctx)
     if error is not None:
         return error
     job, data = found
     ext = MIME_EXT.get(job["result_mime_type"], "bin")
     return web.Response(body=data, content_type=job["result_mime_type"], headers={
         "Content-Disposition": f'attachment; filename="{job["id"]}.{ext}"',
-        "Cache-Control": _private_cache(job, request.app[CTX].clock.now()),
+        "Cache-Control": _private_cache(job, ctx.clock.now()),
         "X-Job-Id": str(job["id"]),
     })
 
@@ -77,23 +73,18 @@ def make_thumbnail(data: bytes, size: int = THUMBNAIL_PX) -> bytes:
     return out.getvalue()
 
 
-async def thumbnail(request: web.Request) -> web.StreamResponse:
-    from photoslot.server.app import CTX
-
-    found, error = await _result(request)
+@routes.get("/public/results/{job_id}/thumbnail")
+@endpoint(None)
+async def thumbnail(request: web.Request, ctx, _) -> web.StreamResponse:
+    found, error = await _result(request, ctx)
     if error is not None:
         return error
     job, data = found
     try:
         thumb = await asyncio.to_thread(make_thumbnail, data)
     except (OSError, ValueError, Image.DecompressionBombError):
-        return _error(500, "internal_error", "the result cannot be thumbnailed")
+        return error_answer(500, "internal_error", "the result cannot be thumbnailed")
     return web.Response(body=thumb, content_type="image/jpeg", headers={
         "Content-Disposition": f'inline; filename="{job["id"]}-thumb.jpg"',
-        "Cache-Control": _private_cache(job, request.app[CTX].clock.now()),
+        "Cache-Control": _private_cache(job, ctx.clock.now()),
     })
-
-
-def setup_routes(app: web.Application) -> None:
-    app.router.add_get("/public/results/{job_id}", download)
-    app.router.add_get("/public/results/{job_id}/thumbnail", thumbnail)

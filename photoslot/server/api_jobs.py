@@ -1,0 +1,42 @@
+"""Jobs over the admin API: the filtered, paged list and one job with its deadline and timings.
+Filters are checked in photoslot/jobs.py, once for the API and the CLI."""
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from photoslot import jobs, slots
+from photoslot.errors import NotFound
+from photoslot.server.toolkit import answer, endpoint, q_bool, q_int, q_str
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/jobs")
+@endpoint("stats:read")
+async def list_jobs(request, ctx, claims):
+    page, page_size = q_int(request, "page", 1), q_int(request, "page_size", 20)
+    slot_id = q_str(request, "slot_id")
+    if slot_id is not None:
+        slots.check_slot_id(slot_id)
+    rows, total = await jobs.admin_list(
+        ctx.db, slot_id=slot_id, status=q_str(request, "status"), is_finalized=q_bool(request, "is_finalized"),
+        failure_reason=q_str(request, "failure_reason"), page=page, page_size=page_size,
+        sort_by=q_str(request, "sort_by") or "created_at", sort_order=q_str(request, "sort_order") or "desc")
+    now = ctx.clock.now()
+    return answer({"data": [jobs.admin_view(j, ctx.cfg, now) for j in rows],
+                   "meta": {"page": page, "page_size": page_size, "total": total}})
+
+
+@routes.get("/api/jobs/{job_id}")
+@endpoint("stats:read")
+async def get_job(request, ctx, claims):
+    raw = request.match_info["job_id"]
+    try:
+        job = await jobs.get(ctx.db, uuid.UUID(raw))
+    except ValueError:
+        job = None
+    if job is None:
+        raise NotFound("no such job", {"job_id": raw})
+    return answer(jobs.admin_view(job, ctx.cfg, ctx.clock.now()))

@@ -1,0 +1,26 @@
+"""Stats over the admin API: every slot, or one slot since its last reset (photoslot/stats.py)."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from photoslot import stats
+from photoslot.server.toolkit import answer, endpoint, q_int, q_str
+
+routes = web.RouteTableDef()
+
+
+# Registered before /api/stats/{slot_id}, which would otherwise take "global" for a slot id.
+@routes.get("/api/stats/global")
+@endpoint("stats:read")
+async def global_stats(request, ctx, claims):
+    return answer(await stats.global_stats(
+        ctx, from_=q_str(request, "from"), to=q_str(request, "to"), group_by=q_str(request, "group_by"),
+        page=q_int(request, "page", 1), page_size=q_int(request, "page_size", 20),
+        sort_by=q_str(request, "sort_by") or "period_start", sort_order=q_str(request, "sort_order") or "asc"))
+
+
+@routes.get("/api/stats/{slot_id}")
+@endpoint("stats:read")
+async def slot_stats(request, ctx, claims):
+    return answer(await stats.slot_stats(ctx, request.match_info["slot_id"], from_=q_str(request, "from"),
+                                         to=q_str(request, "to"), group_by=q_str(request, "group_by")))

@@ -1,0 +1,16 @@
+"""The keys of the aiohttp application's state, in a module of their own.
+
+Every handler reaches the process's `AppContext` as `request.app[CTX]` (through
+`toolkit.endpoint`); `app.py` stores it. Keeping the keys here, below every handler module,
+is what lets `app.py` import the handlers without the handlers importing `app.py` back.
+"""
+from __future__ import annotations
+
+from aiohttp import web
+
+from photoslot.context import AppContext
+
+CTX = web.AppKey("ctx", AppContext)
+# The IngestHandler (server/ingest.py): its in-flight set and loop-lag probe, read by app.py's
+# start-up/clean-up and by `serve`'s graceful stop. Typed loosely: ingest.py builds on this module.
+INGEST = web.AppKey("ingest", object)
