@@ -1,6 +1,12 @@
-"""What every provider client returns or raises."""
+"""What every provider client is, takes, returns or raises.
+
+Providers know nothing of jobs, slots or settings: the worker (photoslot/worker/attempt.py)
+reads what a job needs, hands a client its key and its input, and finalizes the job from the
+result or the ProviderFailure.
+"""
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
@@ -25,7 +31,8 @@ class ProviderResult:
 
 
 class ProviderFailure(Exception):
-    """A provider outcome that ends the job: reason per DESIGN §4, detail for the operator."""
+    """A provider outcome that ends the job: `reason` is a failure_reason (photoslot/outcomes.py),
+    `detail` is for the operator, `answer_status` overrides the reason's usual HTTP status."""
 
     def __init__(self, reason: str, detail: str, answer_status: int | None = None) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -48,3 +55,33 @@ async def _nothing(*_args) -> None:
 
 
 NO_HOOK = _nothing
+
+
+class ProviderClient(abc.ABC):
+    """A provider client: one per provider per process, reused for every job."""
+
+    # True: the provider fetches its inputs by URL, so the worker makes public links for the photo
+    # and the templates (ProviderInput.urls) instead of passing their bytes.
+    needs_public_links: bool = False
+
+    def __init__(self, api_key: str | None) -> None:
+        self.api_key = api_key
+
+    def use_key(self, key: str | None) -> None:
+        """The key for the calls from now on; None keeps the current one."""
+        if key and key != self.api_key:
+            self.api_key = key
+            self.key_changed()
+
+    def key_changed(self) -> None:
+        """Drop whatever was bound to the old key (an SDK client, say)."""
+
+    @abc.abstractmethod
+    async def run(self, operation: str, data: ProviderInput, *, deadline: float, on_request: RequestHook,
+                  on_poll: PollHook = NO_HOOK, on_reference: ReferenceHook = NO_HOOK) -> ProviderResult:
+        """Run one catalogue operation until `deadline` (event-loop time): a result, or ProviderFailure,
+        or asyncio.TimeoutError when the deadline cut it off."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections (the pool is stopping)."""

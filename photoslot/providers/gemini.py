@@ -15,7 +15,8 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from photoslot.providers.base import ProviderFailure, ProviderInput, ProviderResult, RequestHook
+from photoslot.providers.base import (NO_HOOK, PollHook, ProviderClient, ProviderFailure, ProviderInput,
+                                      ProviderResult, ReferenceHook, RequestHook)
 
 log = logging.getLogger("photoslot.providers.gemini")
 
@@ -24,13 +25,16 @@ REFUSAL_FINISH = {"SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "
 MIN_ATTEMPT_SECONDS = 0.2  # no point starting a call with less time than this left
 
 
-class GeminiClient:
+class GeminiClient(ProviderClient):
     def __init__(self, cfg) -> None:
         pcfg = cfg.provider("gemini")
+        super().__init__(pcfg["api_key"])
         self.model = pcfg["model"]
-        self.api_key = pcfg["api_key"]
         self._client: genai.Client | None = None
         self._base_url = pcfg["base_url"]
+
+    def key_changed(self) -> None:
+        self._client = None  # the SDK client is bound to its key: the next call builds a new one
 
     def _sdk(self) -> genai.Client:
         if self._client is None:
@@ -79,7 +83,7 @@ class GeminiClient:
         return parts
 
     async def run(self, operation: str, data: ProviderInput, *, deadline: float, on_request: RequestHook,
-                  **_hooks) -> ProviderResult:
+                  on_poll: PollHook = NO_HOOK, on_reference: ReferenceHook = NO_HOOK) -> ProviderResult:
         contents = self.build_contents(operation, data)
         gen_config = types.GenerateContentConfig(
             response_modalities=["IMAGE"],

@@ -1,6 +1,6 @@
 """Turbotext on aiohttp: create_queue → queueid → get_result polling → download uploaded_image.
 
-Turbotext fetches its inputs by URL, so the worker hands this client public links (DESIGN §6):
+Turbotext fetches its inputs by URL, so the worker hands this client public links (docs/PROVIDERS.md):
 `data.urls["photo"]` and one per template role. Every request runs under the job's deadline;
 polling stops there (asyncio.TimeoutError) or when the worker cancels the call because the job was
 finalized elsewhere. Only create_queue is a billable request (`on_request`, quotas); polls are
@@ -15,8 +15,8 @@ import random
 
 import aiohttp
 
-from photoslot.providers.base import (NO_HOOK, PollHook, ProviderFailure, ProviderInput, ProviderResult,
-                                      ReferenceHook, RequestHook)
+from photoslot.providers.base import (NO_HOOK, PollHook, ProviderClient, ProviderFailure, ProviderInput,
+                                      ProviderResult, ReferenceHook, RequestHook)
 
 log = logging.getLogger("photoslot.providers.turbotext")
 
@@ -32,12 +32,12 @@ MIN_ATTEMPT_SECONDS = 0.2
 REFUSAL_WORDS = ("moderation", "prohibited", "nsfw", "forbidden content")
 
 
-class TurbotextClient:
+class TurbotextClient(ProviderClient):
     needs_public_links = True
 
     def __init__(self, cfg) -> None:
         pcfg = cfg.provider("turbotext")
-        self.api_key = pcfg["api_key"]
+        super().__init__(pcfg["api_key"])
         self.base_url = (pcfg["base_url"] or DEFAULT_BASE_URL).rstrip("/")
         self.poll_interval = float(pcfg["poll_interval_seconds"])
         self._session: aiohttp.ClientSession | None = None
@@ -57,7 +57,7 @@ class TurbotextClient:
 
     @staticmethod
     def form_for(operation: str, data: ProviderInput) -> dict[str, str]:
-        """The create_queue form for one operation (DESIGN §6); the photo is always the primary input."""
+        """The create_queue form for one operation (docs/PROVIDERS.md); the photo is always the primary input."""
         p = data.params
         if operation == "image_edit":
             form = {"url": data.urls["photo"], "content": data.prompt}

@@ -1,4 +1,4 @@
-"""The worker pool: N asyncio tasks that claim jobs, run the provider, and finalize.
+"""The worker pool: N asyncio tasks that claim jobs and run each as an Attempt (worker/attempt.py).
 
 Wake-ups come from LISTEN photoslot_job_new (a ~1 s poll is the fallback). A job finalized
 elsewhere (ingest timed out, client gone) is noticed through photoslot_job_done and its provider
@@ -13,22 +13,16 @@ import logging
 import os
 import random
 import socket
-import time
 import uuid
 
-from photoslot import jobs, media, metrics, public_media, quotas, templates
-from photoslot.errors import NotFound
+from photoslot import jobs
 from photoslot.db import DatabaseUnavailable
 from photoslot.logs import event
 from photoslot.providers import catalogue
-from photoslot.providers.base import ProviderFailure, ProviderInput
-from photoslot.providers.registry import make_clients, use_stored_key
+from photoslot.providers.registry import make_clients
+from photoslot.worker.attempt import Attempt
 
 log = logging.getLogger("photoslot.worker")
-
-
-class _FinalizedElsewhere(Exception):
-    pass
 
 
 class WorkerPool:
@@ -152,7 +146,8 @@ class WorkerPool:
         event(log, "job_processing", job=job_id, slot=job["slot_id"], provider=job["provider_id"],
               operation=job["operation_id"], attempt=job["attempts"], worker=self.worker_id,
               queue_wait_ms=int((now - job["created_at"]).total_seconds() * 1000), remaining_ms=int(remaining * 1000))
-        task = asyncio.create_task(self._run_provider(job, deadline))
+        attempt = Attempt(ctx, self.clients.get(job["provider_id"]), job, finalizing=self._finalizing)
+        task = asyncio.create_task(attempt.run(deadline))
         self._running[job_id] = task
         beat = asyncio.create_task(self._heartbeat(job_id, task))
         try:
@@ -183,153 +178,3 @@ class WorkerPool:
                 continue
             if not alive and not task.done() and job_id not in self._finalizing:
                 task.cancel(msg="finalized-elsewhere")
-
-    async def _run_provider(self, job: dict, deadline: float) -> None:
-        ctx = self.ctx
-        job_id = job["id"]
-        started = time.monotonic()
-        fields = dict(job=str(job_id), slot=job["slot_id"], provider=job["provider_id"], attempt=job["attempts"])
-        settings = job["slot_settings"] or {}
-        requests = 0
-
-        links: list[str] = []  # public links made for this job (Turbotext); closed before finalizing
-
-        async def on_request() -> None:
-            nonlocal requests
-            # Quotas count every request, retries included; a spent one ends the job before sending.
-            await quotas.take(ctx.db, self.cfg, job["provider_id"], ctx.clock.now())
-            requests += 1
-            await jobs.record_provider(ctx.db, job_id=job_id, now=ctx.clock.now(), requests=1)
-
-        async def on_poll() -> None:
-            await jobs.record_provider(ctx.db, job_id=job_id, now=ctx.clock.now(), polls=1)
-
-        async def on_reference(reference: str) -> None:
-            await jobs.record_provider(ctx.db, job_id=job_id, now=ctx.clock.now(), reference=reference)
-            event(log, "job_queued_at_provider", **fields, queueid=reference)
-
-        async def close_links() -> None:
-            if links:
-                links.clear()
-                await public_media.expire_for_job(ctx, job_id)
-
-        async def fail(reason: str, detail: str, answer_status: int | None = None) -> None:
-            # Remove the upload before the finalizing UPDATE: its NOTIFY lets the ingest answer at
-            # once, and the booth must never see an answer while the photo is still on disk.
-            ctx.media.remove(job["upload_path"])
-            with contextlib.suppress(DatabaseUnavailable):
-                await close_links()
-            self._finalizing.add(str(job_id))
-            row = await jobs.finalize_failure(ctx.db, ctx.media, job_id=job_id, now=ctx.clock.now(), reason=reason,
-                                              detail=detail, answer_status=answer_status)
-            if row is None:
-                event(log, "late_outcome_discarded", **fields, outcome=reason)
-            else:
-                event(log, "job_failed", logging.WARNING, **fields, reason=reason, detail=detail, requests=requests,
-                      provider_ms=int((time.monotonic() - started) * 1000), **_provider_fields(row, job))
-
-        try:
-            client = self.clients.get(job["provider_id"])
-            if client is None:
-                await fail("internal_error", f"provider {job['provider_id']!r} is not available in this version")
-                return
-            await use_stored_key(client, ctx.db, ctx.cfg, job["provider_id"])
-            image, mime = await asyncio.to_thread(media.prepare_for_provider, job["upload_path"], job["upload_mime"])
-            data = ProviderInput(image=image, mime=mime, prompt=settings.get("prompt") or "",
-                                 params=catalogue.effective_params(job["provider_id"], job["operation_id"],
-                                                                   settings.get("params")))
-            try:
-                await self._attach_templates(job, data, settings, links)
-            except NotFound as exc:
-                await fail("internal_error", exc.message)
-                return
-            call_started = time.monotonic()
-            result = await client.run(job["operation_id"], data, deadline=deadline, on_request=on_request,
-                                      on_poll=on_poll, on_reference=on_reference)
-            provider_ms = int((time.monotonic() - call_started) * 1000)
-            metrics.safe(metrics.of(ctx).observe_provider, job["provider_id"], "ok", provider_ms / 1000, requests)
-            try:
-                body, out_mime = await asyncio.to_thread(media.encode_output, result.image,
-                                                         settings.get("output_format", "jpeg"))
-            except media.InvalidImage as exc:
-                await fail("invalid_result", str(exc), 502)
-                return
-            path = ctx.media.result_path(job_id, out_mime)
-            try:
-                await asyncio.to_thread(path.write_bytes, body)
-            except OSError as exc:  # media disk full / read-only: no partial result stays behind
-                ctx.media.remove(path)
-                await fail("internal_error", f"cannot store the result on the media disk: {exc.strerror or exc}", 503)
-                return
-            ctx.media.remove(job["upload_path"])  # before the UPDATE, as in fail() above
-            await close_links()
-            self._finalizing.add(str(job_id))
-            row = await jobs.finalize_success(
-                ctx.db, ctx.media, job_id=job_id, now=ctx.clock.now(), result_path=str(path), mime=out_mime,
-                size=len(body), checksum=media.sha256_hex(body),
-                default_retention_hours=float(ctx.cfg.get("results.retention_hours")),
-                response_id=result.response_id, tokens=result.tokens, provider_ms=provider_ms)
-            if row is None:
-                ctx.media.remove(path)
-                event(log, "late_result_discarded", **fields, provider_ms=provider_ms)
-            else:
-                event(log, "job_succeeded", **fields, provider_ms=provider_ms, requests=requests,
-                      bytes=len(body), mime=out_mime, **_provider_fields(row, job))
-        except ProviderFailure as exc:
-            metrics.safe(metrics.of(ctx).observe_provider, job["provider_id"], exc.reason,
-                         time.monotonic() - started, requests)
-            await fail(exc.reason, exc.detail, exc.answer_status)
-        except (asyncio.TimeoutError, TimeoutError) as exc:
-            metrics.safe(metrics.of(ctx).observe_provider, job["provider_id"], "timeout",
-                         time.monotonic() - started, requests)
-            # The ingest answers 504 at the deadline and finalizes; the sweeper is the backstop.
-            event(log, "job_deadline_reached", **fields, requests=requests, last=str(exc) or "provider call cut off")
-        except asyncio.CancelledError:
-            event(log, "job_abandoned", **fields, requests=requests,
-                  why="finalized elsewhere or worker stopping")
-            raise
-        except FileNotFoundError:
-            event(log, "job_input_gone", logging.WARNING, **fields,
-                  why="upload already removed (job finalized elsewhere)")
-        except DatabaseUnavailable as exc:
-            event(log, "job_db_unavailable", logging.ERROR, **fields, error=exc)
-        except Exception as exc:  # a bug: finalize so the booth is answered, keep the traceback in the log
-            log.exception("job %s crashed in the worker", job_id)
-            with contextlib.suppress(Exception):
-                await fail("internal_error", f"{exc.__class__.__name__} in worker")
-        finally:
-            if links:  # deadline, cancellation, lost database: links never outlive the attempt
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.shield(close_links())
-
-    async def _attach_templates(self, job: dict, data: ProviderInput, settings: dict, links: list[str]) -> None:
-        """Templates of the job's snapshot: inline bytes, or public links for a provider that fetches
-        by URL (then the upright photo gets a link too)."""
-        ctx = self.ctx
-        rows = await templates.load_for_job(ctx.db, settings)
-        client = self.clients[job["provider_id"]]
-        if getattr(client, "needs_public_links", False):
-            made = await public_media.register(ctx, data=data.image, mime=data.mime, job_id=job["id"], kind="photo")
-            links.append(made["id"])
-            data.urls["photo"] = made["public_url"]
-            for role, row in rows.items():
-                try:
-                    made = await public_media.register(ctx, path=row["file_path"], mime=row["mime"],
-                                                       job_id=job["id"], kind="template")
-                except FileNotFoundError:
-                    raise NotFound(f"the {role!r} template file {row['id']} is missing from the media root") from None
-                links.append(made["id"])
-                data.urls[role] = made["public_url"]
-            return
-        for role, row in rows.items():
-            try:
-                data.templates[role] = await asyncio.to_thread(media.prepare_for_provider, row["file_path"], row["mime"])
-            except FileNotFoundError:
-                raise NotFound(f"the {role!r} template file {row['id']} is missing from the media root") from None
-
-
-def _provider_fields(row: dict, job: dict) -> dict:
-    """Log fields from the finalized row: Turbotext queueid, polls, time since the ingest arrived."""
-    total = row.get("finalized_at") and job.get("created_at") and row["finalized_at"] - job["created_at"]
-    return {"queueid": row.get("provider_job_reference"), "polls": row.get("poll_count"),
-            "total_ms": int(total.total_seconds() * 1000) if total else None}

@@ -1,0 +1,215 @@
+"""One claimed job on one worker: prepare the input, call the provider, store the result, finalize.
+
+Stages, each a method: `_prepare` (the key from the live settings, the upright photo, the
+catalogue's parameters, the templates — as bytes, or as public links for a provider that fetches
+by URL), `_call` (the provider, under the job's absolute deadline), `_store` (the result file),
+`_succeed` / `fail` (the finalizing UPDATE). Whatever happens, the job's public links are closed
+before it is finalized and never outlive the attempt (docs/ARCHITECTURE.md "Finalization").
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from photoslot import jobs, media, metrics, public_media, quotas, templates
+from photoslot import settings as live_settings
+from photoslot.db import DatabaseUnavailable
+from photoslot.errors import NotFound
+from photoslot.logs import event
+from photoslot.providers import catalogue
+from photoslot.providers.base import ProviderClient, ProviderFailure, ProviderInput, ProviderResult
+
+log = logging.getLogger("photoslot.worker")
+
+
+class Attempt:
+    def __init__(self, ctx, client: ProviderClient | None, job: dict, *, finalizing: set[str]) -> None:
+        self.ctx = ctx
+        self.client = client
+        self.job = job
+        self.job_id = job["id"]
+        self.settings = job["slot_settings"] or {}
+        self.finalizing = finalizing  # the pool's: its own finalization's NOTIFY must not cancel the job
+        self.started = time.monotonic()
+        self.requests = 0
+        self.links: list[str] = []  # public links made for this job (Turbotext); closed before finalizing
+        self.fields = dict(job=str(job["id"]), slot=job["slot_id"], provider=job["provider_id"],
+                           attempt=job["attempts"])
+
+    async def run(self, deadline: float) -> None:
+        """The whole attempt; `deadline` is the job's expires_at in event-loop time."""
+        job = self.job
+        try:
+            data = await self._prepare()
+            if data is None:
+                return
+            result, provider_ms = await self._call(data, deadline)
+            stored = await self._store(result)
+            if stored is not None:
+                await self._succeed(result, provider_ms, *stored)
+        except ProviderFailure as exc:
+            self._observe(exc.reason, time.monotonic() - self.started)
+            await self.fail(exc.reason, exc.detail, exc.answer_status)
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            self._observe("timeout", time.monotonic() - self.started)
+            # The ingest answers 504 at the deadline and finalizes; the sweeper is the backstop.
+            event(log, "job_deadline_reached", **self.fields, requests=self.requests,
+                  last=str(exc) or "provider call cut off")
+        except asyncio.CancelledError:
+            event(log, "job_abandoned", **self.fields, requests=self.requests,
+                  why="finalized elsewhere or worker stopping")
+            raise
+        except FileNotFoundError:
+            event(log, "job_input_gone", logging.WARNING, **self.fields,
+                  why="upload already removed (job finalized elsewhere)")
+        except DatabaseUnavailable as exc:
+            event(log, "job_db_unavailable", logging.ERROR, **self.fields, error=exc)
+        except Exception as exc:  # a bug: finalize so the booth is answered, keep the traceback in the log
+            log.exception("job %s crashed in the worker", job["id"])
+            with contextlib.suppress(Exception):
+                await self.fail("internal_error", f"{exc.__class__.__name__} in worker")
+        finally:
+            if self.links:  # deadline, cancellation, lost database: links never outlive the attempt
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.shield(self._close_links())
+
+    # ---------------------------------------------------------------- stages
+
+    async def _prepare(self) -> ProviderInput | None:
+        """The provider's input; None when the job could not start (it is finalized then)."""
+        ctx, job = self.ctx, self.job
+        if self.client is None:
+            await self.fail("internal_error", f"provider {job['provider_id']!r} is not available in this version")
+            return None
+        # A key set over the admin API wins over the config file's, from the next job on, in every process.
+        self.client.use_key(await live_settings.provider_api_key(ctx.db, ctx.cfg, job["provider_id"]))
+        image, mime = await asyncio.to_thread(media.prepare_for_provider, job["upload_path"], job["upload_mime"])
+        data = ProviderInput(image=image, mime=mime, prompt=self.settings.get("prompt") or "",
+                             params=catalogue.effective_params(job["provider_id"], job["operation_id"],
+                                                               self.settings.get("params")))
+        try:
+            await self._attach_templates(data)
+        except NotFound as exc:
+            await self.fail("internal_error", exc.message)
+            return None
+        return data
+
+    async def _attach_templates(self, data: ProviderInput) -> None:
+        """Templates of the job's snapshot: inline bytes, or public links for a provider that fetches
+        by URL (then the upright photo gets a link too)."""
+        rows = await templates.load_for_job(self.ctx.db, self.settings)
+        if self.client.needs_public_links:
+            data.urls["photo"] = await self._link(data=data.image, mime=data.mime, kind="photo")
+            for role, row in rows.items():
+                try:
+                    data.urls[role] = await self._link(path=row["file_path"], mime=row["mime"], kind="template")
+                except FileNotFoundError:
+                    raise _template_missing(role, row) from None
+            return
+        for role, row in rows.items():
+            try:
+                data.templates[role] = await asyncio.to_thread(media.prepare_for_provider, row["file_path"], row["mime"])
+            except FileNotFoundError:
+                raise _template_missing(role, row) from None
+
+    async def _link(self, **what) -> str:
+        made = await public_media.register(self.ctx, job_id=self.job_id, **what)
+        self.links.append(made["id"])
+        return made["public_url"]
+
+    async def _call(self, data: ProviderInput, deadline: float) -> tuple[ProviderResult, int]:
+        call_started = time.monotonic()
+        result = await self.client.run(self.job["operation_id"], data, deadline=deadline, on_request=self._on_request,
+                                       on_poll=self._on_poll, on_reference=self._on_reference)
+        provider_ms = int((time.monotonic() - call_started) * 1000)
+        self._observe("ok", provider_ms / 1000)
+        return result, provider_ms
+
+    async def _store(self, result: ProviderResult):
+        """(path, bytes, mime) of the result written under results/; None when it failed the job."""
+        ctx = self.ctx
+        try:
+            body, out_mime = await asyncio.to_thread(media.encode_output, result.image,
+                                                     self.settings.get("output_format", "jpeg"))
+        except media.InvalidImage as exc:
+            await self.fail("invalid_result", str(exc), 502)
+            return None
+        path = ctx.media.result_path(self.job_id, out_mime)
+        try:
+            await asyncio.to_thread(path.write_bytes, body)
+        except OSError as exc:  # media disk full / read-only: no partial result stays behind
+            ctx.media.remove(path)
+            await self.fail("internal_error", f"cannot store the result on the media disk: {exc.strerror or exc}", 503)
+            return None
+        return path, body, out_mime
+
+    async def _succeed(self, result: ProviderResult, provider_ms: int, path, body: bytes, out_mime: str) -> None:
+        ctx, job = self.ctx, self.job
+        ctx.media.remove(job["upload_path"])  # before the UPDATE, as in fail()
+        await self._close_links()
+        self.finalizing.add(str(self.job_id))
+        row = await jobs.finalize_success(
+            ctx.db, ctx.media, job_id=self.job_id, now=ctx.clock.now(), result_path=str(path), mime=out_mime,
+            size=len(body), checksum=media.sha256_hex(body),
+            default_retention_hours=float(ctx.cfg.get("results.retention_hours")),
+            response_id=result.response_id, tokens=result.tokens, provider_ms=provider_ms)
+        if row is None:
+            ctx.media.remove(path)
+            event(log, "late_result_discarded", **self.fields, provider_ms=provider_ms)
+        else:
+            event(log, "job_succeeded", **self.fields, provider_ms=provider_ms, requests=self.requests,
+                  bytes=len(body), mime=out_mime, **_provider_fields(row, job))
+
+    async def fail(self, reason: str, detail: str, answer_status: int | None = None) -> None:
+        ctx = self.ctx
+        # Remove the upload before the finalizing UPDATE: its NOTIFY lets the ingest answer at
+        # once, and the booth must never see an answer while the photo is still on disk.
+        ctx.media.remove(self.job["upload_path"])
+        with contextlib.suppress(DatabaseUnavailable):
+            await self._close_links()
+        self.finalizing.add(str(self.job_id))
+        row = await jobs.finalize_failure(ctx.db, ctx.media, job_id=self.job_id, now=ctx.clock.now(), reason=reason,
+                                          detail=detail, answer_status=answer_status)
+        if row is None:
+            event(log, "late_outcome_discarded", **self.fields, outcome=reason)
+        else:
+            event(log, "job_failed", logging.WARNING, **self.fields, reason=reason, detail=detail,
+                  requests=self.requests, provider_ms=int((time.monotonic() - self.started) * 1000),
+                  **_provider_fields(row, self.job))
+
+    # ---------------------------------------------------------------- the provider's hooks
+
+    async def _on_request(self) -> None:
+        ctx = self.ctx
+        # Quotas count every request, retries included; a spent one ends the job before sending.
+        await quotas.take(ctx.db, ctx.cfg, self.job["provider_id"], ctx.clock.now())
+        self.requests += 1
+        await jobs.record_provider(ctx.db, job_id=self.job_id, now=ctx.clock.now(), requests=1)
+
+    async def _on_poll(self) -> None:
+        await jobs.record_provider(self.ctx.db, job_id=self.job_id, now=self.ctx.clock.now(), polls=1)
+
+    async def _on_reference(self, reference: str) -> None:
+        await jobs.record_provider(self.ctx.db, job_id=self.job_id, now=self.ctx.clock.now(), reference=reference)
+        event(log, "job_queued_at_provider", **self.fields, queueid=reference)
+
+    async def _close_links(self) -> None:
+        if self.links:
+            self.links.clear()
+            await public_media.expire_for_job(self.ctx, self.job_id)
+
+    def _observe(self, outcome: str, seconds: float) -> None:
+        metrics.safe(metrics.of(self.ctx).observe_provider, self.job["provider_id"], outcome, seconds, self.requests)
+
+
+def _template_missing(role: str, row: dict) -> NotFound:
+    return NotFound(f"the {role!r} template file {row['id']} is missing from the media root")
+
+
+def _provider_fields(row: dict, job: dict) -> dict:
+    """Log fields from the finalized row: Turbotext queueid, polls, time since the ingest arrived."""
+    total = row.get("finalized_at") and job.get("created_at") and row["finalized_at"] - job["created_at"]
+    return {"queueid": row.get("provider_job_reference"), "polls": row.get("poll_count"),
+            "total_ms": int(total.total_seconds() * 1000) if total else None}
