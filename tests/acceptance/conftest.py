@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.acceptance.procs import cli
+from tests.acceptance.procs import RUNNING, cli
 from tests.conftest import INGEST_PASSWORD, free_port, write_config
 
 
@@ -22,3 +22,11 @@ def studio_config(tmp_path, pg_dsn, emulator, clean_state):
         return path, port
 
     return make
+
+
+@pytest.fixture(autouse=True)
+async def stop_leftover_processes():
+    """Whatever a test started and did not stop (an assertion failed first) is stopped here."""
+    yield
+    for proc in list(RUNNING):
+        await proc.stop()

@@ -26,6 +26,11 @@ def cli(config: Path, dsn: str, *args: str, input: str | None = None, timeout: f
                           capture_output=True, text=True, input=input, timeout=timeout)
 
 
+# Every process a test started and has not stopped yet: the acceptance conftest stops them after
+# each test, so a failed assertion never leaves a `serve` running (and eating CPU) behind it.
+RUNNING: set["Proc"] = set()
+
+
 class Proc:
     """A long-running photoslot process whose output is collected for the test to read."""
 
@@ -34,6 +39,7 @@ class Proc:
         self.name = name
         self.lines: list[str] = []
         self._reader = asyncio.create_task(self._read())
+        RUNNING.add(self)
 
     async def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -71,6 +77,7 @@ class Proc:
         return code
 
     async def stop(self) -> None:
+        RUNNING.discard(self)
         if self.proc.returncode is None:
             self.proc.terminate()
             try:
