@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import stat
-import sys
-from pathlib import Path
 
 import aiohttp
 import pytest
-import yaml
 
-from tests import logscan
-from tests.acceptance.procs import cli, start_serve
+from tests.acceptance.procs import cli, first_start_passwords, start_serve
 from tests.conftest import FIXTURES, INGEST_PASSWORD
 
 pytestmark = pytest.mark.slow
@@ -22,18 +17,6 @@ pytestmark = pytest.mark.slow
 async def _login(http, base, name, password) -> int:
     async with http.post(f"{base}/api/login", json={"username": name, "password": password}) as r:
         return r.status
-
-
-def first_start_passwords(config) -> dict[str, str]:
-    """What `serve` without a terminal wrote to <data_dir>/secrets/first-start-passwords.txt."""
-    data_dir = yaml.safe_load(config.read_text())["data_dir"]
-    path = Path(data_dir) / "secrets" / "first-start-passwords.txt"
-    if sys.platform != "win32":
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    found = dict(re.findall(r"^admin (\w+) password .*: (\S+)$", path.read_text(), flags=re.M))
-    for password in found.values():
-        logscan.secret(password)
-    return found
 
 
 async def test_serve_writes_first_start_passwords_to_a_private_file_and_users_reset_replaces_one(
