@@ -17,19 +17,24 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @lru_cache(maxsize=32)
-def _networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
+def _networks(key: str, entries: tuple[str, ...]) -> tuple[Network, ...]:
     out = []
     for entry in entries:
         try:
             out.append(ipaddress.ip_network(str(entry).strip(), strict=False))
         except ValueError:
-            raise ValueError(f"server.trusted_proxies: {entry!r} is not an IP address or network") from None
+            raise ValueError(f"{key}: {entry!r} is not an IP address or network") from None
     return tuple(out)
 
 
+def networks(cfg, key: str) -> tuple[Network, ...]:
+    """A config list of addresses/networks (`server.trusted_proxies`, `metrics.allow`) parsed, cached;
+    a bad entry is an error naming the key and the entry."""
+    return _networks(key, tuple(str(e) for e in (cfg.get(key) or ())))
+
+
 def trusted_networks(cfg) -> tuple[Network, ...]:
-    """`server.trusted_proxies` parsed (cached); a bad entry is a config error naming it."""
-    return _networks(tuple(cfg.get("server.trusted_proxies") or ()))
+    return networks(cfg, "server.trusted_proxies")
 
 
 def _ip(text: str):
@@ -49,6 +54,11 @@ def _ip(text: str):
 
 def _is_trusted(ip, networks: Iterable[Network]) -> bool:
     return ip is not None and any(ip.version == n.version and ip in n for n in networks)
+
+
+def listed(address: str | None, networks: Iterable[Network]) -> bool:
+    """Whether `address` (text, as `resolve` returns it or as a TCP peer) is in one of `networks`."""
+    return _is_trusted(_ip(address) if address else None, networks)
 
 
 def resolve(peer: str | None, forwarded_for: Iterable[str], networks: Iterable[Network]) -> str:

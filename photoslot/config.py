@@ -7,13 +7,14 @@ present, else defaults only.
 from __future__ import annotations
 
 import copy
-import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from photoslot import client_address
 
 DEFAULTS: dict[str, Any] = {
     "data_dir": "./photoslot-data",
@@ -179,14 +180,12 @@ def _validate(cfg: Config) -> None:
         if int(cfg.get(f"providers.{name}.max_parallel")) < 1:
             raise ConfigError(f"providers.{name}.max_parallel must be at least 1")
     for key in ("server.trusted_proxies", "metrics.allow"):
-        entries = cfg.get(key)
-        if not isinstance(entries, list):
+        if not isinstance(cfg.get(key), list):
             raise ConfigError(f"{key} must be a list of addresses or networks")
-        for entry in entries:
-            try:
-                ipaddress.ip_network(str(entry).strip(), strict=False)
-            except ValueError:
-                raise ConfigError(f"{key}: {entry!r} is not an IP address or network") from None
+        try:
+            client_address.networks(cfg, key)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def load_config(path: str | Path | None = None, environ: dict | None = None) -> Config:
