@@ -17,6 +17,7 @@ import hmac
 from aiohttp import hdrs, web
 
 from photoslot import client_address as addresses
+from photoslot.server.keys import CTX
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -29,8 +30,6 @@ _FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 
 
 def _cfg(request: web.Request):
-    from photoslot.server.app import CTX
-
     return request.app[CTX].cfg
 
 
