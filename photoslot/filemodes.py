@@ -1,8 +1,8 @@
 """Owner-only files on POSIX: customers' photos, results and templates are nobody else's business.
 
 Every photoslot process sets its umask to 077 (`private_umask`), so each file it creates is 0600
-and each folder 0700, whichever module writes it; `serve` and `work` also tighten what an earlier
-version left behind (`tighten_tree`) and `serve` warns when the config file holding a secret is
+and each folder 0700, whichever module writes it; `serve` and `work` also tighten the media tree an
+earlier version left behind (`tighten_tree`) and `serve` warns when the config file holding a secret is
 readable by every user of the machine. Windows has no such modes: there the data dir's ACLs,
 inherited from its parent folder, are what protect it (see docs/DEPLOY.md), and these are no-ops.
 """
@@ -55,18 +55,13 @@ def tighten_tree(root: Path) -> int:
 
 
 def make_private(cfg) -> None:
-    """At `serve`/`work` start: the umask, then the data dir and the media tree made the owner's."""
+    """At `serve`/`work` start: the umask, then the media tree made the owner's. (The data dir itself
+    is left as it is: its parts are private on their own — media and secrets here, pg/ by
+    PostgreSQL — and the embedded PostgreSQL, started as root, needs to pass through it.)"""
     private_umask()
     if not POSIX:
         return
-    changed = 0
-    try:
-        if cfg.data_dir.exists() and stat.S_IMODE(cfg.data_dir.stat().st_mode) != 0o700:
-            os.chmod(cfg.data_dir, 0o700)
-            changed += 1
-    except OSError:
-        pass
-    changed += tighten_tree(cfg.media_root)
+    changed = tighten_tree(cfg.media_root)
     if changed:
         event(log, "file_modes_tightened", changed=changed, media_root=cfg.media_root)
 

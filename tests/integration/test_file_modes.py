@@ -37,7 +37,6 @@ def test_an_older_media_tree_is_tightened_and_new_files_are_private(make_cfg, re
     caplog.set_level(logging.INFO, logger="photoslot.filemodes")
     filemodes.make_private(cfg)
     assert _mode(photo) == 0o600 and _mode(results) == 0o700 and _mode(cfg.media_root) == 0o700
-    assert _mode(cfg.data_dir) == 0o700
     assert "file_modes_tightened" in caplog.text
     fresh = results / "new.jpg"
     fresh.write_bytes(b"\xff\xd8\xff")
