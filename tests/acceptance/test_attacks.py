@@ -247,8 +247,15 @@ async def test_every_response_carries_the_security_headers_and_no_server_version
                     assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp, (path, csp)
                     assert not re.search(r"\d", r.headers.get("Server", "")), (path, r.headers.get("Server"))
             _, token, _ = await _login(http, base, "serg", passwords["serg"])
-            async with http.get(f"{base}/api/slots", headers={"Authorization": f"Bearer {token}"}) as r:
+            evil = {"Origin": "http://evil.example", "Authorization": f"Bearer {token}"}
+            async with http.get(f"{base}/api/slots", headers=evil) as r:
                 assert r.status == 200 and r.headers["X-Content-Type-Options"] == "nosniff"
+                # no CORS: a page on another origin cannot read an answer, even with a stolen token
+                assert not any(h.lower().startswith("access-control-") for h in r.headers)
+            async with http.options(f"{base}/api/settings", headers={
+                    "Origin": "http://evil.example", "Access-Control-Request-Method": "PUT",
+                    "Access-Control-Request-Headers": "authorization,content-type"}) as r:
+                assert r.status == 405 and not any(h.lower().startswith("access-control-") for h in r.headers)
     finally:
         await serve.stop()
 
