@@ -106,11 +106,6 @@ def bearer_token(header: str | None) -> str:
     return token.strip()
 
 
-def bearer_claims(cfg, header: str | None, *, now: dt.datetime) -> dict:
-    """Signature and expiry of a bearer header's token, without the database (see `authenticate`)."""
-    return verify_token(cfg, bearer_token(header), now=now)
-
-
 async def authenticate(ctx, token: str) -> dict:
     """The claims of a token that is valid right now: signed here, not expired, and of the admin's
     current session (not signed out, revoked or reset since). Every protected request comes here."""

@@ -80,8 +80,7 @@ async def serve(cfg, *, host: str, port: int, workers: int, out=print) -> None:
     filemodes.make_private(cfg)
     filemodes.warn_if_config_exposed(cfg)
     ctx = await AppContext.open(cfg, listen=True)
-    secrets.ensure_key(cfg)
-    await secrets.encrypt_plaintext(ctx)
+    await secrets.encrypt_plaintext(ctx)  # creates the settings key on first start
     first_password = await live_settings.ensure_ingest_password(ctx.db, ctx.clock)
     pool = WorkerPool(ctx, workers, name="serve") if workers > 0 else None
     await ctx.start_listener()
