@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from photoslot import client_address
+
 DEFAULTS: dict[str, Any] = {
     "data_dir": "./photoslot-data",
     "media_root": None,  # null = <data_dir>/media
@@ -26,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
         "tls_key_file": None,
         "tls_check_seconds": 5,
         "shutdown_grace_seconds": 10,
+        "trusted_proxies": [],  # peers whose X-Forwarded-For is believed (addresses or networks)
     },
     "workers": {
         "in_process": 4,
@@ -78,10 +81,17 @@ DEFAULTS: dict[str, Any] = {
         "webhook_timeout_seconds": 5,
     },
     "logging": {"level": "INFO"},
+    "metrics": {
+        "token": None,  # a bearer token Prometheus sends; or scrape from an address in `allow`
+        "allow": ["127.0.0.1", "::1"],
+    },
     "auth": {
         "token_ttl_minutes": 60,
-        "login_max_failures": 5,
-        "login_window_seconds": 300,
+        "login_max_failures": 5,  # free tries per (user, client address) before the back-off
+        "login_max_failures_per_address": 20,  # free tries per client address, whatever the username
+        "login_backoff_seconds": 1,  # the first wait after the free tries; it doubles with each failure
+        "login_max_backoff_seconds": 300,
+        "login_window_seconds": 3600,  # how long a failure is remembered
     },
     "pricing": {
         "currency": "USD",
@@ -169,6 +179,13 @@ def _validate(cfg: Config) -> None:
     for name in ("gemini", "turbotext"):
         if int(cfg.get(f"providers.{name}.max_parallel")) < 1:
             raise ConfigError(f"providers.{name}.max_parallel must be at least 1")
+    for key in ("server.trusted_proxies", "metrics.allow"):
+        if not isinstance(cfg.get(key), list):
+            raise ConfigError(f"{key} must be a list of addresses or networks")
+        try:
+            client_address.networks(cfg, key)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def load_config(path: str | Path | None = None, environ: dict | None = None) -> Config:

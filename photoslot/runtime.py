@@ -17,9 +17,8 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
+from photoslot import filemodes, secrets, tls, users
 from photoslot import settings as live_settings
-from photoslot import users
-from photoslot import tls
 from photoslot.context import AppContext
 from photoslot.logs import event
 from photoslot.server.app import build_app
@@ -78,7 +77,10 @@ def _start_sweeper(ctx) -> _Sweeper:
 
 
 async def serve(cfg, *, host: str, port: int, workers: int, out=print) -> None:
+    filemodes.make_private(cfg)
+    filemodes.warn_if_config_exposed(cfg)
     ctx = await AppContext.open(cfg, listen=True)
+    await secrets.encrypt_plaintext(ctx)  # creates the settings key on first start
     first_password = await live_settings.ensure_ingest_password(ctx.db, ctx.clock)
     pool = WorkerPool(ctx, workers, name="serve") if workers > 0 else None
     await ctx.start_listener()
@@ -104,10 +106,14 @@ async def serve(cfg, *, host: str, port: int, workers: int, out=print) -> None:
     shown_host = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
     base = cfg.public_base_url() if cfg.get("server.public_base_url") else f"{scheme}://{shown_host}:{bound}"
     out(f"ingest URL pattern: {base}/ingest/slot-001 … slot-015  (form fields: password, fileToUpload)")
+    shown = []
     if first_password:
-        out(f"ingest password (shown once, change with `photoslot settings set --ingest-password`): {first_password}")
+        shown.append(f"ingest password (shown once, change with `photoslot settings set --ingest-password`): "
+                     f"{first_password}")
     for name, password in users.ensure_admins(cfg).items():
-        out(f"admin {name} password (shown once, new one with `photoslot users reset {name}`): {password}")
+        shown.append(f"admin {name} password (shown once, new one with `photoslot users reset {name}`): {password}")
+    # A service manager keeps stdout in its journal: without a terminal the passwords go to a 0600 file.
+    secrets.deliver_first_start(cfg, shown, out=out, interactive=sys.stdout.isatty())
     sys.stdout.flush()
 
     await stop.wait()
@@ -132,6 +138,7 @@ async def serve(cfg, *, host: str, port: int, workers: int, out=print) -> None:
 
 
 async def work(cfg, *, concurrency: int, out=print) -> None:
+    filemodes.make_private(cfg)
     ctx = await AppContext.open(cfg, listen=True)
     pool = WorkerPool(ctx, concurrency, name="work")
     await ctx.start_listener()

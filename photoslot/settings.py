@@ -1,22 +1,29 @@
-"""Live settings: T_sync_response, result retention, the ingest password.
+"""Live settings: T_sync_response, result retention, the ingest password, provider API keys.
 
 Defaults come from the config file; a value set through the CLI or the admin API is stored in
 PostgreSQL and wins from the next ingest on (running jobs keep the deadline they were given).
+The ingest password is stored as a scrypt hash; a provider key encrypted with the data dir's
+settings key (secrets.py), so the database alone holds neither.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from photoslot import audit
+from photoslot import secrets
 from photoslot.db import Json
 from photoslot.errors import ValidationError
+from photoslot.logs import event
 from photoslot.passwords import hash_password
 
 SYNC_KEY = "sync_response_seconds"
 RETENTION_KEY = "result_retention_hours"
 PASSWORD_KEY = "ingest_password"
-PROVIDER_KEY_PREFIX = "provider_key."  # + provider id; the API key set over the admin API (wins over config)
+PROVIDER_KEY_PREFIX = secrets.PROVIDER_KEY_PREFIX  # + provider id; the API key set over the admin API (wins over config)
 PROVIDER_NAMES = ("gemini", "turbotext")
+
+log = logging.getLogger("photoslot.settings")
 
 
 @dataclass
@@ -75,6 +82,7 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
     current = await load(db, cfg)
     errors: dict[str, str] = {}
     changes: dict[str, object] = {}
+    secret_changes: dict[str, str] = {}  # encrypted inside the transaction, under the secrets lock
     if sync_response_seconds is not None:
         lo, hi = current.bounds
         try:
@@ -105,18 +113,23 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
         elif not isinstance(key, str) or not (8 <= len(key) <= 512) or any(c.isspace() for c in key):
             errors[f"provider_keys.{name}"] = "must be 8 to 512 characters without spaces"
         else:
-            changes[PROVIDER_KEY_PREFIX + name] = {"value": key}
+            secret_changes[PROVIDER_KEY_PREFIX + name] = key
     if errors:
         raise ValidationError(errors)
-    if not changes:
+    if not changes and not secret_changes:
         raise ValidationError({"settings": "nothing to change"})
     now = clock.now()
     async with db.transaction() as tx:
         for key, value in changes.items():
             await tx.execute("setting_upsert", key=key, value=Json(value), now=now, actor=actor)
+        if secret_changes:
+            await tx.execute("secrets_lock_shared")  # a rotation cannot drop the key we encrypt with
+            for key, plaintext in secret_changes.items():
+                await tx.execute("setting_upsert", key=key, value=Json(secrets.sealed(cfg, plaintext)), now=now,
+                                 actor=actor)
         # the audit names the password change, never its value or hash
-        audited = {k: ("<changed>" if k == PASSWORD_KEY or k.startswith(PROVIDER_KEY_PREFIX) else v)
-                   for k, v in changes.items()}
+        audited = {k: ("<changed>" if k == PASSWORD_KEY else v) for k, v in changes.items()}
+        audited.update({k: "<changed>" for k in secret_changes})
         await audit.record(tx, clock, actor=actor, source=source, action="settings.update",
                            target="settings", details=audited)
     return await load(db, cfg)
@@ -132,10 +145,20 @@ async def ensure_ingest_password(db, clock) -> str | None:
     return password if inserted else None
 
 
+_unreadable_reported: set[str] = set()
+
+
 async def provider_api_key(db, cfg, name: str) -> str | None:
-    """The key a provider client should use: one set over the admin API wins over the config file."""
+    """The key a provider client should use: one set over the admin API wins over the config file.
+    A stored key this data dir cannot decrypt is reported (once per process) and the config's used."""
     rows = await db.fetchall("settings_all")
     for r in rows:
         if r["key"] == PROVIDER_KEY_PREFIX + name:
-            return (r["value"] or {}).get("value")
+            try:
+                return secrets.unsealed(cfg, r["value"])
+            except secrets.SecretUnreadable as exc:
+                if name not in _unreadable_reported:
+                    _unreadable_reported.add(name)
+                    event(log, "provider_key_unreadable", logging.ERROR, provider=name, error=exc.message)
+                break
     return cfg.get(f"providers.{name}.api_key")

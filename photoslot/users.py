@@ -1,18 +1,21 @@
-"""The two admin accounts, `serg` and `igor`, and the JWT signing secret.
+"""The two admin accounts, `serg` and `igor`: passwords, sessions, and the JWT signing secret.
 
-Both live in `<data_dir>/secrets/` (mode 0600), not in the database: whoever can read the data dir
-owns the studio anyway, while a database dump or a managed PostgreSQL never holds them. Passwords
-are generated at first start, shown once and stored only as scrypt records; no endpoint creates
-users or changes passwords — `photoslot users reset NAME` is the one way to get a new one.
+Passwords and the JWT key live in `<data_dir>/secrets/` (mode 0600), not in the database: whoever
+can read the data dir owns the studio anyway, while a database dump or a managed PostgreSQL never
+holds them. Passwords are generated at first start, shown once and stored only as scrypt records;
+no endpoint creates users or changes passwords — `photoslot users reset NAME` is the one way to
+get a new one.
+
+Sessions: each admin has a session epoch in PostgreSQL (a settings row, shared by every process).
+A token carries the epoch it was issued in and is valid only while it is still the current one;
+`users reset`, `users revoke` and `POST /api/logout` move it on, ending every token of that admin
+on every process at once.
 """
 from __future__ import annotations
 
 import json
 import os
-import secrets as pysecrets
-from pathlib import Path
-
-from photoslot import audit
+from photoslot import audit, secrets
 from photoslot.errors import ValidationError
 from photoslot.passwords import generate_password, hash_password
 
@@ -21,32 +24,7 @@ ADMINS_FILE = "admins.json"
 JWT_SECRET_FILE = "jwt_secret"
 
 
-def secrets_dir(cfg) -> Path:
-    return cfg.data_dir / "secrets"
-
-
-def _write_private(path: Path, text: str, *, exclusive: bool) -> bool:
-    """Write `text` to `path` readable by the owner only. With `exclusive`, only if the file does not
-    exist yet (False when another process created it first). The file never exists with wider rights."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.chmod(path.parent, 0o700)
-    except OSError:  # e.g. a shared mount that ignores modes; the files are still 0600
-        pass
-    if exclusive:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        return True
-    tmp = path.with_name(f".{path.name}.{pysecrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)  # atomic: a concurrent login reads the old or the new file, never half of one
-    return True
+secrets_dir = secrets.secrets_dir
 
 
 def load_admins(cfg) -> dict[str, dict]:
@@ -68,7 +46,7 @@ def ensure_admins(cfg) -> dict[str, str]:
         return {}
     passwords = {name: generate_password(12) for name in ADMINS}
     doc = {"users": {name: hash_password(pw) for name, pw in passwords.items()}}
-    if not _write_private(path, json.dumps(doc, indent=1), exclusive=True):
+    if not secrets.write_private(path, json.dumps(doc, indent=1), exclusive=True):
         return {}  # another process created them a moment ago and shows them
     return passwords
 
@@ -87,16 +65,39 @@ def reset(cfg, name: str) -> str:
     records[name] = hash_password(password)
     for other in ADMINS:  # a reset before the first `serve` still creates the other account
         records.setdefault(other, hash_password(generate_password(24)))
-    _write_private(secrets_dir(cfg) / ADMINS_FILE, json.dumps({"users": records}, indent=1), exclusive=False)
+    secrets.write_private(secrets_dir(cfg) / ADMINS_FILE, json.dumps({"users": records}, indent=1), exclusive=False)
     return password
 
 
 async def reset_password(ctx, name: str, *, actor: str, source: str) -> str:
-    """`photoslot users reset NAME`: new password, audited (the audit never holds it)."""
+    """`photoslot users reset NAME`: new password and every session of that admin ended, audited
+    (the audit never holds the password)."""
     password = reset(ctx.cfg, name)
-    await audit.record(ctx.db, ctx.clock, actor=actor, source=source, action="users.reset", target=name,
+    await end_sessions(ctx, name, actor=actor, source=source, action="users.reset",
                        details={"password": "<changed>"})
     return password
+
+
+def _epoch_key(name: str) -> str:
+    return f"session_epoch.{name}"
+
+
+async def session_epoch(db, name: str) -> int:
+    """The current session epoch of an admin (0 until the first sign-out, revoke or reset)."""
+    row = await db.fetchone("session_epoch_get", key=_epoch_key(name))
+    return int(row["epoch"])
+
+
+async def end_sessions(ctx, name: str, *, actor: str, source: str, action: str = "users.revoke",
+                       details: dict | None = None) -> int:
+    """Every token of `name` issued so far stops working, in every process, from the next request
+    on (`users revoke`, sign-out, and part of `users reset`). Audited; returns the new epoch."""
+    check_name(name)
+    async with ctx.db.transaction() as tx:
+        row = await tx.fetchone("session_epoch_bump", key=_epoch_key(name), now=ctx.clock.now(), actor=actor)
+        await audit.record(tx, ctx.clock, actor=actor, source=source, action=action, target=name,
+                           details={**(details or {}), "sessions": "ended"})
+    return int(row["epoch"])
 
 
 def jwt_secret(cfg) -> bytes:
@@ -105,6 +106,6 @@ def jwt_secret(cfg) -> bytes:
     try:
         text = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        _write_private(path, pysecrets.token_hex(32), exclusive=True)
+        secrets.write_private(path, os.urandom(32).hex(), exclusive=True)
         text = path.read_text(encoding="utf-8").strip()
     return bytes.fromhex(text)

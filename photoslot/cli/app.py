@@ -7,6 +7,7 @@ import typer
 
 from photoslot.cli import common, jobs, settings, slot, template
 from photoslot.cli import admin as admin_cli, audit as audit_cli, stats as stats_cli, users as users_cli  # admin
+from photoslot.cli import secrets as secrets_cli  # security
 from photoslot.cli.common import config, console, err_console, fail, print_json, run_async, with_context
 
 app = typer.Typer(help="photoslot — DSLR Remote Pro ⇄ AI image providers, on PostgreSQL.",
@@ -18,6 +19,7 @@ app.command("jobs")(jobs.jobs)
 app.command("stats")(stats_cli.stats)
 app.command("audit")(audit_cli.audit)
 app.add_typer(users_cli.app, name="users")
+app.add_typer(secrets_cli.app, name="secrets")
 app.add_typer(admin_cli.media_app, name="media")
 app.command("job")(admin_cli.job)
 slot.app.command("reset-stats")(admin_cli.reset_stats)

@@ -11,7 +11,7 @@ from typing import Any, Awaitable, Callable
 import typer
 from rich.console import Console
 
-from photoslot import logs
+from photoslot import filemodes, logs
 from photoslot.config import ConfigError, load_config
 from photoslot.context import AppContext, use_selector_loop_on_windows
 from photoslot.db import DatabaseUnavailable
@@ -52,6 +52,7 @@ def with_context(fn: Callable[[AppContext], Awaitable[Any]]) -> Any:
     logs.setup(cfg.get("logging.level") if cfg.get("logging.level") != "INFO" else "WARNING")
 
     async def main():
+        filemodes.private_umask()  # a template or photo written by a command is the owner's only
         ctx = await AppContext.open(cfg)
         try:
             return await fn(ctx)

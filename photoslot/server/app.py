@@ -12,7 +12,7 @@ from aiohttp import web
 
 from photoslot import media
 from photoslot.server import (api_audit, api_auth, api_jobs, api_media, api_settings, api_slots, api_stats, health,
-                              metrics, openapi, public_media, public_results)
+                              metrics, openapi, public_media, public_results, security)
 from photoslot.server.ingest import IngestHandler
 from photoslot.server.ingest_answers import ingest_http_errors
 from photoslot.server.keys import CTX, INGEST
@@ -33,6 +33,7 @@ def build_app(ctx, *, shutdown: asyncio.Event | None = None) -> web.Application:
     app = web.Application(client_max_size=media.max_upload_bytes(ctx.cfg) + 1024 * 1024,
                           middlewares=[ingest_http_errors, api_errors])
     app[CTX] = ctx
+    security.install(app)  # nosniff, frame denial, CSP, no Server version: on every response
     ingest = IngestHandler(ctx, shutdown=shutdown or asyncio.Event())
     app[INGEST] = ingest
     app.router.add_post("/ingest/{slot_id}", ingest.handle)

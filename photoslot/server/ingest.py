@@ -62,6 +62,7 @@ class Shot:
     password: str | None = None
     password_checked: bool = False
     metadata: dict = field(default_factory=dict)
+    filename: str | None = None  # as the booth named the photo (logged, escaped, never used as a path)
     answered_ms: int = 0
 
     @property
@@ -207,6 +208,7 @@ class IngestHandler:
             if name in FILE_FIELDS:
                 if shot.path is not None:
                     raise IngestError(400, "invalid_request", "more than one file field", unread_body=True)
+                shot.filename = part.filename
                 await self._stream_file(part, shot, admission.max_bytes)
             elif name == "password":
                 raw = await read_bounded(part, MAX_PASSWORD_BYTES)
@@ -301,7 +303,8 @@ class IngestHandler:
         shot.queued = True
         event(log, "job_queued", job=str(shot.job_id), slot=shot.slot_id, provider=context["provider_id"],
               operation=context["operation_id"], bytes=shot.size, mime=shot.mime, window_s=admission.window,
-              upload_ms=int((time.perf_counter() - shot.started) * 1000))
+              upload_ms=int((time.perf_counter() - shot.started) * 1000), filename=shot.filename,
+              fields=",".join(shot.metadata) or None)  # the extra fields' names only: values may be a guest's e-mail
 
     # ---------------------------------------------------------------- 5. wait and answer
 

@@ -184,6 +184,10 @@ PATHS: dict[str, dict] = {
         "200": _json(_ref("Token"), "a token"), "400": _err("malformed body"),
         "401": _err("wrong pair or unknown user"), "429": _err("throttled after repeated failures (Retry-After)"),
     }, body=_body(_ref("LoginRequest")), tag="auth")},
+    "/api/logout": {"post": {**_op("Sign out: ends every session (token) of the signed-in admin, on every "
+                                   "process", None, {
+        "204": {"description": "signed out; every token of this admin now answers 401"},
+        "401": _err("no, invalid, expired or already ended token")}, tag="auth"), "security": [{"bearer": []}]}},
     "/api/openapi.json": {"get": _op("This document", None, {"200": _json({"type": "object"}, "OpenAPI 3.0")},
                                      tag="docs")},
     "/api/providers": {"get": _op("The provider → operation → parameter catalogue", "slots:read", {

@@ -88,11 +88,15 @@ async def api_errors(request: web.Request, handler):
 Handler = Callable[[web.Request, object, dict | None], Awaitable[web.StreamResponse]]
 
 
+SIGNED_IN = ""  # endpoint(SIGNED_IN): any valid token, whatever its permissions (sign-out)
+
+
 def endpoint(permission: str | None):
     """Wrap a handler `fn(request, ctx, claims)`: the one way a handler reaches the AppContext.
 
-    With a permission, the bearer token is verified and must carry it (claims are passed on);
-    None means a public handler (claims None).
+    With a permission, the bearer token must be valid now — signed here, not expired, of its admin's
+    current session (auth.authenticate) — and carry the permission (claims are passed on);
+    SIGNED_IN asks for a valid token only; None means a public handler (claims None).
     """
 
     def wrap(fn: Handler):
@@ -100,8 +104,9 @@ def endpoint(permission: str | None):
             ctx = request.app[CTX]
             claims = None
             if permission is not None:
-                claims = auth.bearer_claims(ctx.cfg, request.headers.get("Authorization"), now=ctx.clock.now())
-                auth.require(claims, permission)
+                claims = await auth.authenticate(ctx, auth.bearer_token(request.headers.get("Authorization")))
+                if permission != SIGNED_IN:
+                    auth.require(claims, permission)
             return await fn(request, ctx, claims)
 
         handler.__name__ = fn.__name__

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import aiohttp
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,3 +104,17 @@ async def start_serve(config: Path, dsn: str, port: int, *args: str) -> Proc:
         async with s.get(f"http://127.0.0.1:{port}/readyz") as r:
             assert r.status == 200, await r.text()
     return p
+
+
+def first_start_passwords(config: Path) -> dict[str, str]:
+    """The admin passwords `serve` without a terminal wrote to <data_dir>/secrets/first-start-passwords.txt
+    (checked to be the owner's only), registered with the log scanner as secrets."""
+    from tests import logscan
+
+    path = Path(yaml.safe_load(config.read_text())["data_dir"]) / "secrets" / "first-start-passwords.txt"
+    if sys.platform != "win32":
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    found = dict(re.findall(r"^admin (\w+) password .*: (\S+)$", path.read_text(encoding="utf-8"), flags=re.M))
+    for password in found.values():
+        logscan.secret(password)
+    return found

@@ -1,7 +1,9 @@
 """Admin login and JWTs over the real app: tokens, token attacks, permissions, login throttling."""
 from __future__ import annotations
 
+import asyncio
 import base64
+import datetime as dt
 import json
 import logging
 import stat
@@ -116,52 +118,92 @@ async def test_a_token_without_the_permission_gets_403_on_every_route(make_cfg, 
             assert body["error"]["details"]["permission"] == permission
 
 
-async def test_repeated_failures_for_one_user_are_throttled_with_retry_after(make_cfg, pg_dsn):
-    cfg = make_cfg(auth__login_max_failures=3, auth__login_window_seconds=120)
+async def _login(api, name, password, **kw):
+    return await api.call("POST", "/api/login", json={"username": name, "password": password}, auth=False, **kw)
+
+
+async def test_failed_logins_back_off_exponentially_and_the_right_password_then_clears_them(make_cfg, pg_dsn):
+    cfg = make_cfg(auth__login_max_failures=3, auth__login_backoff_seconds=10, auth__login_max_backoff_seconds=35)
     async with Studio(cfg, pg_dsn, workers=0) as s:
         api = Api(s)
         password = users.reset(s.cfg, "serg")
-        for _ in range(3):
-            s.clock.advance(10)
-            status, _, _ = await api.call("POST", "/api/login", json={"username": "serg", "password": "guess"},
-                                          auth=False)
-            assert status == 401
-        # the right password does not help while throttled: a guesser learns nothing
-        status, headers, body = await api.call("POST", "/api/login", json={"username": "serg", "password": password},
-                                               auth=False)
-        assert status == 429 and body["error"]["code"] == "too_many_requests"
-        retry = int(headers["Retry-After"])
-        assert 90 <= retry <= 100  # the first failure was 20 s before the last one; window 120 s
-        s.clock.advance(retry - 2)
-        assert (await api.call("POST", "/api/login", json={"username": "serg", "password": password},
-                               auth=False))[0] == 429
-        s.clock.advance(3)
-        status, _, body = await api.call("POST", "/api/login", json={"username": "serg", "password": password},
-                                         auth=False)
+        for _ in range(3):  # the free tries
+            assert (await _login(api, "serg", "guess"))[0] == 401
+        for expected in (10, 20, 35, 35):  # doubling, capped
+            status, headers, body = await _login(api, "serg", password)
+            # from this address even the right password waits: a guesser learns nothing from 429 vs 401
+            assert status == 429 and body["error"]["code"] == "too_many_requests"
+            assert expected - 1 <= int(headers["Retry-After"]) <= expected  # real time runs on under the offset
+            s.clock.advance(expected - 3)
+            assert (await _login(api, "serg", password))[0] == 429  # not early
+            s.clock.advance(3)
+            assert (await _login(api, "serg", "guess"))[0] == 401  # one more try, checked and counted
+        s.clock.advance(35)
+        status, _, body = await _login(api, "serg", password)
         assert status == 200 and body["access_token"]
+        assert (await _login(api, "serg", "typo"))[0] == 401  # the success cleared the failures
 
 
-async def test_one_client_guessing_many_names_is_throttled(make_cfg, pg_dsn):
-    cfg = make_cfg(auth__login_max_failures=3, auth__login_window_seconds=60)
+async def test_guessing_from_one_address_never_refuses_the_owner_elsewhere(make_cfg, pg_dsn):
+    cfg = make_cfg(auth__login_max_failures=3, auth__login_backoff_seconds=60)
+    async with Studio(cfg, pg_dsn, workers=0) as s:
+        password = users.reset(s.cfg, "serg")
+        outcomes = []
+        for _ in range(50):
+            try:
+                await auth.login(s.ctx, "serg", "guess", client="203.0.113.66")
+            except (auth.Unauthorized, auth.Throttled) as exc:
+                outcomes.append(exc.code)
+        assert outcomes.count("unauthorized") == 3 and outcomes.count("too_many_requests") == 47
+        for client in ("203.0.113.7", "192.168.1.20", "2001:db8::7"):  # serg, wherever he is
+            token = await auth.login(s.ctx, "serg", password, client=client)
+            assert token["access_token"]
+        with pytest.raises(auth.Throttled):  # the guesser's address still waits
+            await auth.login(s.ctx, "serg", password, client="203.0.113.66")
+
+
+async def test_one_address_guessing_many_names_is_throttled(make_cfg, pg_dsn):
+    cfg = make_cfg(auth__login_max_failures=3, auth__login_max_failures_per_address=4,
+                   auth__login_backoff_seconds=30)
     async with Studio(cfg, pg_dsn, workers=0) as s:
         api = Api(s)
-        for name in ("admin", "root", "serg"):
-            assert (await api.call("POST", "/api/login", json={"username": name, "password": "p"}, auth=False))[0] == 401
-        status, headers, _ = await api.call("POST", "/api/login", json={"username": "igor", "password": "p"},
-                                            auth=False)
-        assert status == 429 and int(headers["Retry-After"]) >= 1
+        for name in ("admin", "root", "serg", "igor"):
+            assert (await _login(api, name, "p"))[0] == 401
+        status, headers, _ = await _login(api, "operator", "p")
+        assert status == 429 and int(headers["Retry-After"]) == 30
+
+
+async def test_a_parallel_burst_gets_no_more_password_checks_than_the_free_tries(make_cfg, pg_dsn):
+    cfg = make_cfg(auth__login_max_failures=5, auth__login_backoff_seconds=60)
+    async with Studio(cfg, pg_dsn, workers=0) as s:
+        users.reset(s.cfg, "serg")
+        results = await asyncio.gather(*(auth.login(s.ctx, "serg", f"guess-{i}", client="198.51.100.9")
+                                        for i in range(30)), return_exceptions=True)
+        # a 429 is decided before the password is looked at: each 401 is one scrypt check
+        codes = [r.code for r in results]
+        assert codes.count("unauthorized") == 5 and codes.count("too_many_requests") == 25
+        rows = await s.ctx.db.fetchall("login_try_state", pair_key="pair:198.51.100.9 serg",
+                                       client_key="client:198.51.100.9", since=s.clock.now() - dt.timedelta(hours=1))
+        assert sorted(r["n"] for r in rows) == [5, 5]  # exactly the checked tries are on record
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="needs the whole 127.0.0.0/8 on loopback")
-async def test_one_user_guessed_from_many_clients_is_throttled(make_cfg, pg_dsn):
-    cfg = make_cfg(auth__login_max_failures=3, auth__login_window_seconds=60)
+async def test_the_peer_address_is_the_client_when_no_proxy_is_trusted(make_cfg, pg_dsn):
+    cfg = make_cfg(auth__login_max_failures=2, auth__login_backoff_seconds=60)
     async with Studio(cfg, pg_dsn, workers=0) as s:
-        for n in range(2, 6):
-            connector = aiohttp.TCPConnector(local_addr=(f"127.0.0.{n}", 0))
+        password = users.reset(s.cfg, "serg")
+
+        async def attempt(local: str, pw: str, forwarded: str | None = None) -> int:
+            connector = aiohttp.TCPConnector(local_addr=(local, 0))
+            headers = {"X-Forwarded-For": forwarded} if forwarded else {}
             async with aiohttp.ClientSession(connector=connector) as http:
-                async with http.post(f"{s.base_url}/api/login", json={"username": "serg", "password": "p"}) as r:
-                    expected = 401 if n < 5 else 429
-                    assert r.status == expected, (n, await r.text())
+                async with http.post(f"{s.base_url}/api/login", json={"username": "serg", "password": pw},
+                                     headers=headers) as r:
+                    return r.status
+
+        # a forged X-Forwarded-For from an untrusted peer does not buy fresh addresses
+        assert [await attempt("127.0.0.2", "p", f"10.0.0.{n}") for n in range(4)] == [401, 401, 429, 429]
+        assert await attempt("127.0.0.3", password) == 200
 
 
 async def test_admin_passwords_live_only_as_scrypt_in_a_private_file(make_cfg, pg_dsn, caplog):

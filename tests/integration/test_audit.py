@@ -67,6 +67,6 @@ async def test_cli_writes_show_up_next_to_http_ones_with_the_os_user(make_cfg, p
         reset = by_source[("cli", "users.reset")]
         assert http["actor"] == "admin:serg" and http["details"] == {"sync_response_seconds": 4}
         assert cli_pw["actor"].startswith("os:") and cli_pw["details"] == {"ingest_password": "<changed>"}
-        assert reset["target"] == "igor" and reset["details"] == {"password": "<changed>"}
+        assert reset["target"] == "igor" and reset["details"] == {"password": "<changed>", "sessions": "ended"}
         new_password = r.stdout.strip().rsplit(" ", 1)[-1]
         assert SECRETS[0] not in json.dumps(audit) and new_password not in json.dumps(audit)

@@ -69,7 +69,7 @@ async def test_every_documented_status_of_every_endpoint_is_real(make_cfg, pg_ds
     small = (FIXTURES / "small_photo.png").read_bytes()
     style = (FIXTURES / "template_style.jpg").read_bytes()
     cfg = make_cfg(ingest__max_upload_mb=1, ingest__sync_response_seconds=3,
-                   auth__login_max_failures=2, auth__login_window_seconds=60)
+                   auth__login_max_failures=2, auth__login_backoff_seconds=60)
     assert len(photo) > 1024 * 1024 > len(small)
     async with Studio(cfg, pg_dsn) as s:
         api = Api(s)
@@ -90,6 +90,9 @@ async def test_every_documented_status_of_every_endpoint_is_real(make_cfg, pg_ds
             token = auth.issue_token(s.cfg, "serg", now=s.clock.now(),
                                      permissions=[p for p in auth.PERMISSIONS if p != permission])["access_token"]
             assert (await call(method, path, token=token))[0] == 403
+        assert (await call("POST", "/api/logout"))[0] == 204
+        assert (await call("POST", "/api/logout"))[0] == 401  # that session has ended
+        await api.login()
 
         # catalogue and slots
         await call("GET", "/api/providers")

@@ -64,10 +64,10 @@ def test_alg_none_wrong_key_and_tampering_are_unauthorized(cfg):
             auth.verify_token(cfg, token_, now=NOW)
 
 
-@pytest.mark.parametrize("missing", ["sub", "permissions", "exp", "iat", "jti"])
+@pytest.mark.parametrize("missing", ["sub", "permissions", "exp", "iat", "jti", "ep"])
 def test_every_claim_is_required(cfg, missing):
     claims = {"sub": "serg", "permissions": list(auth.PERMISSIONS), "iat": int(NOW.timestamp()),
-              "exp": int(NOW.timestamp()) + 60, "jti": "abc"}
+              "exp": int(NOW.timestamp()) + 60, "jti": "abc", "ep": 0}
     del claims[missing]
     with pytest.raises(auth.Unauthorized):
         auth.verify_token(cfg, jwt.encode(claims, users.jwt_secret(cfg), algorithm="HS256"), now=NOW)
@@ -75,13 +75,15 @@ def test_every_claim_is_required(cfg, missing):
 
 def test_bearer_header_and_permissions(cfg):
     token = auth.issue_token(cfg, "serg", now=NOW, permissions=["slots:read"])["access_token"]
-    claims = auth.bearer_claims(cfg, f"Bearer {token}", now=NOW)
+    assert auth.bearer_token(f"Bearer {token}") == token == auth.bearer_token(f"bearer  {token} ")
+    claims = auth.verify_token(cfg, token, now=NOW)
+    assert claims["ep"] == 0  # the session epoch the token was issued in
     auth.require(claims, "slots:read")
     with pytest.raises(auth.Forbidden):
         auth.require(claims, "settings:write")
     for header in (None, "", token, f"Basic {token}", "Bearer "):
         with pytest.raises(auth.Unauthorized):
-            auth.bearer_claims(cfg, header, now=NOW)
+            auth.bearer_token(header)
 
 
 def test_reset_changes_one_password_and_keeps_the_file_private(cfg):
