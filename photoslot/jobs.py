@@ -11,7 +11,8 @@ import datetime as dt
 import logging
 import uuid
 
-from photoslot.outcomes import answer_for, status_for_reason
+from photoslot.errors import ValidationError
+from photoslot.outcomes import FAILURE_ANSWERS, answer_for, status_for_reason
 
 log = logging.getLogger("photoslot.jobs")
 
@@ -109,9 +110,6 @@ STATES = ("pending", "processing", "succeeded", "timeout", "failed", "cancelled"
 async def admin_list(db, *, slot_id=None, status=None, is_finalized=None, failure_reason=None, page: int = 1,
                      page_size: int = 20, sort_by: str = "created_at", sort_order: str = "desc") -> tuple[list, int]:
     """One page of jobs and the total matching; filters validated here for the API and the CLI."""
-    from photoslot.errors import ValidationError
-    from photoslot.outcomes import FAILURE_ANSWERS
-
     errors = {}
     if status is not None and status not in STATES:
         errors["status"] = f"must be one of: {', '.join(STATES)}"

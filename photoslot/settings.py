@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from photoslot import audit
 from photoslot.db import Json
 from photoslot.errors import ValidationError
-from photoslot.passwords import hash_password
+from photoslot.passwords import generate_password, hash_password
 
 SYNC_KEY = "sync_response_seconds"
 RETENTION_KEY = "result_retention_hours"
@@ -124,8 +124,6 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
 
 async def ensure_ingest_password(db, clock) -> str | None:
     """First start: generate an ingest password if none is set; returns it (to print once)."""
-    from photoslot.passwords import generate_password
-
     password = generate_password(9)
     inserted = await db.fetchone("setting_insert_if_missing", key=PASSWORD_KEY, value=hash_password(password),
                                  now=clock.now(), actor="first-start")
