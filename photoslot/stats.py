@@ -93,13 +93,12 @@ def priced(row: dict, cfg) -> dict:
 
 
 async def _collect(ctx, *, slot_id, start, end, unit, count_from=None) -> tuple[dict, list[dict]]:
-    params = {"slot_id": slot_id, "from": start, "to": end, "count_from": count_from or start}
-    summary = priced(await ctx.db.fetchone("stats_summary", **params), ctx.cfg)
-    periods = []
-    for row in await ctx.db.fetchall("stats_periods", unit=unit, **params):
-        periods.append({"period_start": row["period_start"], "period_end": row["period_end"],
-                        **priced(row, ctx.cfg)})
-    return summary, periods
+    """(the whole window's figures, one entry per period): one query, the aggregate written once."""
+    whole, *rows = await ctx.db.fetchall("stats", slot_id=slot_id, unit=unit, count_from=count_from or start,
+                                         **{"from": start, "to": end})
+    periods = [{"period_start": row["period_start"], "period_end": row["period_end"], **priced(row, ctx.cfg)}
+               for row in rows]
+    return priced(whole, ctx.cfg), periods
 
 
 async def slot_stats(ctx, slot_id: str, *, from_=None, to=None, group_by: str | None = None) -> dict:
