@@ -13,8 +13,6 @@ FAILURE_ANSWERS: dict[str, tuple[int, str]] = {
     "internal_error": (500, "internal_error"),
 }
 
-FINAL_STATES = ("succeeded", "timeout", "failed", "cancelled")
-
 
 def status_for_reason(reason: str) -> str:
     """The job state a failure reason ends in."""

@@ -101,8 +101,7 @@ async def reset(db, clock, slot_id: str, *, actor: str, source: str) -> dict:
 
 
 def view(cfg, slot: dict) -> dict:
-    """The Slot object of CONTRACT.md (without recent_results)."""
-    base = cfg.public_base_url()
+    """The Slot object of the admin API (docs/API.md), without recent_results."""
     return {
         "id": slot["id"],
         "name": slot["name"],
@@ -115,7 +114,7 @@ def view(cfg, slot: dict) -> dict:
         "created_at": slot["created_at"],
         "updated_at": slot["updated_at"],
         "last_reset_at": slot["last_reset_at"],
-        "ingest_url": f"{base}/ingest/{slot['id']}",
+        "ingest_url": ingest_url(cfg, slot["id"]),
         "last_result_at": slot.get("last_result_at"),
     }
 
