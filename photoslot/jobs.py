@@ -24,8 +24,8 @@ def new_job_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
-async def enqueue(db, *, job_id, slot: dict, now: dt.datetime, expires_at: dt.datetime, upload_path: str,
-                  upload_mime: str, upload_size: int, metadata: dict) -> None:
+async def enqueue(db, *, job_id, slot: dict, now: dt.datetime, expires_at: dt.datetime, upload_path: str | None,
+                  upload_mime: str | None, upload_size: int | None, metadata: dict) -> None:
     await db.execute(
         "job_insert", id=job_id, slot_id=slot["id"], provider_id=slot["provider_id"],
         operation_id=slot["operation_id"], slot_settings=dict(slot["settings_json"] or {}),
