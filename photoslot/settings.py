@@ -69,14 +69,14 @@ def public_view(s: LiveSettings, cfg) -> dict:
     }
 
 
-async def update(db, cfg, clock, *, actor: str, source: str, sync_response_seconds=None,
-                 ingest_password: str | None = None, result_retention_hours=None,
-                 provider_keys: dict | None = None) -> LiveSettings:
-    current = await load(db, cfg)
+def check_changes(bounds: tuple[float, float], *, sync_response_seconds=None, ingest_password=None,
+                  result_retention_hours=None, provider_keys: dict | None = None) -> dict[str, object]:
+    """{settings key: value to store} for the requested changes, every one checked (a per-field
+    ValidationError otherwise). The password comes back as given: update() stores its hash."""
     errors: dict[str, str] = {}
     changes: dict[str, object] = {}
     if sync_response_seconds is not None:
-        lo, hi = current.bounds
+        lo, hi = bounds
         try:
             value = float(sync_response_seconds)
         except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float
@@ -98,7 +98,7 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
         if not isinstance(ingest_password, str) or not (4 <= len(ingest_password) <= 256):
             errors["ingest_password"] = "must be 4 to 256 characters"
         else:
-            changes[PASSWORD_KEY] = hash_password(ingest_password)
+            changes[PASSWORD_KEY] = ingest_password
     for name, key in (provider_keys or {}).items():
         if name not in PROVIDER_NAMES:
             errors[f"provider_keys.{name}"] = f"unknown provider; one of: {', '.join(PROVIDER_NAMES)}"
@@ -110,6 +110,19 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
         raise ValidationError(errors)
     if not changes:
         raise ValidationError({"settings": "nothing to change"})
+    return changes
+
+
+async def update(db, cfg, clock, *, actor: str, source: str, sync_response_seconds=None,
+                 ingest_password: str | None = None, result_retention_hours=None,
+                 provider_keys: dict | None = None) -> LiveSettings:
+    """Check, store and audit live settings changes; they apply from the next ingest on."""
+    current = await load(db, cfg)
+    changes = check_changes(current.bounds, sync_response_seconds=sync_response_seconds,
+                            ingest_password=ingest_password, result_retention_hours=result_retention_hours,
+                            provider_keys=provider_keys)
+    if PASSWORD_KEY in changes:
+        changes[PASSWORD_KEY] = hash_password(changes[PASSWORD_KEY])
     now = clock.now()
     async with db.transaction() as tx:
         for key, value in changes.items():
