@@ -1,4 +1,4 @@
-"""Alerts (DESIGN §8): evaluated on every sweeper pass, announced once when they start and once
+"""Alerts (docs/OPERATIONS.md): evaluated on every sweeper pass, announced once when they start and once
 when they clear.
 
 An announcement is a WARNING/ERROR log line, the `photoslot_alert_active` gauge in /metrics (read

@@ -53,7 +53,7 @@ class Throttled(PhotoslotError):
 
 def issue_token(cfg, username: str, *, now: dt.datetime, permissions=PERMISSIONS,
                 ttl_seconds: float | None = None) -> dict:
-    """The login answer of CONTRACT.md. `permissions` narrower than all exist for tests and tools."""
+    """The login answer (docs/API.md "Auth"). `permissions` narrower than all exist for tests and tools."""
     ttl = int(ttl_seconds if ttl_seconds is not None else float(cfg.get("auth.token_ttl_minutes")) * 60)
     iat = int(now.timestamp())
     claims = {"sub": username, "permissions": list(permissions), "iat": iat, "exp": iat + ttl,

@@ -1,4 +1,4 @@
-"""Prometheus metrics for GET /metrics (DESIGN §8; every name is listed in docs/OPERATIONS.md).
+"""Prometheus metrics for GET /metrics (every name and its meaning: docs/OPERATIONS.md).
 
 Two kinds of values:
 - process-local instruments (ingest latency histogram, answers by status, provider call latency,

@@ -1,4 +1,4 @@
-"""The sweeper: one pass enforces every TTL (DESIGN §3, §8) and evaluates the alerts.
+"""The sweeper: one pass enforces every TTL (docs/ARCHITECTURE.md "TTLs") and evaluates the alerts.
 
 Runs every `sweeper.interval_seconds` inside `serve` (APScheduler), and once per `photoslot sweep`
 (cron, or after downtime). A pass, in order:

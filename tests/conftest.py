@@ -36,7 +36,7 @@ def pytest_configure(config):
 
 def pytest_sessionfinish(session, exitstatus):
     # Everything logged during the run (in-process records and the output of every photoslot process
-    # the tests started) must be free of the secrets and image bytes the tests used (DESIGN §5, §8).
+    # the tests started) must be free of the secrets and image bytes the tests used (docs/ARCHITECTURE.md).
     from tests import logscan
 
     leaks = logscan.find_leaks(logscan.everything())
