@@ -5,14 +5,13 @@ import sys
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from photoslot import logs
 from photoslot.cli import audit as audit_cli
 from photoslot.cli import common, jobs, media, settings, slot, template
 from photoslot.cli import stats as stats_cli
 from photoslot.cli import users as users_cli
-from photoslot.cli.common import config, console, err_console, fail, print_json, run_async, with_context
+from photoslot.cli.common import config, console, err_console, fail, new_table, print_json, run_async, with_context
 from photoslot.providers import catalogue
 from photoslot.sweeper import sweep_and_deliver
 
@@ -89,9 +88,7 @@ def providers(as_json: bool = typer.Option(False, "--json", help="machine-readab
     if as_json:
         print_json(data)
         return
-    table = Table(title="providers and operations")
-    for col in ("provider", "operation", "templates", "parameters"):
-        table.add_column(col)
+    table = new_table("providers and operations", ("provider", "operation", "templates", "parameters"))
     for p in data:
         for op in p["operations"]:
             params = ", ".join(

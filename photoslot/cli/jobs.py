@@ -5,10 +5,9 @@ import uuid
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from photoslot import jobs as jobs_mod
-from photoslot.cli.common import console, fail, fmt_time, print_json, with_context
+from photoslot.cli.common import console, fail, fmt_time, new_table, print_json, with_context
 from photoslot.errors import NotFound
 
 STATUSES = jobs_mod.STATES
@@ -49,9 +48,7 @@ def jobs(
     if as_json:
         print_json(rows)
         return
-    table = Table(title="recent jobs")
-    for col in ("created", "job", "slot", "provider", "status", "reason", "total ms", "attempts"):
-        table.add_column(col)
+    table = new_table("recent jobs", ("created", "job", "slot", "provider", "status", "reason", "total ms", "attempts"))
     for r in rows:
         table.add_row(fmt_time(r["created_at"]), r["id"], r["slot_id"], r["provider_id"], r["status"],
                       r["failure_reason"] or "—", str(r["total_elapsed_ms"] or "—"), str(r["attempts"]))

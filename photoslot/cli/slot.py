@@ -13,7 +13,7 @@ from rich.table import Table
 from photoslot import audit, slots
 from photoslot import stats as stats_mod
 from photoslot import templates as template_media
-from photoslot.cli.common import config, console, fail, fmt_time, print_json, run_async, with_context
+from photoslot.cli.common import config, console, fail, fmt_time, new_table, print_json, run_async, with_context
 from photoslot.providers import catalogue
 
 app = typer.Typer(help="The 15 slots: list, inspect, configure, reset.", no_args_is_help=True)
@@ -30,9 +30,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="machine-readable o
     if as_json:
         print_json(rows)
         return
-    table = Table(title="photoslot slots")
-    for col in ("slot", "name", "provider", "operation", "enabled", "ingest URL", "last result"):
-        table.add_column(col)
+    table = new_table("photoslot slots", ("slot", "name", "provider", "operation", "enabled", "ingest URL", "last result"))
     for r in rows:
         table.add_row(r["id"], r["name"] or "—", r["provider_id"] or "—", r["operation_id"] or "—",
                       "yes" if r["enabled"] else "no", r["ingest_url"], fmt_time(r["last_result_at"]))
@@ -49,9 +47,7 @@ def _show(slot: dict, recent: list[dict]) -> None:
     table.add_row("settings", json.dumps(slot["settings_json"], ensure_ascii=False, indent=1))
     console.print(table)
     if recent:
-        res = Table(title="recent results")
-        for col in ("job", "finished", "download"):
-            res.add_column(col)
+        res = new_table("recent results", ("job", "finished", "download"))
         for r in recent:
             res.add_row(r["job_id"], fmt_time(r["completed_at"]), r["download_url"])
         console.print(res)
