@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import psycopg2
+
+from tests.conftest import INGEST_PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,3 +104,35 @@ async def start_serve(config: Path, dsn: str, port: int, *args: str) -> Proc:
         async with s.get(f"http://127.0.0.1:{port}/readyz") as r:
             assert r.status == 200, await r.text()
     return p
+
+
+async def post_photo(port: int, data: bytes, timeout: float = 30, *, slot: str = "slot-001",
+                     password: str = INGEST_PASSWORD):
+    """One shot as DSLR Remote Pro sends it: (status, headers, body)."""
+    form = aiohttp.FormData()
+    form.add_field("password", password)
+    form.add_field("fileToUpload", data, filename="shot.jpg", content_type="image/jpeg")
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"http://127.0.0.1:{port}/ingest/{slot}", data=form,
+                          timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+            return r.status, dict(r.headers), await r.read()
+
+
+def db_rows(dsn: str, sql: str, *args):
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+async def wait_for_row(dsn: str, sql: str, timeout: float = 10):
+    end = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < end:
+        rows = db_rows(dsn, sql)
+        if rows:
+            return rows
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no row for: {sql}")
