@@ -7,7 +7,7 @@ else
   BIN := $(VENV)/bin
 endif
 
-.PHONY: run test bench clean
+.PHONY: run test bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run.py
+
+# docs/CLI.md's command reference, from the real `--help` of every command
+docs: $(VENV)/.installed
+	$(BIN)/python docs/cli_reference.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -45,6 +45,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from photoslot import db as dbmod  # noqa: E402  (after the path: the bench runs from a checkout)
+from photoslot import jobs  # noqa: E402
+from photoslot.clock import SystemClock  # noqa: E402
+from photoslot.db import start_embedded  # noqa: E402
+from tests.dbstate import reset_database  # noqa: E402
 FIXTURE = ROOT / "tests" / "fixtures" / "dslr_landscape.jpg"
 PASSWORD = "bench-password"
 KEY = "bench-key"
@@ -146,14 +152,8 @@ class Rig:
 
     def start_database(self) -> None:
         if self.dsn:
-            conn = psycopg2.connect(self.dsn)
-            conn.autocommit = True
-            with conn.cursor() as cur:  # a clean queue for comparable runs
-                cur.execute("DROP TABLE IF EXISTS jobs, audit_log, settings, slots, schema_meta CASCADE")
-            conn.close()
+            reset_database(self.dsn)  # the test suite's reset: comparable runs, quotas included
             return
-        from photoslot.db import start_embedded
-
         self.dsn = start_embedded(self.dir / "pg-root")
 
     def write_config(self, name: str, **extra) -> Path:
@@ -439,10 +439,34 @@ async def scenario_held(rig: Rig, args, out: dict) -> None:
     rig.stop(serve)
 
 
+async def enqueue_jobs(dsn: str, n: int, uploads: Path | None = None, photo: bytes = b"") -> list[str]:
+    """`n` jobs for slot-001, queued by jobs.enqueue as an ingest queues them (with an upload each
+    when `uploads` is given; the claims scenario needs none)."""
+    database = await dbmod.connect(dsn, pool_size=2, apply_schema=False)
+    try:
+        slot = await database.fetchone("ingest_context", slot_id="slot-001")
+        now = SystemClock().now()
+        ids = []
+        for i in range(n):
+            job_id = jobs.new_job_id()
+            path = None
+            if uploads is not None:
+                path = uploads / f"{job_id}.jpg"
+                path.write_bytes(photo)
+            # a microsecond apart: the claim order (oldest first) is the insertion order
+            created = now + dt.timedelta(microseconds=i)
+            await jobs.enqueue(database, job_id=job_id, slot=slot, now=created,
+                               expires_at=created + dt.timedelta(hours=1), upload_path=path and str(path),
+                               upload_mime="image/jpeg" if path else None, upload_size=len(photo) if path else None,
+                               metadata={})
+            ids.append(str(job_id))
+        return ids
+    finally:
+        await database.close()
+
+
 async def scenario_queue(rig: Rig, args, out: dict) -> None:
     """Jobs claimed and finished per second by 1, 2, 4 `photoslot work` processes, provider instant."""
-    import uuid
-
     port = free_port()
     config = rig.write_config("queue", port=port, workers=8)
     rig.prepare(config, 30)
@@ -453,18 +477,9 @@ async def scenario_queue(rig: Rig, args, out: dict) -> None:
     rows = []
     for procs in args.queue_procs:
         n = args.queue_jobs
+        ids = await enqueue_jobs(rig.dsn, n, uploads, tiny)
         conn = psycopg2.connect(rig.dsn)
         conn.autocommit = True
-        with conn.cursor() as cur:
-            ids = [uuid.uuid4() for _ in range(n)]
-            for job_id in ids:
-                path = uploads / f"{job_id}.jpg"
-                path.write_bytes(tiny)
-                cur.execute(
-                    "INSERT INTO jobs (id, slot_id, provider_id, operation_id, slot_settings, upload_path, upload_mime,"
-                    " upload_size_bytes, expires_at, created_at, updated_at) VALUES (%s, 'slot-001', 'gemini',"
-                    " 'image_edit', '{\"prompt\": \"sepia\"}', %s, 'image/jpeg', %s, now() + interval '1 hour',"
-                    " now(), now())", (str(job_id), str(path), len(tiny)))
         started = time.perf_counter()
         workers = [subprocess.Popen([sys.executable, "-m", "photoslot", "--config", str(config), "work",
                                      "--concurrency", "8"], env=rig.env(), stdout=subprocess.DEVNULL,
@@ -472,12 +487,12 @@ async def scenario_queue(rig: Rig, args, out: dict) -> None:
         with conn.cursor() as cur:
             while True:
                 cur.execute("SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND NOT is_finalized",
-                            ([str(i) for i in ids],))
+                            (ids,))
                 if cur.fetchone()[0] == 0:
                     break
                 time.sleep(0.05)
             cur.execute("SELECT min(started_at), max(finalized_at), count(*) FILTER (WHERE status = 'succeeded'),"
-                        " sum(attempts) FROM jobs WHERE id = ANY(%s::uuid[])", ([str(i) for i in ids],))
+                        " sum(attempts) FROM jobs WHERE id = ANY(%s::uuid[])", (ids,))
             first, last, ok, attempts = cur.fetchone()
         conn.close()
         for w in workers:
@@ -503,12 +518,8 @@ async def scenario_claims(rig: Rig, args, out: dict) -> None:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("DELETE FROM jobs")
-            cur.execute(
-                "INSERT INTO jobs (id, slot_id, provider_id, operation_id, slot_settings, expires_at, created_at,"
-                " updated_at) SELECT gen_random_uuid(), 'slot-001', 'gemini', 'image_edit', '{}',"
-                " now() + interval '1 hour', now() + make_interval(secs => g / 1000000.0), now()"
-                " FROM generate_series(1, %s) g", (n,))
         conn.close()
+        await enqueue_jobs(rig.dsn, n)
         started = time.perf_counter()
         loops = [subprocess.Popen([sys.executable, str(ROOT / "bench" / "claim_loop.py"), rig.dsn, "4", "1000",
                                    str(rig.dir / "data" / "media")], env=rig.env(), stdout=subprocess.PIPE, text=True)

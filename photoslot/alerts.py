@@ -1,4 +1,4 @@
-"""Alerts (DESIGN §8): evaluated on every sweeper pass, announced once when they start and once
+"""Alerts (docs/OPERATIONS.md): evaluated on every sweeper pass, announced once when they start and once
 when they clear.
 
 An announcement is a WARNING/ERROR log line, the `photoslot_alert_active` gauge in /metrics (read
@@ -26,6 +26,9 @@ import shutil
 import socket
 from dataclasses import dataclass
 
+import aiohttp
+
+from photoslot import quotas
 from photoslot.clock import rfc3339
 from photoslot.logs import event
 
@@ -106,8 +109,6 @@ async def checks(ctx, now: dt.datetime) -> list[Check]:
                          f"{provider}: the last {streak} jobs failed on the provider's side (latest: {last})"))
 
     # quota nearly spent (the daily window; a spent minute window heals by itself within a minute)
-    from photoslot import quotas
-
     qpct = float(cfg.get("alerts.quota_used_percent"))
     for provider, windows in sorted((await quotas.usage(db, cfg, now)).items()):
         day = windows["day"]
@@ -158,8 +159,6 @@ def _announce(ctx, c: Check, now: dt.datetime) -> dict:
 
 
 async def _deliver(url: str, payload: dict, timeout: float) -> None:
-    import aiohttp
-
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as s:
             async with s.post(url, json=payload) as resp:

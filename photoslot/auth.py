@@ -69,7 +69,7 @@ class Throttled(PhotoslotError):
 
 def issue_token(cfg, username: str, *, now: dt.datetime, epoch: int = 0, permissions=PERMISSIONS,
                 ttl_seconds: float | None = None) -> dict:
-    """The login answer {access_token, token_type, expires_in_sec}. `epoch` is the admin's current
+    """The login answer (docs/API.md "Auth"). `epoch` is the admin's current
     session epoch (login reads it); `permissions` narrower than all exist for tests and tools."""
     ttl = int(ttl_seconds if ttl_seconds is not None else float(cfg.get("auth.token_ttl_minutes")) * 60)
     iat = int(now.timestamp())

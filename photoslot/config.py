@@ -1,6 +1,6 @@
 """Configuration: built-in defaults, overlaid by a YAML file, overlaid by the environment.
 
-The key names are a public interface (see shared/CLI.md); `config.example.yaml` documents each.
+The key names are a public interface (docs/CLI.md); `config.example.yaml` documents each.
 Where the file comes from: `--config PATH`, else `PHOTOSLOT_CONFIG`, else `./photoslot.yaml` if
 present, else defaults only.
 """

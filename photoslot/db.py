@@ -23,7 +23,6 @@ log = logging.getLogger("photoslot.db")
 
 psycopg2.extras.register_uuid()
 
-SCHEMA_VERSION = 1
 Json = psycopg2.extras.Json
 EMBEDDED_DB_NAME = "photoslot"
 

@@ -11,20 +11,25 @@ import datetime as dt
 import logging
 import uuid
 
-from photoslot.outcomes import answer_for, status_for_reason
+from photoslot.errors import ValidationError
+from photoslot.outcomes import FAILURE_ANSWERS, answer_for, status_for_reason
 
 log = logging.getLogger("photoslot.jobs")
 
 NEW_CHANNEL = "photoslot_job_new"
 DONE_CHANNEL = "photoslot_job_done"
 
+# Every state a job can be in: pending → processing → one final state (is_finalized from then on;
+# outcomes.status_for_reason says which final state a failure ends in).
+STATES = ("pending", "processing", "succeeded", "timeout", "failed", "cancelled")
+
 
 def new_job_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
-async def enqueue(db, *, job_id, slot: dict, now: dt.datetime, expires_at: dt.datetime, upload_path: str,
-                  upload_mime: str, upload_size: int, metadata: dict) -> None:
+async def enqueue(db, *, job_id, slot: dict, now: dt.datetime, expires_at: dt.datetime, upload_path: str | None,
+                  upload_mime: str | None, upload_size: int | None, metadata: dict) -> None:
     await db.execute(
         "job_insert", id=job_id, slot_id=slot["id"], provider_id=slot["provider_id"],
         operation_id=slot["operation_id"], slot_settings=dict(slot["settings_json"] or {}),
@@ -103,15 +108,11 @@ async def list_recent(db, *, slot_id=None, status=None, limit: int = 20) -> list
 # ---------------------------------------------------------------- the admin view (GET /api/jobs)
 
 ADMIN_SORTS = ("created_at", "expires_at")
-STATES = ("pending", "processing", "succeeded", "timeout", "failed", "cancelled")
 
 
-async def admin_list(db, *, slot_id=None, status=None, is_finalized=None, failure_reason=None, page: int = 1,
-                     page_size: int = 20, sort_by: str = "created_at", sort_order: str = "desc") -> tuple[list, int]:
-    """One page of jobs and the total matching; filters validated here for the API and the CLI."""
-    from photoslot.errors import ValidationError
-    from photoslot.outcomes import FAILURE_ANSWERS
-
+def check_list_filters(*, status=None, failure_reason=None, page: int = 1, page_size: int = 20,
+                       sort_by: str = "created_at", sort_order: str = "desc") -> None:
+    """The admin job list's filters, paging and sort, each checked (a per-field ValidationError)."""
     errors = {}
     if status is not None and status not in STATES:
         errors["status"] = f"must be one of: {', '.join(STATES)}"
@@ -127,6 +128,13 @@ async def admin_list(db, *, slot_id=None, status=None, is_finalized=None, failur
         errors["sort_order"] = "must be asc or desc"
     if errors:
         raise ValidationError(errors)
+
+
+async def admin_list(db, *, slot_id=None, status=None, is_finalized=None, failure_reason=None, page: int = 1,
+                     page_size: int = 20, sort_by: str = "created_at", sort_order: str = "desc") -> tuple[list, int]:
+    """One page of jobs and the total matching; the filters are checked first (check_list_filters)."""
+    check_list_filters(status=status, failure_reason=failure_reason, page=page, page_size=page_size,
+                       sort_by=sort_by, sort_order=sort_order)
     filters = dict(slot_id=slot_id, status=status, is_finalized=is_finalized, failure_reason=failure_reason)
     # a page past the end is empty, however far: PostgreSQL's OFFSET stops at bigint
     rows = await db.fetchall("admin_jobs_page", **filters, sort_by=sort_by, descending=sort_order == "desc",
@@ -140,7 +148,7 @@ def _ms(a, b):
 
 
 def job_object(job: dict, cfg) -> dict:
-    """The Job object of CONTRACT.md (plus provider accounting and the download link)."""
+    """The Job object of the admin API (docs/API.md), with provider accounting and the download link."""
     out = {k: job.get(k) for k in (
         "id", "slot_id", "status", "is_finalized", "failure_reason", "failure_detail", "provider_id",
         "operation_id", "provider_job_reference", "attempts", "result_file_path", "result_mime_type",

@@ -1,4 +1,4 @@
-"""Prometheus metrics for GET /metrics (DESIGN §8; every name is listed in docs/OPERATIONS.md).
+"""Prometheus metrics for GET /metrics (every name and its meaning: docs/OPERATIONS.md).
 
 Two kinds of values:
 - process-local instruments (ingest latency histogram, answers by status, provider call latency,
@@ -21,6 +21,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from photoslot import SLOT_IDS, alerts, quotas
+from photoslot.alerts import PROVIDER_FAILURES, disk_usage
 from photoslot.db import DatabaseUnavailable
 
 log = logging.getLogger("photoslot.metrics")
@@ -57,8 +59,6 @@ class Metrics:
     # ------------------------------------------------------------ hooks for the ingest and the workers
 
     def observe_ingest(self, slot: str, outcome: str, status: int | None, seconds: float) -> None:
-        from photoslot import SLOT_IDS
-
         slot_label = slot if slot in SLOT_IDS else "invalid"  # a hostile path must not mint label values
         self.ingest_seconds.labels(slot_label, outcome).observe(seconds)
         self.ingest_answers.labels(str(status or 0)).inc()
@@ -110,8 +110,6 @@ async def snapshot(ctx) -> dict:
 
 
 async def _db_values(ctx, now: dt.datetime) -> dict:
-    from photoslot import alerts, quotas
-
     db = ctx.db
     since = alerts.window_start(ctx.cfg, now)
     return {
@@ -143,8 +141,6 @@ def media_usage(media) -> dict:
         out["bytes"][kind] = total
         out["files"][kind] = count
     try:
-        from photoslot.alerts import disk_usage
-
         out["disk_total"], out["disk_used"], out["disk_free"] = disk_usage(media.root)
     except OSError:
         out["disk_total"] = out["disk_used"] = out["disk_free"] = 0
@@ -215,8 +211,6 @@ class DatabaseCollector:
         total = timeouts = 0
         reqs: dict[str, int] = {}
         rets: dict[str, int] = {}
-        from photoslot.alerts import PROVIDER_FAILURES
-
         for r in s["window"]:
             outcome = "succeeded" if r["status"] == "succeeded" else (r["reason"] or r["status"])
             wj.add_metric([r["provider_id"], outcome], r["n"])

@@ -1,4 +1,4 @@
-"""How a job's outcome is answered to DSLR Remote Pro (DESIGN §5), in one table."""
+"""How a job's outcome is answered to DSLR Remote Pro (docs/API.md "The ingest"), in one table."""
 from __future__ import annotations
 
 # failure_reason stored on the job → (HTTP status, failure_reason in the ingest's JSON)
@@ -12,8 +12,6 @@ FAILURE_ANSWERS: dict[str, tuple[int, str]] = {
     "client_gone": (499, "client_gone"),
     "internal_error": (500, "internal_error"),
 }
-
-FINAL_STATES = ("succeeded", "timeout", "failed", "cancelled")
 
 
 def status_for_reason(reason: str) -> str:
@@ -33,7 +31,7 @@ def ingest_answer(job: dict) -> tuple[int, str]:
     """(HTTP status, JSON failure_reason) for a finalized, unsuccessful job.
 
     A provider that was down is stored as `provider_error` with answer_status 503 and answered
-    as `provider_unavailable`, as DESIGN §5 lists it.
+    as `provider_unavailable`, as the ingest contract (docs/API.md) lists it.
     """
     reason = job.get("failure_reason") or "internal_error"
     status, label = answer_for(reason)

@@ -2,7 +2,7 @@
 
 A link is a `media_objects` row with an unguessable id (uuid4) and
 `expires_at = min(job.expires_at, created_at + T_public_link_ttl)`, where T_public_link_ttl is the
-live T_sync_response (DESIGN §3). `GET /public/media/{id}` serves it until then; after expiry, or
+live T_sync_response (docs/ARCHITECTURE.md "TTLs"). `GET /public/media/{id}` serves it until then; after expiry, or
 once its job is finalized, it answers 410. The worker closes a job's links before finalizing it,
 and the sweeper closes whatever a dead process left open.
 

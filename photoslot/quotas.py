@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 from photoslot.providers.base import ProviderFailure
+from photoslot.providers.catalogue import CATALOGUE
 
 WINDOWS = ("minute", "day")
 
@@ -92,8 +93,6 @@ async def take(db, cfg, provider_id: str, now: dt.datetime) -> None:
 
 async def usage(db, cfg, now: dt.datetime) -> dict[str, dict]:
     """Per provider and window: requests used and the limit (for `stats`, metrics, alerts)."""
-    from photoslot.providers.catalogue import CATALOGUE
-
     starts = window_starts(now)
     rows = await db.fetchall("quota_counts_all", minute=starts["minute"], day=starts["day"])
     found = {(r["provider_id"], r["window_kind"]): int(r["requests"]) for r in rows}

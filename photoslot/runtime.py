@@ -16,6 +16,7 @@ import sys
 from datetime import datetime, timezone
 
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from photoslot import filemodes, secrets, tls, users
 from photoslot import settings as live_settings
@@ -54,8 +55,6 @@ class _Sweeper:
 
 
 def _start_sweeper(ctx) -> _Sweeper:
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
     idle = asyncio.Event()
     idle.set()
 

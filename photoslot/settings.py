@@ -15,7 +15,7 @@ from photoslot import secrets
 from photoslot.db import Json
 from photoslot.errors import ValidationError
 from photoslot.logs import event
-from photoslot.passwords import hash_password
+from photoslot.passwords import generate_password, hash_password
 
 SYNC_KEY = "sync_response_seconds"
 RETENTION_KEY = "result_retention_hours"
@@ -76,15 +76,15 @@ def public_view(s: LiveSettings, cfg) -> dict:
     }
 
 
-async def update(db, cfg, clock, *, actor: str, source: str, sync_response_seconds=None,
-                 ingest_password: str | None = None, result_retention_hours=None,
-                 provider_keys: dict | None = None) -> LiveSettings:
-    current = await load(db, cfg)
+def check_changes(bounds: tuple[float, float], *, sync_response_seconds=None, ingest_password=None,
+                  result_retention_hours=None, provider_keys: dict | None = None) -> dict[str, object]:
+    """{settings key: value to store} for the requested changes, every one checked (a per-field
+    ValidationError otherwise). The password and provider keys come back as given: update() stores
+    the password's hash and the keys encrypted."""
     errors: dict[str, str] = {}
     changes: dict[str, object] = {}
-    secret_changes: dict[str, str] = {}  # encrypted inside the transaction, under the secrets lock
     if sync_response_seconds is not None:
-        lo, hi = current.bounds
+        lo, hi = bounds
         try:
             value = float(sync_response_seconds)
         except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float
@@ -106,18 +106,33 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
         if not isinstance(ingest_password, str) or not (4 <= len(ingest_password) <= 256):
             errors["ingest_password"] = "must be 4 to 256 characters"
         else:
-            changes[PASSWORD_KEY] = hash_password(ingest_password)
+            changes[PASSWORD_KEY] = ingest_password
     for name, key in (provider_keys or {}).items():
         if name not in PROVIDER_NAMES:
             errors[f"provider_keys.{name}"] = f"unknown provider; one of: {', '.join(PROVIDER_NAMES)}"
         elif not isinstance(key, str) or not (8 <= len(key) <= 512) or any(c.isspace() for c in key):
             errors[f"provider_keys.{name}"] = "must be 8 to 512 characters without spaces"
         else:
-            secret_changes[PROVIDER_KEY_PREFIX + name] = key
+            changes[PROVIDER_KEY_PREFIX + name] = key
     if errors:
         raise ValidationError(errors)
-    if not changes and not secret_changes:
+    if not changes:
         raise ValidationError({"settings": "nothing to change"})
+    return changes
+
+
+async def update(db, cfg, clock, *, actor: str, source: str, sync_response_seconds=None,
+                 ingest_password: str | None = None, result_retention_hours=None,
+                 provider_keys: dict | None = None) -> LiveSettings:
+    """Check, store and audit live settings changes; they apply from the next ingest on."""
+    current = await load(db, cfg)
+    changes = check_changes(current.bounds, sync_response_seconds=sync_response_seconds,
+                            ingest_password=ingest_password, result_retention_hours=result_retention_hours,
+                            provider_keys=provider_keys)
+    if PASSWORD_KEY in changes:
+        changes[PASSWORD_KEY] = hash_password(changes[PASSWORD_KEY])
+    # encrypted inside the transaction, under the secrets lock
+    secret_changes = {k: changes.pop(k) for k in list(changes) if k.startswith(PROVIDER_KEY_PREFIX)}
     now = clock.now()
     async with db.transaction() as tx:
         for key, value in changes.items():
@@ -137,8 +152,6 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
 
 async def ensure_ingest_password(db, clock) -> str | None:
     """First start: generate an ingest password if none is set; returns it (to print once)."""
-    from photoslot.passwords import generate_password
-
     password = generate_password(9)
     inserted = await db.fetchone("setting_insert_if_missing", key=PASSWORD_KEY, value=hash_password(password),
                                  now=clock.now(), actor="first-start")

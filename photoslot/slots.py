@@ -41,6 +41,29 @@ async def search(db, *, provider_id=None, operation_id=None, text=None) -> list[
             and (not needle or needle in (s["name"] or "").casefold())]
 
 
+def check_configuration(*, name, provider_id, operation_id, settings_json, enabled) -> None:
+    """A slot's would-be configuration against the catalogue (a per-field ValidationError).
+
+    A disabled slot may lack its templates: over the admin API they are bound one by one
+    (POST /api/template-media/register) and the slot is enabled afterwards.
+    """
+    errors: dict[str, str] = {}
+    if not isinstance(name, str) or len(name) > 100:
+        errors["name"] = "must be a string of at most 100 characters"
+    if provider_id is None and operation_id is None:
+        errors["provider_id"] = "a provider is required"
+    else:
+        errors.update(catalogue.validate(provider_id, operation_id, settings_json))
+        if not enabled and not errors.keys() & {"provider_id", "operation_id"}:
+            bound = settings_json.get("templates") if isinstance(settings_json, dict) else None
+            bound = bound if isinstance(bound, dict) else {}
+            for role in catalogue.get_operation(provider_id, operation_id).needs:
+                if not bound.get(role):
+                    errors.pop(f"settings_json.templates.{role}", None)
+    if errors:
+        raise ValidationError(errors)
+
+
 async def configure(db, clock, slot_id: str, *, actor: str, source: str, name=None, provider_id=None,
                     operation_id=None, settings_json=None, enabled=None, expected_version: int | None = None,
                     expected_updated_at=None) -> dict:
@@ -64,23 +87,8 @@ async def configure(db, clock, slot_id: str, *, actor: str, source: str, name=No
         settings_json = {} if switched else dict(current["settings_json"] or {})
     new_name = name if name is not None else current["name"]
     new_enabled = enabled if enabled is not None else (current["enabled"] or not is_configured(current))
-    errors: dict[str, str] = {}
-    if not isinstance(new_name, str) or len(new_name) > 100:
-        errors["name"] = "must be a string of at most 100 characters"
-    if new_provider is None and new_operation is None:
-        errors["provider_id"] = "a provider is required"
-    else:
-        errors.update(catalogue.validate(new_provider, new_operation, settings_json))
-        if not new_enabled and not errors.keys() & {"provider_id", "operation_id"}:
-            # A disabled slot may still wait for its templates: over the admin API they are bound
-            # one by one (POST /api/template-media/register) and the slot is enabled afterwards.
-            bound = settings_json.get("templates") if isinstance(settings_json, dict) else None
-            bound = bound if isinstance(bound, dict) else {}
-            for role in catalogue.get_operation(new_provider, new_operation).needs:
-                if not bound.get(role):
-                    errors.pop(f"settings_json.templates.{role}", None)
-    if errors:
-        raise ValidationError(errors)
+    check_configuration(name=new_name, provider_id=new_provider, operation_id=new_operation,
+                        settings_json=settings_json, enabled=new_enabled)
     saved = await db.fetchone("slot_update", slot_id=slot_id, name=new_name, provider_id=new_provider,
                               operation_id=new_operation, settings_json=settings_json, enabled=bool(new_enabled),
                               now=clock.now(), version=current["version"])
@@ -101,8 +109,7 @@ async def reset(db, clock, slot_id: str, *, actor: str, source: str) -> dict:
 
 
 def view(cfg, slot: dict) -> dict:
-    """The Slot object of CONTRACT.md (without recent_results)."""
-    base = cfg.public_base_url()
+    """The Slot object of the admin API (docs/API.md), without recent_results."""
     return {
         "id": slot["id"],
         "name": slot["name"],
@@ -115,7 +122,7 @@ def view(cfg, slot: dict) -> dict:
         "created_at": slot["created_at"],
         "updated_at": slot["updated_at"],
         "last_reset_at": slot["last_reset_at"],
-        "ingest_url": f"{base}/ingest/{slot['id']}",
+        "ingest_url": ingest_url(cfg, slot["id"]),
         "last_result_at": slot.get("last_result_at"),
     }
 

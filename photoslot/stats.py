@@ -65,7 +65,8 @@ def _bounded(value, field: str) -> dt.datetime | None:
     return parsed
 
 
-def _window(now, from_, to, *, default: dt.timedelta, max_days: int) -> tuple[dt.datetime, dt.datetime]:
+def window(now, from_, to, *, default: dt.timedelta, max_days: int) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of a stats request: `to` defaults to now, `from` to `default` before it."""
     end = _bounded(to, "to") or now
     start = _bounded(from_, "from") or end - default
     if start >= end:
@@ -76,7 +77,7 @@ def _window(now, from_, to, *, default: dt.timedelta, max_days: int) -> tuple[dt
 
 
 def priced(row: dict, cfg) -> dict:
-    """The counts of CONTRACT.md from one aggregate row, with timeout share and spend."""
+    """The counts of the stats API (docs/API.md) from one aggregate row, with timeout share and spend."""
     out = {k: int(row.get(k) or 0) for k in COUNT_FIELDS}
     out["in_progress"] = out["ingest_count"] - out["finalized"]
     for key in ("p50_ms", "p95_ms"):
@@ -93,13 +94,12 @@ def priced(row: dict, cfg) -> dict:
 
 
 async def _collect(ctx, *, slot_id, start, end, unit, count_from=None) -> tuple[dict, list[dict]]:
-    params = {"slot_id": slot_id, "from": start, "to": end, "count_from": count_from or start}
-    summary = priced(await ctx.db.fetchone("stats_summary", **params), ctx.cfg)
-    periods = []
-    for row in await ctx.db.fetchall("stats_periods", unit=unit, **params):
-        periods.append({"period_start": row["period_start"], "period_end": row["period_end"],
-                        **priced(row, ctx.cfg)})
-    return summary, periods
+    """(the whole window's figures, one entry per period): one query, the aggregate written once."""
+    whole, *rows = await ctx.db.fetchall("stats", slot_id=slot_id, unit=unit, count_from=count_from or start,
+                                         **{"from": start, "to": end})
+    periods = [{"period_start": row["period_start"], "period_end": row["period_end"], **priced(row, ctx.cfg)}
+               for row in rows]
+    return priced(whole, ctx.cfg), periods
 
 
 async def slot_stats(ctx, slot_id: str, *, from_=None, to=None, group_by: str | None = None) -> dict:
@@ -108,7 +108,7 @@ async def slot_stats(ctx, slot_id: str, *, from_=None, to=None, group_by: str | 
     group_by = group_by or "hour"
     if group_by not in SLOT_GROUPS:
         raise ValidationError({"group_by": f"must be one of: {', '.join(SLOT_GROUPS)}"})
-    start, end = _window(ctx.clock.now(), from_, to, default=dt.timedelta(days=1), max_days=SLOT_MAX_DAYS)
+    start, end = window(ctx.clock.now(), from_, to, default=dt.timedelta(days=1), max_days=SLOT_MAX_DAYS)
     reset_at = slot["last_reset_at"]
     count_from = min(max(start, reset_at), end) if reset_at else start
     summary, periods = await _collect(ctx, slot_id=slot_id, start=start, end=end, unit=group_by,
@@ -119,10 +119,8 @@ async def slot_stats(ctx, slot_id: str, *, from_=None, to=None, group_by: str | 
             "summary": summary, "metrics": periods}
 
 
-async def global_stats(ctx, *, from_=None, to=None, group_by: str | None = None, page: int = 1,
-                       page_size: int = 20, sort_by: str = "period_start", sort_order: str = "asc") -> dict:
-    """GET /api/stats/global: every slot, per period, sortable and paged."""
-    group_by = group_by or "day"
+def check_global_query(*, group_by: str, sort_by: str, sort_order: str, page, page_size) -> None:
+    """GET /api/stats/global's grouping, sort and paging, each checked (a per-field ValidationError)."""
     errors = {}
     if group_by not in GLOBAL_GROUPS:
         errors["group_by"] = f"must be one of: {', '.join(GLOBAL_GROUPS)}"
@@ -136,7 +134,14 @@ async def global_stats(ctx, *, from_=None, to=None, group_by: str | None = None,
         errors["page_size"] = "must be an integer from 1 to 50"
     if errors:
         raise ValidationError(errors)
-    start, end = _window(ctx.clock.now(), from_, to, default=dt.timedelta(days=7), max_days=GLOBAL_MAX_DAYS)
+
+
+async def global_stats(ctx, *, from_=None, to=None, group_by: str | None = None, page: int = 1,
+                       page_size: int = 20, sort_by: str = "period_start", sort_order: str = "asc") -> dict:
+    """GET /api/stats/global: every slot, per period, sortable and paged."""
+    group_by = group_by or "day"
+    check_global_query(group_by=group_by, sort_by=sort_by, sort_order=sort_order, page=page, page_size=page_size)
+    start, end = window(ctx.clock.now(), from_, to, default=dt.timedelta(days=7), max_days=GLOBAL_MAX_DAYS)
     summary, periods = await _collect(ctx, slot_id=None, start=start, end=end, unit=group_by)
     periods.sort(key=lambda p: (p[sort_by], p["period_start"]), reverse=sort_order == "desc")
     first = (page - 1) * page_size

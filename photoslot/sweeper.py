@@ -1,4 +1,4 @@
-"""The sweeper: one pass enforces every TTL (DESIGN §3, §8) and evaluates the alerts.
+"""The sweeper: one pass enforces every TTL (docs/ARCHITECTURE.md "TTLs") and evaluates the alerts.
 
 Runs every `sweeper.interval_seconds` inside `serve` (APScheduler), and once per `photoslot sweep`
 (cron, or after downtime). A pass, in order:
@@ -27,7 +27,7 @@ import logging
 import time
 from pathlib import Path
 
-from photoslot import public_media, purge, quotas
+from photoslot import alerts, public_media, purge, quotas
 from photoslot.db import DatabaseUnavailable
 from photoslot.logs import event
 
@@ -66,8 +66,6 @@ async def sweep_once(ctx) -> dict:
 
 async def sweep_and_deliver(ctx) -> dict:
     """One pass for `photoslot sweep`: also waits (bounded) for alert webhooks before the process exits."""
-    from photoslot import alerts
-
     report = await sweep_once(ctx)
     await alerts.drain(timeout=float(ctx.cfg.get("alerts.webhook_timeout_seconds")) + 1)
     return report
@@ -185,7 +183,5 @@ async def _prune_job_rows(ctx, now, report) -> None:
 # ---------------------------------------------------------------- 7. alerts
 
 async def _evaluate_alerts(ctx, now, report) -> None:
-    from photoslot import alerts
-
     changed = await alerts.evaluate(ctx, now=now)
     report["alerts_changed"] += len(changed)

@@ -54,7 +54,6 @@ class CertReloader:
         self._stamp = _stamp(self.cert, self.key)
         self._task: asyncio.Task | None = None
         self._sighup = False
-        self.reloads = 0
 
     def reload(self, *, why: str) -> bool:
         stamp = _stamp(self.cert, self.key)
@@ -65,7 +64,6 @@ class CertReloader:
             event(log, "tls_reload_failed", logging.WARNING, why=why, error=f"{exc.__class__.__name__}: {exc}")
             return False
         self._stamp = stamp
-        self.reloads += 1
         event(log, "tls_certificate_reloaded", why=why, cert=str(self.cert))
         return True
 

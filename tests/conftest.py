@@ -15,10 +15,10 @@ import tempfile
 from pathlib import Path
 
 import aiohttp
-import psycopg2
 import pytest
 
 from photoslot.config import load_config
+from tests.dbstate import reset_database
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -36,7 +36,7 @@ def pytest_configure(config):
 
 def pytest_sessionfinish(session, exitstatus):
     # Everything logged during the run (in-process records and the output of every photoslot process
-    # the tests started) must be free of the secrets and image bytes the tests used (DESIGN §5, §8).
+    # the tests started) must be free of the secrets and image bytes the tests used (docs/ARCHITECTURE.md).
     from tests import logscan
 
     leaks = logscan.find_leaks(logscan.everything())
@@ -60,27 +60,6 @@ def pg_dsn():
     server = pgserver.get_server(tmp / "pg")
     server.cleanup()
     shutil.rmtree(tmp, ignore_errors=True)
-
-
-def reset_database(dsn: str) -> None:
-    """A clean slate for one test. Applies the schema first (the first test finds an empty db)."""
-    from photoslot.db import schema_sql
-
-    conn = psycopg2.connect(dsn)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(hashtext('photoslot-schema'))")
-            cur.execute(schema_sql())
-            cur.execute("SELECT pg_advisory_unlock(hashtext('photoslot-schema'))")
-            cur.execute("TRUNCATE jobs, audit_log, settings RESTART IDENTITY")
-            cur.execute("TRUNCATE login_attempts, purge_requests RESTART IDENTITY")  # administration
-            cur.execute("TRUNCATE template_media, media_objects, provider_request_counts")  # providers
-            cur.execute("TRUNCATE alert_state")  # operations
-            cur.execute("UPDATE slots SET name = '', provider_id = NULL, operation_id = NULL, "
-                        "settings_json = '{}'::jsonb, enabled = false, version = 1, last_reset_at = NULL")
-    finally:
-        conn.close()
 
 
 @pytest.fixture

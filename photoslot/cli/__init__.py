@@ -1,1 +1,1 @@
-"""The `photoslot` command: one typer app, one module per command group."""
+"""The `photoslot` command: one typer app (app.py), one module per subject (reference: docs/CLI.md)."""

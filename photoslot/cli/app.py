@@ -1,14 +1,20 @@
-"""The `photoslot` command line (names and flags: shared/CLI.md)."""
+"""The `photoslot` command line: one typer app, one module per subject (reference: docs/CLI.md)."""
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import typer
 
-from photoslot.cli import common, jobs, settings, slot, template
-from photoslot.cli import admin as admin_cli, audit as audit_cli, stats as stats_cli, users as users_cli  # admin
-from photoslot.cli import secrets as secrets_cli  # security
-from photoslot.cli.common import config, console, err_console, fail, print_json, run_async, with_context
+from photoslot import logs
+from photoslot.cli import audit as audit_cli
+from photoslot.cli import common, jobs, media, settings, slot, template
+from photoslot.cli import secrets as secrets_cli
+from photoslot.cli import stats as stats_cli
+from photoslot.cli import users as users_cli
+from photoslot.cli.common import config, console, err_console, fail, new_table, print_json, run_async, with_context
+from photoslot.providers import catalogue
+from photoslot.sweeper import sweep_and_deliver
 
 app = typer.Typer(help="photoslot — DSLR Remote Pro ⇄ AI image providers, on PostgreSQL.",
                   no_args_is_help=True, add_completion=False)
@@ -20,10 +26,8 @@ app.command("stats")(stats_cli.stats)
 app.command("audit")(audit_cli.audit)
 app.add_typer(users_cli.app, name="users")
 app.add_typer(secrets_cli.app, name="secrets")
-app.add_typer(admin_cli.media_app, name="media")
-app.command("job")(admin_cli.job)
-slot.app.command("reset-stats")(admin_cli.reset_stats)
-settings.app.command("provider-key")(admin_cli.provider_key)
+app.add_typer(media.app, name="media")
+app.command("job")(jobs.job)
 
 
 @app.callback()
@@ -38,7 +42,7 @@ def serve(host: Optional[str] = typer.Option(None, "--host", help="listen addres
           workers: Optional[int] = typer.Option(None, "--workers", min=0,
                                                 help="in-process workers, 0 = none (workers.in_process)")) -> None:
     """HTTP server + in-process workers + sweeper."""
-    from photoslot import logs, runtime
+    from photoslot import runtime  # here, not at the top: it loads the server, the workers and the SDKs
 
     cfg = config()
     logs.setup(cfg.get("logging.level"))
@@ -57,7 +61,7 @@ def serve(host: Optional[str] = typer.Option(None, "--host", help="listen addres
 def work(concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1,
                                                    help="workers in this process (workers.in_process)")) -> None:
     """Workers only, against the configured database (scale-out)."""
-    from photoslot import logs, runtime
+    from photoslot import runtime  # here, not at the top: see serve
 
     cfg = config()
     logs.setup(cfg.get("logging.level"))
@@ -67,8 +71,6 @@ def work(concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1,
 @app.command()
 def sweep(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """One sweeper pass; reports what it removed and finalized."""
-    from photoslot.sweeper import sweep_and_deliver
-
     report = with_context(sweep_and_deliver)
     if as_json:
         print_json(report)
@@ -84,17 +86,11 @@ def sweep(as_json: bool = typer.Option(False, "--json", help="machine-readable o
 @app.command()
 def providers(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """The provider/operation catalogue with parameters."""
-    from rich.table import Table
-
-    from photoslot.providers import catalogue
-
     data = catalogue.as_list()
     if as_json:
         print_json(data)
         return
-    table = Table(title="providers and operations")
-    for col in ("provider", "operation", "templates", "parameters"):
-        table.add_column(col)
+    table = new_table("providers and operations", ("provider", "operation", "templates", "parameters"))
     for p in data:
         for op in p["operations"]:
             params = ", ".join(
@@ -110,15 +106,14 @@ def emulate(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.O
             gemini_key: Optional[str] = typer.Option("emulator-key", "--gemini-key", help="API key to require"),
             turbotext_key: Optional[str] = typer.Option("emulator-key", "--turbotext-key", help="API key to require")) -> None:
     """Local stand-in for Gemini and Turbotext, with run-time fault injection."""
-    from photoslot import logs
-    from photoslot.emulator import run
+    from photoslot.emulator import run  # here, not at the top: see serve
 
     logs.setup("INFO")
     run(host=host, port=port, latency_seconds=latency, gemini_api_key=gemini_key, turbotext_api_key=turbotext_key)
 
 
 def _optional_values(argv: list[str]) -> list[str]:
-    """`settings set --ingest-password` with no TEXT means "ask without echo" (shared/CLI.md).
+    """`settings set --ingest-password` with no TEXT means "ask without echo" (docs/CLI.md).
 
     Click options cannot take an optional value through typer, so a bare flag gets the prompt
     marker here, before parsing.
@@ -132,6 +127,4 @@ def _optional_values(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    import sys
-
     app(args=_optional_values(sys.argv[1:]), prog_name="photoslot")

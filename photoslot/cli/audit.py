@@ -5,10 +5,9 @@ import json
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from photoslot import audit as audit_mod
-from photoslot.cli.common import console, fmt_time, print_json, with_context
+from photoslot.cli.common import console, fmt_time, new_table, print_json, with_context
 
 
 def audit(
@@ -25,9 +24,7 @@ def audit(
     if as_json:
         print_json(rows)
         return
-    table = Table(title="audit log")
-    for col in ("when", "actor", "via", "action", "target", "changed"):
-        table.add_column(col)
+    table = new_table("audit log", ("when", "actor", "via", "action", "target", "changed"))
     for r in rows:
         table.add_row(fmt_time(r["at"]), r["actor"], r["source"], r["action"], r["target"] or "—",
                       json.dumps(r["details"], ensure_ascii=False, default=str)[:200])

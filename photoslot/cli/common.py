@@ -6,10 +6,11 @@ import datetime as dt
 import json
 import sys
 import uuid
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from photoslot import filemodes, logs
 from photoslot.config import ConfigError, load_config
@@ -87,3 +88,11 @@ def fmt_time(value: dt.datetime | None) -> str:
     if value is None:
         return "—"
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def new_table(title: str, columns: Iterable[str]) -> Table:
+    """A table for people, with these column headings (scripts use --json)."""
+    out = Table(title=title)
+    for col in columns:
+        out.add_column(col)
+    return out

@@ -1,15 +1,16 @@
-"""photoslot jobs"""
+"""photoslot jobs · photoslot job JOB_ID"""
 from __future__ import annotations
 
+import uuid
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from photoslot import jobs as jobs_mod
-from photoslot.cli.common import console, fail, fmt_time, print_json, with_context
+from photoslot.cli.common import console, fail, fmt_time, new_table, print_json, with_context
+from photoslot.errors import NotFound
 
-STATUSES = ("pending", "processing", "succeeded", "timeout", "failed", "cancelled")
+STATUSES = jobs_mod.STATES
 
 
 def job_view(job: dict) -> dict:
@@ -47,10 +48,38 @@ def jobs(
     if as_json:
         print_json(rows)
         return
-    table = Table(title="recent jobs")
-    for col in ("created", "job", "slot", "provider", "status", "reason", "total ms", "attempts"):
-        table.add_column(col)
+    table = new_table("recent jobs", ("created", "job", "slot", "provider", "status", "reason", "total ms", "attempts"))
     for r in rows:
         table.add_row(fmt_time(r["created_at"]), r["id"], r["slot_id"], r["provider_id"], r["status"],
                       r["failure_reason"] or "—", str(r["total_elapsed_ms"] or "—"), str(r["attempts"]))
     console.print(table)
+
+
+def job(job_id: str = typer.Argument(..., metavar="JOB_ID"),
+        as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """One job with its deadline and timings (GET /api/jobs/{job_id})."""
+
+    async def go(ctx):
+        try:
+            row = await jobs_mod.get(ctx.db, uuid.UUID(job_id))
+        except ValueError:
+            row = None
+        if row is None:
+            raise NotFound(f"no job {job_id}")
+        return jobs_mod.admin_view(row, ctx.cfg, ctx.clock.now())
+
+    view = with_context(go)
+    if as_json:
+        print_json(view)
+        return
+    j = view["job"]
+    console.print(f"{j['id']}  {j['slot_id']}  {j['provider_id']}/{j['operation_id']}  {j['status']}"
+                  f"{'  (' + j['failure_reason'] + ')' if j['failure_reason'] else ''}")
+    console.print(f"created {fmt_time(j['created_at'])}, finalized {fmt_time(j['finalized_at'])}, "
+                  f"deadline {fmt_time(view['deadline']['expires_at'])}")
+    m = view["metrics"]
+    console.print(f"queue {m['queue_wait_ms']} ms, processing {m['processing_ms']} ms, total {m['total_elapsed_ms']} ms")
+    if j["failure_detail"]:
+        console.print(f"detail: {j['failure_detail']}", markup=False)
+    if j["download_url"]:
+        console.print(f"download: {j['download_url']}")

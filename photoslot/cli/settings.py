@@ -66,3 +66,19 @@ def set_(
 
     view = with_context(go)
     print_json(view) if as_json else _print(view)
+
+
+@app.command("provider-key")
+def provider_key(provider: str = typer.Argument(..., metavar="PROVIDER", help="gemini or turbotext"),
+                 value: Optional[str] = typer.Option(None, "--value", help="the key; without it, asked without echo")) -> None:
+    """Store a provider API key in the database (wins over the config file from the next job on)."""
+    if value is None:
+        value = typer.prompt(f"{provider} API key", hide_input=True)
+
+    async def go(ctx):
+        updated = await live_settings.update(ctx.db, ctx.cfg, ctx.clock, actor=audit.os_actor(), source="cli",
+                                             provider_keys={provider: value})
+        return live_settings.public_view(updated, ctx.cfg)["provider_keys"][provider]
+
+    state = with_context(go)
+    console.print(f"{provider} API key stored ({'configured' if state['is_configured'] else 'not configured'})")

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import List, Optional
 
+import aiohttp
 import typer
 from rich.table import Table
 
 from photoslot import audit, slots
+from photoslot import stats as stats_mod
 from photoslot import templates as template_media
-from photoslot.cli.common import console, fail, fmt_time, print_json, with_context
+from photoslot.cli.common import config, console, fail, fmt_time, new_table, print_json, run_async, with_context
 from photoslot.providers import catalogue
 
 app = typer.Typer(help="The 15 slots: list, inspect, configure, reset.", no_args_is_help=True)
@@ -27,9 +30,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="machine-readable o
     if as_json:
         print_json(rows)
         return
-    table = Table(title="photoslot slots")
-    for col in ("slot", "name", "provider", "operation", "enabled", "ingest URL", "last result"):
-        table.add_column(col)
+    table = new_table("photoslot slots", ("slot", "name", "provider", "operation", "enabled", "ingest URL", "last result"))
     for r in rows:
         table.add_row(r["id"], r["name"] or "—", r["provider_id"] or "—", r["operation_id"] or "—",
                       "yes" if r["enabled"] else "no", r["ingest_url"], fmt_time(r["last_result_at"]))
@@ -46,9 +47,7 @@ def _show(slot: dict, recent: list[dict]) -> None:
     table.add_row("settings", json.dumps(slot["settings_json"], ensure_ascii=False, indent=1))
     console.print(table)
     if recent:
-        res = Table(title="recent results")
-        for col in ("job", "finished", "download"):
-            res.add_column(col)
+        res = new_table("recent results", ("job", "finished", "download"))
         for r in recent:
             res.add_row(r["job_id"], fmt_time(r["completed_at"]), r["download_url"])
         console.print(res)
@@ -161,12 +160,9 @@ def test(
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Run one real ingest for SLOT through the running server, as DSLR Remote Pro would, and save the result."""
-    from photoslot.cli.common import config, run_async
-    from photoslot.slots import check_slot_id
-
     cfg = config()
     try:
-        check_slot_id(slot_id)
+        slots.check_slot_id(slot_id)
     except Exception as exc:  # NotFound: a usage error
         fail(str(exc), 2)
     if password is None:
@@ -192,10 +188,6 @@ def test(
 
 
 async def _post_test_shot(url: str, image: Path, password: str, *, timeout: float) -> dict:
-    import time
-
-    import aiohttp
-
     form = aiohttp.FormData()
     form.add_field("password", password)
     form.add_field("fileToUpload", image.read_bytes(), filename=image.name, content_type="application/octet-stream")
@@ -217,3 +209,14 @@ async def _post_test_shot(url: str, image: Path, password: str, *, timeout: floa
                 return report
     except (aiohttp.ClientError, OSError) as exc:
         fail(f"cannot reach the server at {url}: {exc.__class__.__name__}: {exc}", 1)
+
+
+@app.command("reset-stats")
+def reset_stats(slot_id: str = typer.Argument(..., metavar="SLOT")) -> None:
+    """The slot's stats count from now on (POST /api/slots/{slot_id}/reset_stats)."""
+
+    async def go(ctx):
+        return await stats_mod.reset_stats(ctx, slot_id, actor=audit.os_actor(), source="cli")
+
+    row = with_context(go)
+    console.print(f"{slot_id}: stats count from {fmt_time(row['last_reset_at'])}")

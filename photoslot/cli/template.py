@@ -5,10 +5,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from photoslot import audit, templates
-from photoslot.cli.common import console, fail, fmt_time, print_json, with_context
+from photoslot.cli.common import console, fail, fmt_time, new_table, print_json, with_context
 
 app = typer.Typer(help="Template media (style / face reference images) for slots.", no_args_is_help=True)
 
@@ -41,9 +40,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="machine-readable o
     if as_json:
         print_json(rows)
         return
-    table = Table(title="template media")
-    for col in ("id", "label", "type", "size", "sha256", "used by", "added", "by"):
-        table.add_column(col)
+    table = new_table("template media", ("id", "label", "type", "size", "sha256", "used by", "added", "by"))
     for r in rows:
         table.add_row(r["id"], r["label"] or "—", r["mime"], f"{r['size_bytes']:,}", r["sha256"][:12],
                       ", ".join(r["used_by"]) or "—", fmt_time(r["created_at"]), r["uploaded_by"])

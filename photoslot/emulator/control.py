@@ -275,6 +275,16 @@ class EmulatorState:
             if scripted:
                 return
 
+    async def outcome_after_hangs(self, provider: str) -> str:
+        """The next outcome, once any hang is over: the ``hang`` knob holds every request first; a
+        scripted ``hang`` holds this one until the next release, then it answers normally."""
+        await self.wait_while_hanging(provider, scripted=False)
+        outcome = self.next_outcome(provider)
+        if outcome == "hang":
+            await self.wait_while_hanging(provider, scripted=True)
+            outcome = "ok"
+        return outcome
+
     def record(self, entry: dict[str, Any]) -> dict[str, Any]:
         entry.setdefault("received_at", time.time())
         self.log.append(entry)

@@ -215,11 +215,7 @@ async def _serve(request: web.Request, state: EmulatorState, entry: dict,
     if any(d["width"] is None for d in described):
         return "bad_request", google_error(400, BAD_IMAGE_MESSAGE)
 
-    await state.wait_while_hanging("gemini", scripted=False)
-    outcome = state.next_outcome("gemini")
-    if outcome == "hang":
-        await state.wait_while_hanging("gemini", scripted=True)
-        outcome = "ok"
+    outcome = await state.outcome_after_hangs("gemini")
     if state.closing:
         return "shutdown", google_error(503)
 

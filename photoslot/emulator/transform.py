@@ -48,15 +48,6 @@ def describe(data: bytes, declared_mime: str | None, source: str) -> dict[str, A
     return info
 
 
-def is_image(data: bytes) -> bool:
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.verify()
-        return True
-    except Exception:  # noqa: BLE001 - Pillow raises many kinds of errors on junk
-        return False
-
-
 _CACHE: "OrderedDict[tuple[str, str], bytes]" = OrderedDict()
 _CACHE_SIZE = 16
 _CACHE_LOCK = threading.Lock()

@@ -156,11 +156,7 @@ async def _create_queue(request: web.Request, state: EmulatorState, method: str,
             return "bad_request", _fail(f"Missing parameter: {name}")
 
     try:
-        await state.wait_while_hanging("turbotext", scripted=False)
-        outcome = state.next_outcome("turbotext")
-        if outcome == "hang":
-            await state.wait_while_hanging("turbotext", scripted=True)
-            outcome = "ok"
+        outcome = await state.outcome_after_hangs("turbotext")
     except asyncio.CancelledError:
         entry["outcome"] = "cancelled"
         _count(state, "cancelled")

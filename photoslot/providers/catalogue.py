@@ -171,7 +171,6 @@ TURBOTEXT = Provider(
 )
 
 CATALOGUE: dict[str, Provider] = {p.id: p for p in (GEMINI, TURBOTEXT)}
-TEMPLATE_ROLES = ("style", "face")
 
 
 def as_list() -> list[dict]:

@@ -5,5 +5,8 @@
 INSERT INTO audit_log (at, actor, source, action, target, details)
 VALUES (%(now)s, %(actor)s, %(source)s, %(action)s, %(target)s, %(details)s);
 
--- name: audit_list
-SELECT * FROM audit_log ORDER BY id DESC LIMIT %(limit)s;
+-- name: audit_page
+SELECT * FROM audit_log
+WHERE (%(action)s::text IS NULL OR action = %(action)s)
+ORDER BY id DESC
+LIMIT %(limit)s;

@@ -84,10 +84,6 @@ FROM (SELECT id, upload_path AS old_upload_path FROM jobs
 WHERE j.id = o.id AND NOT j.is_finalized
 RETURNING j.id, j.slot_id, j.provider_id, o.old_upload_path;
 
--- name: jobs_upload_paths
--- Sweeper: every upload a job still points to (anything else under uploads/ is an orphan).
-SELECT upload_path FROM jobs WHERE upload_path IS NOT NULL;
-
 -- name: jobs_open_count_by_state
 SELECT status, count(*) AS n FROM jobs WHERE NOT is_finalized GROUP BY status;
 
@@ -98,3 +94,28 @@ UPDATE jobs SET answered_ms = %(answered_ms)s WHERE id = %(job_id)s;
 -- The waiters' fallback poll: which of these waiting jobs are already finalized.
 SELECT id FROM jobs
 WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(%(ids)s::jsonb))::uuid[]) AND is_finalized;
+
+-- name: admin_jobs_page
+-- The admin jobs list: every filter optional; sort column and order are whitelisted in Python and
+-- passed as flags, so no SQL is ever built from a request.
+SELECT j.*
+FROM jobs j
+WHERE (%(slot_id)s::text IS NULL OR j.slot_id = %(slot_id)s)
+  AND (%(status)s::text IS NULL OR j.status = %(status)s)
+  AND (%(is_finalized)s::boolean IS NULL OR j.is_finalized = %(is_finalized)s)
+  AND (%(failure_reason)s::text IS NULL OR j.failure_reason = %(failure_reason)s)
+ORDER BY
+  CASE WHEN %(sort_by)s = 'created_at' AND %(descending)s THEN j.created_at END DESC,
+  CASE WHEN %(sort_by)s = 'created_at' AND NOT %(descending)s THEN j.created_at END ASC,
+  CASE WHEN %(sort_by)s = 'expires_at' AND %(descending)s THEN j.expires_at END DESC,
+  CASE WHEN %(sort_by)s = 'expires_at' AND NOT %(descending)s THEN j.expires_at END ASC,
+  j.id
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: admin_jobs_count
+SELECT count(*) AS total
+FROM jobs j
+WHERE (%(slot_id)s::text IS NULL OR j.slot_id = %(slot_id)s)
+  AND (%(status)s::text IS NULL OR j.status = %(status)s)
+  AND (%(is_finalized)s::boolean IS NULL OR j.is_finalized = %(is_finalized)s)
+  AND (%(failure_reason)s::text IS NULL OR j.failure_reason = %(failure_reason)s);

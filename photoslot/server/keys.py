@@ -1,8 +1,9 @@
 """The keys of the aiohttp application's state, in a module of their own.
 
 Every handler reaches the process's `AppContext` as `request.app[CTX]` (through
-`toolkit.endpoint`); `app.py` stores it. Keeping the keys here, below every handler module,
-is what lets `app.py` import the handlers without the handlers importing `app.py` back.
+`toolkit.endpoint`); `app.py` stores it. The one handler object, the ingest's, is built from the
+same context and kept under INGEST with its per-app state. Keeping the keys here, below every
+handler module, lets `app.py` import the handlers without the handlers importing `app.py` back.
 """
 from __future__ import annotations
 

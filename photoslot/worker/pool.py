@@ -57,10 +57,6 @@ class WorkerPool:
         self._tasks.append(asyncio.create_task(self._ticker(), name="photoslot-worker-ticker"))
         event(log, "workers_started", worker=self.worker_id, concurrency=self.concurrency)
 
-    @property
-    def busy(self) -> int:
-        return len(self._running)
-
     async def stop(self, grace: float) -> None:
         """Stop claiming; let running jobs finish for `grace` seconds; hand the rest back to the queue."""
         self._stopping = True

@@ -11,7 +11,10 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import psycopg2
 import yaml
+
+from tests.conftest import INGEST_PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,3 +121,35 @@ def first_start_passwords(config: Path) -> dict[str, str]:
     for password in found.values():
         logscan.secret(password)
     return found
+
+
+async def post_photo(port: int, data: bytes, timeout: float = 30, *, slot: str = "slot-001",
+                     password: str = INGEST_PASSWORD):
+    """One shot as DSLR Remote Pro sends it: (status, headers, body)."""
+    form = aiohttp.FormData()
+    form.add_field("password", password)
+    form.add_field("fileToUpload", data, filename="shot.jpg", content_type="image/jpeg")
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"http://127.0.0.1:{port}/ingest/{slot}", data=form,
+                          timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+            return r.status, dict(r.headers), await r.read()
+
+
+def db_rows(dsn: str, sql: str, *args):
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+async def wait_for_row(dsn: str, sql: str, timeout: float = 10):
+    end = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < end:
+        rows = db_rows(dsn, sql)
+        if rows:
+            return rows
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no row for: {sql}")

@@ -4,11 +4,10 @@ from __future__ import annotations
 import asyncio
 import json
 
-import aiohttp
 import pytest
 import yaml
 
-from tests.acceptance.procs import cli, start_serve
+from tests.acceptance.procs import cli, post_photo, start_serve
 from tests.conftest import FIXTURES, INGEST_PASSWORD, free_port, write_config
 
 
@@ -86,13 +85,9 @@ async def serve_configured_slot(config, pg_dsn):
 async def test_a_studio_day_configure_shoot_inspect_reset(config, pg_dsn, photo_bytes):
     port, serve = await serve_configured_slot(config, pg_dsn)
     try:
-        form = aiohttp.FormData()
-        form.add_field("password", INGEST_PASSWORD)
-        form.add_field("fileToUpload", photo_bytes, filename="shot.jpg", content_type="image/jpeg")
-        async with aiohttp.ClientSession() as s:
-            async with s.post(f"http://127.0.0.1:{port}/ingest/slot-001", data=form) as resp:
-                assert resp.status == 200
-                job_id = resp.headers["X-Job-Id"]
+        status, headers, _ = await post_photo(port, photo_bytes)
+        assert status == 200
+        job_id = headers["X-Job-Id"]
         jobs = json.loads(cli(config, pg_dsn, "jobs", "--slot", "slot-001", "--json").stdout)
         assert jobs[0]["id"] == job_id and jobs[0]["status"] == "succeeded"
         assert jobs[0]["total_elapsed_ms"] is not None
@@ -102,12 +97,7 @@ async def test_a_studio_day_configure_shoot_inspect_reset(config, pg_dsn, photo_
         assert table.returncode == 0 and job_id in table.stdout
         assert cli(config, pg_dsn, "jobs", "--status", "bogus").returncode == 2
         assert cli(config, pg_dsn, "slot", "reset", "slot-001").returncode == 0
-        form = aiohttp.FormData()
-        form.add_field("password", INGEST_PASSWORD)
-        form.add_field("fileToUpload", photo_bytes, filename="shot.jpg", content_type="image/jpeg")
-        async with aiohttp.ClientSession() as s:
-            async with s.post(f"http://127.0.0.1:{port}/ingest/slot-001", data=form) as resp:
-                assert resp.status == 404
+        assert (await post_photo(port, photo_bytes))[0] == 404
         assert "ingest" in serve.output and "job_succeeded" in serve.output
     finally:
         await serve.stop()

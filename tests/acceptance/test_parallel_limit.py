@@ -4,25 +4,14 @@ from __future__ import annotations
 import asyncio
 import sys
 
-import aiohttp
 import pytest
 
-from tests.acceptance.procs import cli, start, start_serve
-from tests.conftest import FIXTURES, INGEST_PASSWORD, emulator_control, emulator_stats
+from tests.acceptance.procs import cli, post_photo, start, start_serve
+from tests.conftest import FIXTURES, emulator_control, emulator_stats
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling")
 
 PHOTO = (FIXTURES / "small_photo.png").read_bytes()
-
-
-async def post(port: int, slot: str):
-    form = aiohttp.FormData()
-    form.add_field("password", INGEST_PASSWORD)
-    form.add_field("fileToUpload", PHOTO, filename="shot.png", content_type="image/png")
-    async with aiohttp.ClientSession() as s:
-        async with s.post(f"http://127.0.0.1:{port}/ingest/{slot}", data=form,
-                          timeout=aiohttp.ClientTimeout(total=30)) as r:
-            return r.status, await r.read()
 
 
 async def test_two_worker_processes_never_exceed_each_providers_parallel_limit(studio_config, pg_dsn, emulator):
@@ -39,9 +28,9 @@ async def test_two_worker_processes_never_exceed_each_providers_parallel_limit(s
         for w in workers:
             await w.wait_for_line("photoslot work:")
         # 6 workers in all could run 6 calls at once; the limits say 2 for Gemini and 1 for Turbotext
-        results = await asyncio.gather(*[post(port, "slot-001") for _ in range(6)],
-                                       *[post(port, "slot-002") for _ in range(3)])
-        assert [status for status, _ in results] == [200] * 9, [b[:200] for _, b in results]
+        results = await asyncio.gather(*[post_photo(port, PHOTO, slot="slot-001") for _ in range(6)],
+                                       *[post_photo(port, PHOTO, slot="slot-002") for _ in range(3)])
+        assert [status for status, _, _ in results] == [200] * 9, [b[:200] for _, _, b in results]
         stats = await emulator_stats(emulator)
         assert stats["gemini"]["requests"] == 6 and stats["gemini"]["max_concurrent"] == 2
         assert stats["turbotext"]["create_queue"] == 3 and stats["turbotext"]["max_concurrent"] == 1

@@ -6,44 +6,12 @@ import json
 import signal
 import sys
 
-import aiohttp
-import psycopg2
 import pytest
 
-from tests.acceptance.procs import start, start_serve
-from tests.conftest import INGEST_PASSWORD, emulator_control
+from tests.acceptance.procs import db_rows, post_photo, start, start_serve, wait_for_row
+from tests.conftest import emulator_control
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-
-
-async def post_photo(port: int, data: bytes, timeout: float = 30):
-    form = aiohttp.FormData()
-    form.add_field("password", INGEST_PASSWORD)
-    form.add_field("fileToUpload", data, filename="shot.jpg", content_type="image/jpeg")
-    async with aiohttp.ClientSession() as s:
-        async with s.post(f"http://127.0.0.1:{port}/ingest/slot-001", data=form,
-                          timeout=aiohttp.ClientTimeout(total=timeout)) as r:
-            return r.status, dict(r.headers), await r.read()
-
-
-def db_rows(dsn: str, sql: str, *args):
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
-async def wait_for_row(dsn: str, sql: str, timeout: float = 10):
-    end = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < end:
-        rows = db_rows(dsn, sql)
-        if rows:
-            return rows
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no row for: {sql}")
 
 
 async def test_killed_worker_process_job_is_finished_by_another_worker_inside_the_deadline(

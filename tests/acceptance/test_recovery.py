@@ -10,8 +10,7 @@ import time
 import aiohttp
 import pytest
 
-from tests.acceptance.procs import cli, start_serve
-from tests.acceptance.test_process_faults import db_rows, post_photo, wait_for_row
+from tests.acceptance.procs import cli, db_rows, post_photo, start_serve, wait_for_row
 from tests.conftest import INGEST_PASSWORD, emulator_control, free_port, write_config
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

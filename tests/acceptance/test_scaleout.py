@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-from tests.acceptance.procs import start, start_serve
-from tests.acceptance.test_process_faults import db_rows, post_photo, wait_for_row
+from tests.acceptance.procs import db_rows, post_photo, start, start_serve, wait_for_row
 from tests.conftest import emulator_control, emulator_stats
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

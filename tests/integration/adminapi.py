@@ -153,6 +153,13 @@ class Api:
             return resp.status, resp.headers.copy(), parsed  # case-insensitive
 
 
+async def logged_in(studio, username: str = "serg") -> Api:
+    """An Api logged in as one of the two admins: what most admin tests start with."""
+    api = Api(studio)
+    await api.login(username)
+    return api
+
+
 def all_secured_routes() -> list[tuple[str, str, str]]:
     """(method, concrete path, permission) for every JWT-protected operation in the document."""
     samples = {"{slot_id}": "slot-001", "{job_id}": str(uuid.uuid4()), "{template_id}": str(uuid.uuid4())}

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import uuid
 
 import aiohttp
 from aiohttp import web
 
+from photoslot import jobs, media
 from photoslot import settings as live_settings
 from photoslot import slots
 from photoslot.clock import ManualClock
 from photoslot.context import AppContext
 from photoslot.server.app import build_app
 from photoslot.worker.pool import WorkerPool
-from tests.conftest import INGEST_PASSWORD, free_port
+from tests.conftest import FIXTURES, INGEST_PASSWORD, free_port
 
 
 class Studio:
@@ -73,6 +76,25 @@ class Studio:
                                   timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
             body = await resp.read()
             return resp.status, dict(resp.headers), body
+
+    async def queue_job(self, slot_id: str = "slot-001", *, created_ago: float = 0.0, window: float = 30.0,
+                        photo: str = "small_photo.png", data: bytes | None = None,
+                        slot: dict | None = None) -> uuid.UUID:
+        """A job queued the way an ingest queues it — the upload on disk under its sniffed type, the
+        row by jobs.enqueue with the slot's snapshot — but with no ingest waiting for its answer.
+        `created_ago` and `window` place it in time on the studio clock; `slot` overrides the
+        snapshot (a provider the slot is not configured with)."""
+        data = (FIXTURES / photo).read_bytes() if data is None else data
+        mime = media.sniff_mime(data[:16])
+        job_id = jobs.new_job_id()
+        upload = self.ctx.media.upload_path(job_id, mime)
+        upload.write_bytes(data)
+        created = self.clock.now() - dt.timedelta(seconds=created_ago)
+        slot = slot or await self.ctx.db.fetchone("ingest_context", slot_id=slot_id)
+        await jobs.enqueue(self.ctx.db, job_id=job_id, slot=slot, now=created,
+                           expires_at=created + dt.timedelta(seconds=window), upload_path=str(upload),
+                           upload_mime=mime, upload_size=len(data), metadata={})
+        return job_id
 
     async def job(self, job_id) -> dict:
         return await self.ctx.db.fetchone("job_get", job_id=job_id)

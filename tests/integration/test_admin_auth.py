@@ -14,7 +14,7 @@ import jwt
 import pytest
 
 from photoslot import auth, users
-from tests.integration.adminapi import Api, all_secured_routes
+from tests.integration.adminapi import Api, all_secured_routes, logged_in
 from tests.integration.studio import Studio
 
 pytestmark = pytest.mark.usefixtures("clean_state")
@@ -69,8 +69,7 @@ async def test_every_admin_route_refuses_a_missing_or_malformed_token(make_cfg, 
 
 async def test_expired_token_is_refused_by_the_injected_clock(make_cfg, pg_dsn):
     async with Studio(make_cfg(auth__token_ttl_minutes=10), pg_dsn, workers=0) as s:
-        api = Api(s)
-        await api.login()
+        api = await logged_in(s)
         s.clock.advance(10 * 60 - 5)
         assert (await api.call("GET", "/api/settings"))[0] == 200
         s.clock.advance(6)

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from photoslot import SLOT_IDS
-from tests.integration.adminapi import Api, check_response
+from tests.integration.adminapi import Api, check_response, logged_in
 from tests.integration.studio import Studio
 
 pytestmark = pytest.mark.usefixtures("clean_state")
@@ -454,16 +454,14 @@ JSON = {"Content-Type": "application/json"}
 ])
 async def test_bodies_the_server_cannot_take_in_are_a_400(make_cfg, pg_dsn, method, path, raw):
     async with Studio(make_cfg(auth__login_max_failures=100), pg_dsn, workers=0) as s:
-        api = Api(s)
-        await api.login()
+        api = await logged_in(s)
         status, _, body = await api.call(method, path, data=raw, headers=JSON, auth=path != "/api/login")
         assert status == 400 and body["error"]["code"] == "bad_request"
 
 
 async def test_nan_parameter_is_refused_by_the_catalogue(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        api = Api(s)
-        await api.login()
+        api = await logged_in(s)
         raw = (b'{"provider_id": "gemini", "operation_id": "image_edit",'
                b' "settings_json": {"prompt": "sepia", "params": {"temperature": NaN}}}')
         status, _, body = await api.call("PUT", "/api/slots/slot-001", data=raw, headers=JSON)
@@ -473,8 +471,7 @@ async def test_nan_parameter_is_refused_by_the_catalogue(make_cfg, pg_dsn):
 
 async def test_non_ascii_digits_in_if_match_are_no_version(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        api = Api(s)
-        await api.login()
+        api = await logged_in(s)
         body = {"provider_id": "gemini", "operation_id": "image_edit", "settings_json": {"prompt": "sepia"}}
         status, _, answer = await api.call("PUT", "/api/slots/slot-001", json=body, headers={"If-Match": '"²"'})
         assert status == 422 and "updated_at" in answer["error"]["details"]
@@ -482,8 +479,7 @@ async def test_non_ascii_digits_in_if_match_are_no_version(make_cfg, pg_dsn):
 
 async def test_settings_number_beyond_float_is_a_422(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        api = Api(s)
-        await api.login()
+        api = await logged_in(s)
         for section, key in (("ingest", "sync_response_timeout_sec"), ("media_cache", "processed_media_ttl_hours")):
             raw = f'{{"{section}": {{"{key}": {"9" * 400}}}}}'.encode()
             status, _, body = await api.call("PUT", "/api/settings", data=raw, headers=JSON)
@@ -492,16 +488,14 @@ async def test_settings_number_beyond_float_is_a_422(make_cfg, pg_dsn):
 
 async def test_jobs_page_beyond_postgresql_offset_is_an_empty_page(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        api = Api(s)
-        await api.login()
+        api = await logged_in(s)
         status, _, body = await api.call("GET", "/api/jobs", params={"page": str(2 ** 62), "page_size": "100"})
         assert status == 200 and body["data"] == [] and body["meta"]["page"] == 2 ** 62
 
 
 async def test_stats_times_are_taken_in_utc_and_within_range(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        api = Api(s)
-        await api.login()
+        api = await logged_in(s)
         # Python parses a -23:59 offset that PostgreSQL refuses; in UTC it is an ordinary time
         status, _, body = await api.call("GET", "/api/stats/global", params={
             "from": "2024-05-01T00:00:00-23:59", "to": "2024-05-03T00:00:00-23:59"})
@@ -518,8 +512,7 @@ async def test_stats_times_are_taken_in_utc_and_within_range(make_cfg, pg_dsn):
 
 async def test_audit_action_filter_with_nul_matches_nothing(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        api = Api(s)
-        await api.login()
+        api = await logged_in(s)
         await s.set_password()
         status, _, body = await api.call("GET", "/api/audit", params={"action": "settings\x00.update"})
         assert status == 200 and body["data"] == []

@@ -9,17 +9,12 @@ import pytest
 from photoslot import jobs
 from photoslot.media import sha256_hex
 from tests.conftest import emulator_control
-from tests.integration.adminapi import Api
+from tests.integration.adminapi import logged_in
 from tests.integration.studio import Studio
 
 pytestmark = pytest.mark.usefixtures("clean_state")
 UTC = dt.timezone.utc
 
-
-async def _admin(s) -> Api:
-    api = Api(s)
-    await api.login()
-    return api
 
 
 def _pin_clock(s, minute: int = 10) -> dt.datetime:
@@ -36,13 +31,8 @@ async def make_job(s, slot_id: str, *, provider: str = "gemini", ms: int, reason
     """A job through the real queue functions, finalized `ms` after creation on the studio clock."""
     db, media = s.ctx.db, s.ctx.media
     now = s.clock.now()
-    job_id = jobs.new_job_id()
-    upload = media.upload_path(job_id, "image/jpeg")
-    upload.write_bytes(data)
-    await jobs.enqueue(db, job_id=job_id, slot={"id": slot_id, "provider_id": provider, "operation_id": "image_edit",
-                                                "settings_json": {"prompt": "p"}},
-                       now=now, expires_at=now + dt.timedelta(seconds=48), upload_path=str(upload),
-                       upload_mime="image/jpeg", upload_size=len(data), metadata={})
+    job_id = await s.queue_job(window=48, data=data, slot={"id": slot_id, "provider_id": provider,
+                                                          "operation_id": "image_edit", "settings_json": {"prompt": "p"}})
     await jobs.record_provider(db, job_id=job_id, now=now, tokens=tokens, requests=requests)
     end = now + dt.timedelta(milliseconds=ms)
     if reason is None:
@@ -56,7 +46,7 @@ async def make_job(s, slot_id: str, *, provider: str = "gemini", ms: int, reason
 
 async def test_jobs_list_filters_sorts_and_pages(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        api = await _admin(s)
+        api = await logged_in(s)
         made = []
         for slot, reason in (("slot-001", None), ("slot-001", "timeout"), ("slot-002", "provider_error"),
                              ("slot-002", None), ("slot-003", "client_gone")):
@@ -86,20 +76,20 @@ async def test_jobs_list_filters_sorts_and_pages(make_cfg, pg_dsn):
 ])
 async def test_jobs_list_rejects_bad_filters_with_422(make_cfg, pg_dsn, params, field):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        status, _, body = await (await _admin(s)).call("GET", "/api/jobs", params=params)
+        status, _, body = await (await logged_in(s)).call("GET", "/api/jobs", params=params)
         assert status == 422 and field in body["error"]["details"]
 
 
 async def test_jobs_list_for_an_unknown_slot_is_404(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        status, _, body = await (await _admin(s)).call("GET", "/api/jobs", params={"slot_id": "slot-099"})
+        status, _, body = await (await logged_in(s)).call("GET", "/api/jobs", params={"slot_id": "slot-099"})
         assert status == 404
 
 
 async def test_job_detail_shows_deadline_and_timings(make_cfg, pg_dsn, emulator, photo_bytes):
     await emulator_control(emulator, latency_seconds=0.3)
     async with Studio(make_cfg(), pg_dsn) as s:
-        api = await _admin(s)
+        api = await logged_in(s)
         await s.set_password()
         await s.configure("slot-001")
         status, headers, _ = await s.ingest("slot-001", photo_bytes)
@@ -125,7 +115,7 @@ async def test_slot_stats_match_the_jobs_created(make_cfg, pg_dsn):
     cfg = make_cfg(pricing__gemini_usd_per_1k_tokens=0.04, pricing__turbotext_usd_per_request=0.02)
     async with Studio(cfg, pg_dsn, workers=0) as s:
         hour = _pin_clock(s)
-        api = await _admin(s)
+        api = await logged_in(s)
         for ms, reason, tokens in ((1000, None, 1300), (2000, None, 1300), (3000, None, 1400),
                                    (4000, "timeout", None)):
             await make_job(s, "slot-002", ms=ms, reason=reason, tokens=tokens, requests=2 if tokens else 3)
@@ -154,7 +144,7 @@ async def test_slot_stats_match_the_jobs_created(make_cfg, pg_dsn):
 async def test_reset_stats_counts_the_slot_from_now_on(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
         _pin_clock(s)
-        api = await _admin(s)
+        api = await logged_in(s)
         for _ in range(3):
             await make_job(s, "slot-004", ms=100, tokens=10)
         s.clock.advance(60)
@@ -177,7 +167,7 @@ async def test_global_stats_group_sort_and_page(make_cfg, pg_dsn):
         for slot in ("slot-001", "slot-002", "slot-003"):
             await make_job(s, slot, ms=100)
         await make_job(s, "slot-001", ms=100, reason="timeout")
-        api = await _admin(s)
+        api = await logged_in(s)
         params = {"from": (day1 - dt.timedelta(days=1)).isoformat(), "to": (day1 + dt.timedelta(days=3)).isoformat(),
                   "group_by": "day"}
         _, _, body = await api.call("GET", "/api/stats/global", params=params)
@@ -205,19 +195,19 @@ async def test_global_stats_group_sort_and_page(make_cfg, pg_dsn):
 ])
 async def test_stats_reject_bad_ranges_and_groupings_with_422(make_cfg, pg_dsn, path, params, field):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        status, _, body = await (await _admin(s)).call("GET", path, params=params)
+        status, _, body = await (await logged_in(s)).call("GET", path, params=params)
         assert status == 422 and field in body["error"]["details"], body
 
 
 async def test_stats_for_an_unknown_slot_is_404(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        status, _, _ = await (await _admin(s)).call("GET", "/api/stats/slot-016")
+        status, _, _ = await (await logged_in(s)).call("GET", "/api/stats/slot-016")
         assert status == 404
 
 
 async def test_real_ingests_are_counted_with_their_token_spend(make_cfg, pg_dsn, emulator, photo_bytes):
     async with Studio(make_cfg(ingest__sync_response_seconds=2), pg_dsn) as s:
-        api = await _admin(s)
+        api = await logged_in(s)
         await s.set_password()
         await s.configure("slot-001")
         ids = []

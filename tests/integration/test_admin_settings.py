@@ -9,22 +9,17 @@ import logging
 import pytest
 
 from tests.conftest import INGEST_PASSWORD, emulator_control
-from tests.integration.adminapi import Api
+from tests.integration.adminapi import logged_in
 from tests.integration.studio import Studio
 
 pytestmark = pytest.mark.usefixtures("clean_state")
 
 
-async def _admin(s) -> Api:
-    api = Api(s)
-    await api.login()
-    return api
-
 
 async def test_get_settings_shows_state_and_bounds_but_no_secret(make_cfg, pg_dsn):
     cfg = make_cfg(ingest__sync_response_seconds=3, ingest__sync_response_bounds=[2, 30])
     async with Studio(cfg, pg_dsn, workers=0) as s:
-        api = await _admin(s)
+        api = await logged_in(s)
         status, _, body = await api.call("GET", "/api/settings")
         assert status == 200
         assert body["dslr_password"] == {"is_set": False, "updated_at": None, "updated_by": None}
@@ -39,7 +34,7 @@ async def test_get_settings_shows_state_and_bounds_but_no_secret(make_cfg, pg_ds
 async def test_put_rotates_the_password_sets_window_and_retention(make_cfg, pg_dsn, caplog):
     caplog.set_level(logging.DEBUG)
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        api = await _admin(s)
+        api = await logged_in(s)
         status, _, body = await api.call("PUT", "/api/settings", json={
             "dslr_password": {"value": "new-booth-pass"}, "ingest": {"sync_response_timeout_sec": 4.5},
             "media_cache": {"processed_media_ttl_hours": 24},
@@ -78,7 +73,7 @@ async def test_put_rotates_the_password_sets_window_and_retention(make_cfg, pg_d
 ])
 async def test_put_out_of_bounds_or_unknown_is_422_and_changes_nothing(make_cfg, pg_dsn, body, field):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        api = await _admin(s)
+        api = await logged_in(s)
         status, _, answer = await api.call("PUT", "/api/settings", json=body)
         assert status == 422, answer
         assert field in answer["error"]["details"], answer
@@ -88,7 +83,7 @@ async def test_put_out_of_bounds_or_unknown_is_422_and_changes_nothing(make_cfg,
 
 async def test_put_malformed_body_is_400(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        api = await _admin(s)
+        api = await logged_in(s)
         for raw in (b"nope", b"[]", b'"x"'):
             status, _, body = await api.call("PUT", "/api/settings", data=raw,
                                              headers={"Content-Type": "application/json"})
@@ -100,7 +95,7 @@ async def test_password_rotation_while_ingests_are_in_flight(make_cfg, pg_dsn, e
     with the old one still gets its photo."""
     await emulator_control(emulator, latency_seconds=1.0)
     async with Studio(make_cfg(ingest__sync_response_seconds=5), pg_dsn) as s:
-        api = await _admin(s)
+        api = await logged_in(s)
         await s.set_password(INGEST_PASSWORD)
         await s.configure("slot-001")
         in_flight = [asyncio.create_task(s.ingest("slot-001", photo_bytes)) for _ in range(2)]
@@ -116,7 +111,7 @@ async def test_password_rotation_while_ingests_are_in_flight(make_cfg, pg_dsn, e
 
 async def test_new_window_and_retention_apply_to_the_next_job(make_cfg, pg_dsn, photo_bytes):
     async with Studio(make_cfg(), pg_dsn) as s:
-        api = await _admin(s)
+        api = await logged_in(s)
         await s.set_password()
         await s.configure("slot-001")
         await api.call("PUT", "/api/settings", json={"ingest": {"sync_response_timeout_sec": 4},
@@ -133,7 +128,7 @@ async def test_a_provider_key_set_over_the_api_is_used_from_the_next_job(make_cf
     the API makes the next one work, without a restart."""
     cfg = make_cfg(providers__gemini__api_key="wrong-config-key")
     async with Studio(cfg, pg_dsn) as s:
-        api = await _admin(s)
+        api = await logged_in(s)
         await s.set_password()
         await s.configure("slot-001")
         status, _, body = await s.ingest("slot-001", photo_bytes)

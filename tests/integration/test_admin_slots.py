@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from tests.conftest import emulator_control, emulator_requests
-from tests.integration.adminapi import Api
+from tests.integration.adminapi import logged_in
 from tests.integration.studio import Studio
 
 pytestmark = pytest.mark.usefixtures("clean_state")
@@ -15,15 +15,10 @@ pytestmark = pytest.mark.usefixtures("clean_state")
 SEPIA = {"provider_id": "gemini", "operation_id": "image_edit", "settings_json": {"prompt": "turn the photo sepia"}}
 
 
-async def _admin(s) -> Api:
-    api = Api(s)
-    await api.login()
-    return api
-
 
 async def test_providers_lists_the_catalogue(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        api = await _admin(s)
+        api = await logged_in(s)
         status, _, body = await api.call("GET", "/api/providers")
         assert status == 200
         gemini = next(p for p in body if p["id"] == "gemini")
@@ -33,7 +28,7 @@ async def test_providers_lists_the_catalogue(make_cfg, pg_dsn):
 
 async def test_put_configures_a_slot_and_filters_find_it(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        api = await _admin(s)
+        api = await logged_in(s)
         status, headers, body = await api.call("PUT", "/api/slots/slot-004", json={"name": "Wedding sepia", **SEPIA})
         assert status == 200, body
         assert body["id"] == "slot-004" and body["slot"]["enabled"] is True and headers["ETag"] == '"2"'
@@ -53,7 +48,7 @@ async def test_put_configures_a_slot_and_filters_find_it(make_cfg, pg_dsn):
 
 async def test_unknown_slots_are_404(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        api = await _admin(s)
+        api = await logged_in(s)
         for method, path in (("GET", "/api/slots/slot-016"), ("GET", "/api/slots/slot-000"),
                              ("PUT", "/api/slots/slot-016"), ("POST", "/api/slots/nope/reset_stats")):
             status, _, body = await api.call(method, path, json=SEPIA if method == "PUT" else None)
@@ -62,7 +57,7 @@ async def test_unknown_slots_are_404(make_cfg, pg_dsn):
 
 async def test_put_reports_catalogue_violations_per_field(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        api = await _admin(s)
+        api = await logged_in(s)
         status, _, body = await api.call("PUT", "/api/slots/slot-002", json={
             "provider_id": "gemini", "operation_id": "image_edit",
             "settings_json": {"params": {"temperature": 9, "bogus": 1}, "output_format": "gif"}})
@@ -85,7 +80,7 @@ async def test_put_reports_catalogue_violations_per_field(make_cfg, pg_dsn):
 
 async def test_a_stale_updated_at_or_if_match_is_409(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        api = await _admin(s)
+        api = await logged_in(s)
         _, headers, first = await api.call("GET", "/api/slots/slot-003")
         s.clock.advance(1)
         status, _, saved = await api.call("PUT", "/api/slots/slot-003",
@@ -110,7 +105,7 @@ async def test_a_stale_updated_at_or_if_match_is_409(make_cfg, pg_dsn):
 
 async def test_slot_writes_are_audited_with_the_admin_and_the_changed_fields(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        api = await _admin(s)
+        api = await logged_in(s)
         await api.call("PUT", "/api/slots/slot-005", json={"name": "Booth", **SEPIA})
         assert (await api.call("POST", "/api/slots/slot-005/reset_stats", json={}))[0] == 204
         _, _, audit = await api.call("GET", "/api/audit")
@@ -126,7 +121,7 @@ async def test_slot_writes_are_audited_with_the_admin_and_the_changed_fields(mak
 async def test_a_slot_edited_while_its_job_runs_keeps_the_jobs_snapshot(make_cfg, pg_dsn, emulator, photo_bytes):
     await emulator_control(emulator, latency_seconds=1.2)
     async with Studio(make_cfg(ingest__sync_response_seconds=5), pg_dsn) as s:
-        api = await _admin(s)
+        api = await logged_in(s)
         await s.set_password()
         _, _, saved = await api.call("PUT", "/api/slots/slot-001", json={
             "provider_id": "gemini", "operation_id": "image_edit", "settings_json": {"prompt": "OLD prompt"}})

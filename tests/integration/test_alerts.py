@@ -5,17 +5,16 @@ The webhook is received by a real aiohttp server on loopback.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 
 import pytest
 from aiohttp import web
 
-from photoslot import alerts, jobs
+from photoslot import alerts
 from photoslot.context import AppContext
-from photoslot.sweeper import sweep_once
+from photoslot.sweeper import sweep_and_deliver, sweep_once
 from tests import logscan
-from tests.conftest import FIXTURES, emulator_control, free_port
+from tests.conftest import emulator_control, free_port
 from tests.integration.studio import Studio
 
 pytestmark = pytest.mark.usefixtures("clean_state")
@@ -56,23 +55,6 @@ class Receiver:
         return [r["state"] for r in self.received if r["alert"] == alert]
 
 
-async def sweep_and_deliver(ctx) -> dict:
-    report = await sweep_once(ctx)
-    await alerts.drain(5)
-    return report
-
-
-async def queued_job(s: Studio, *, created_ago: float, window: float) -> None:
-    job_id = jobs.new_job_id()
-    upload = s.ctx.media.upload_path(job_id, "image/png")
-    upload.write_bytes((FIXTURES / "small_photo.png").read_bytes())
-    created = s.clock.now() - dt.timedelta(seconds=created_ago)
-    slot = await s.ctx.db.fetchone("ingest_context", slot_id="slot-001")
-    await jobs.enqueue(s.ctx.db, job_id=job_id, slot=slot, now=created,
-                       expires_at=created + dt.timedelta(seconds=window), upload_path=str(upload),
-                       upload_mime="image/png", upload_size=upload.stat().st_size, metadata={})
-
-
 async def alert_gauge(s: Studio, name: str) -> str:
     async with s.http.get(f"{s.base_url}/metrics") as r:
         text = await r.text()
@@ -88,7 +70,7 @@ async def test_timeout_share_alert_fires_once_and_clears_once_with_log_gauge_and
         async with Studio(cfg, pg_dsn, workers=0) as s:
             await s.configure("slot-001")
             for _ in range(3):
-                await queued_job(s, created_ago=30, window=3)  # deadline long gone, nobody answered
+                await s.queue_job(created_ago=30, window=3)  # deadline long gone, nobody answered
             start = logscan.mark()
             report = await sweep_and_deliver(s.ctx)
             assert report["jobs_timed_out"] == 3
@@ -117,7 +99,7 @@ async def test_queue_depth_alert_fires_at_the_ingest_limit_and_clears_when_drain
         async with Studio(cfg, pg_dsn, workers=0) as s:
             await s.configure("slot-001")
             for _ in range(3):
-                await queued_job(s, created_ago=0, window=20)
+                await s.queue_job(created_ago=0, window=20)
             await sweep_and_deliver(s.ctx)
             assert hook.of("queue_depth") == ["firing"]
             s.clock.advance(30)  # their deadlines pass; the sweeper finalizes them and the queue is empty

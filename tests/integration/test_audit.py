@@ -10,7 +10,7 @@ import pytest
 
 from tests.acceptance.procs import cli
 from tests.conftest import FIXTURES
-from tests.integration.adminapi import Api
+from tests.integration.adminapi import logged_in
 from tests.integration.studio import Studio
 
 pytestmark = pytest.mark.usefixtures("clean_state")
@@ -20,8 +20,7 @@ SECRETS = ("booth-pass-rotated", "gemini-key-abcdef123")
 
 async def test_every_http_write_is_audited_without_secrets(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
-        api = Api(s)
-        await api.login("igor")
+        api = await logged_in(s, "igor")
         await api.call("PUT", "/api/slots/slot-006", json={"provider_id": "gemini", "operation_id": "style_transfer",
                                                            "settings_json": {"prompt": "like this"}, "enabled": False})
         form = aiohttp.FormData()
@@ -53,8 +52,7 @@ async def test_every_http_write_is_audited_without_secrets(make_cfg, pg_dsn):
 async def test_cli_writes_show_up_next_to_http_ones_with_the_os_user(make_cfg, pg_dsn, tmp_path):
     cfg = make_cfg()
     async with Studio(cfg, pg_dsn, workers=0) as s:
-        api = Api(s)
-        await api.login()
+        api = await logged_in(s)
         await api.call("PUT", "/api/settings", json={"ingest": {"sync_response_timeout_sec": 4}})
         r = await asyncio.to_thread(cli, cfg.source, pg_dsn, "settings", "set", "--ingest-password", SECRETS[0])
         assert r.returncode == 0, r.stderr

@@ -25,10 +25,8 @@ from google.genai import types
 from PIL import Image
 
 from photoslot.emulator import make_app, start_emulator
+from tests.conftest import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
-if not FIXTURES.is_dir():  # pragma: no cover - alternative checkout layouts
-    FIXTURES = Path("/work/shared/fixtures")
 KEY = "emulator-key"
 MODEL = "gemini-2.5-flash-image"
 

@@ -120,8 +120,8 @@ async def test_every_documented_status_of_every_endpoint_is_real(make_cfg, pg_ds
         # template media (slot-003 on style transfer needs a 'style' template)
         _, _, saved = await call("PUT", "/api/slots/slot-003", json={
             "provider_id": "gemini", "operation_id": "image_edit", "settings_json": {"prompt": "p"}})
-        status, _, tpl = await call("POST", "/api/template-media/register",
-                                    data=_form(style, slot_id="slot-004", setting_key="style"))
+        status, _, _ = await call("POST", "/api/template-media/register",
+                                  data=_form(style, slot_id="slot-004", setting_key="style"))
         assert status == 422  # slot-004 is not configured
         await call("PUT", "/api/slots/slot-004", json={"provider_id": "gemini", "operation_id": "style_transfer",
                                                        "settings_json": {"prompt": "in this style"},

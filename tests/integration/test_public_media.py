@@ -1,7 +1,6 @@
 """GET /public/media/{id}: 200 while live, 410 after expiry or once the job is finalized, 404 unknown."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import uuid
 
@@ -23,14 +22,8 @@ async def fetch(s, url: str):
 
 async def queued_job(s, seconds: float = 30) -> str:
     """A job row as ingest would create it (no worker runs in these tests)."""
-    slot = await s.configure("slot-001")
-    job_id = jobs.new_job_id()
-    now = s.clock.now()
-    path = s.ctx.media.upload_path(job_id, "image/png")
-    path.write_bytes(PHOTO)
-    await jobs.enqueue(s.ctx.db, job_id=job_id, slot=slot, now=now, expires_at=now + dt.timedelta(seconds=seconds),
-                       upload_path=str(path), upload_mime="image/png", upload_size=len(PHOTO), metadata={})
-    return str(job_id)
+    await s.configure("slot-001")
+    return str(await s.queue_job(window=seconds))
 
 
 async def test_link_serves_the_bytes_with_their_type_until_the_ttl_then_410(make_cfg, pg_dsn):

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import FIXTURES
-from tests.integration.adminapi import Api
+from tests.integration.adminapi import Api, logged_in
 from tests.integration.studio import Studio
 
 pytestmark = pytest.mark.usefixtures("clean_state")
@@ -77,8 +77,7 @@ async def test_unknown_failed_or_removed_results(make_cfg, pg_dsn, photo_bytes):
 
 async def test_recent_results_lists_the_last_ten_live_results_with_links(make_cfg, pg_dsn):
     async with Studio(make_cfg(), pg_dsn) as s:
-        api = Api(s)
-        await api.login()
+        api = await logged_in(s)
         await s.set_password()
         await s.configure("slot-001")
         shots = await _shoot(s, 11)

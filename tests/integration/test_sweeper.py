@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
 import time
 import uuid
 
 import pytest
 
-from photoslot import jobs, purge, templates
+from photoslot import purge, templates
 from photoslot.context import AppContext
 from photoslot.sweeper import sweep_once
 from tests import logscan
@@ -23,15 +22,7 @@ HOUR = 3600
 
 async def abandoned_job(s: Studio, *, seconds_ago: float = 60, window: float = 3) -> uuid.UUID:
     """A job as a killed `serve` leaves it: queued, upload on disk, nobody waiting, deadline passed."""
-    job_id = jobs.new_job_id()
-    upload = s.ctx.media.upload_path(job_id, "image/jpeg")
-    upload.write_bytes((FIXTURES / "small_photo.png").read_bytes())
-    created = s.clock.now() - dt.timedelta(seconds=seconds_ago)
-    slot = await s.ctx.db.fetchone("ingest_context", slot_id="slot-001")
-    await jobs.enqueue(s.ctx.db, job_id=job_id, slot=slot, now=created, expires_at=created + dt.timedelta(seconds=window),
-                       upload_path=str(upload), upload_mime="image/jpeg", upload_size=upload.stat().st_size,
-                       metadata={})
-    return job_id
+    return await s.queue_job(created_ago=seconds_ago, window=window, photo="template_style.jpg")
 
 
 def age(path, seconds: float) -> None:

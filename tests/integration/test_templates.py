@@ -6,7 +6,7 @@ import io
 import pytest
 from PIL import Image
 
-from photoslot import slots, templates
+from photoslot import audit, slots, templates
 from photoslot.errors import Conflict, NotFound, ValidationError
 from photoslot.media import MediaTooLarge, UnsupportedMedia
 from tests.conftest import FIXTURES
@@ -20,7 +20,7 @@ FACE = (FIXTURES / "template_face.png").read_bytes()
 
 
 async def audit_actions(s) -> list[str]:
-    return [r["action"] for r in reversed(await s.ctx.db.fetchall("audit_list", limit=100))]
+    return [r["action"] for r in reversed(await audit.entries(s.ctx.db, limit=100))]
 
 
 async def test_register_stores_the_file_with_type_size_hash_and_uploader(make_cfg, pg_dsn):

@@ -1,4 +1,4 @@
-"""TTL guarantees (DESIGN §3), proven by moving the injected clock instead of waiting.
+"""TTL guarantees (docs/ARCHITECTURE.md "TTLs"), proven by moving the injected clock instead of waiting.
 
 After any mix of ingests and a sweep at expiry + one sweeper interval, nothing temporary is left on
 disk or reachable by link; a result stays downloadable until the last second of its retention.
