@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
             "max_parallel": 4,
             "requests_per_minute": 500,
             "requests_per_day": 2000,
+            "max_input_megapixels": 24,
         },
         "turbotext": {
             "api_key": None,
@@ -63,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
             "poll_interval_seconds": 2,
             "requests_per_minute": None,
             "requests_per_day": None,
+            "max_input_megapixels": 24,
         },
     },
     "sweeper": {
@@ -179,6 +181,9 @@ def _validate(cfg: Config) -> None:
     for name in ("gemini", "turbotext"):
         if int(cfg.get(f"providers.{name}.max_parallel")) < 1:
             raise ConfigError(f"providers.{name}.max_parallel must be at least 1")
+        cap = cfg.get(f"providers.{name}.max_input_megapixels")
+        if cap is not None and not (isinstance(cap, (int, float)) and cap > 0):
+            raise ConfigError(f"providers.{name}.max_input_megapixels must be a positive number or null")
     for key in ("server.trusted_proxies", "metrics.allow"):
         if not isinstance(cfg.get(key), list):
             raise ConfigError(f"{key} must be a list of addresses or networks")

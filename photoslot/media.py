@@ -1,33 +1,66 @@
-"""Files under the media root: uploads (short-lived), results (retention), templates.
+"""Files under the media root (uploads, results and their thumbnails, templates) and the pixel
+work done on photos: the ingest check, the copy a provider gets, the slot's output, thumbnails.
 
-Image types are decided from the bytes, never from a part's Content-Type. Pillow work is
-CPU-bound: callers run these functions in a thread (asyncio.to_thread).
+Types and structure are decided from the bytes (photos.py), never from a part's Content-Type or
+a library's format name. Pixels are decoded only where a rule needs them, and as small as the rule
+allows: a JPEG is checked at 1/8 scale, turned or downscaled from a DCT-scaled decode, and its
+thumbnail made from one. At most `DECODE_SLOTS` decodes run at once in the process, on their own
+threads (`off_loop`), and the memory is handed back to the OS after a big one.
 """
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
+import ctypes
+import functools
 import hashlib
 import io
 import logging
 import os
+import platform
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from photoslot import photos
 from photoslot.errors import PhotoslotError
+from photoslot.photos import MAX_PIXELS
 
 log = logging.getLogger("photoslot.media")
 
 MIME_EXT = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 FORMAT_MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 PIL_FORMAT = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
-MAX_PIXELS = 80_000_000  # a 60 MP camera fits; a decompression bomb does not
+THUMBNAIL_PX = 160
+DECODE_SLOTS = 2         # decodes at once per process: the memory ceiling, and the booths' CPU share
+BIG_DECODE_PIXELS = 4_000_000  # after a decode this big, freed memory is handed back to the OS
+JPEG_QUALITY = 92
 
+# Pillow's own bomb guard stays as a backstop; photos.inspect refuses above MAX_PIXELS first.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+# EXIF orientation -> the transpose that stands the picture upright (as ImageOps.exif_transpose).
+UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
 
 
 class InvalidImage(ValueError):
     """Bytes that are not a usable image of a supported type."""
+
+
+class UnsupportedImage(InvalidImage):
+    """Not a JPEG, PNG or WebP (or one too large): ingest answers 415 unsupported_media_type."""
+
+
+class DamagedImage(InvalidImage):
+    """A JPEG, PNG or WebP that is cut short, corrupt or lying about its size: ingest answers
+    422 invalid_image."""
 
 
 class MediaTooLarge(PhotoslotError):
@@ -53,13 +86,7 @@ def max_upload_bytes(cfg) -> int:
 
 
 def sniff_mime(head: bytes) -> str | None:
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    return None
+    return photos.sniff(head)
 
 
 @dataclass
@@ -96,6 +123,12 @@ class MediaStore:
     def result_path(self, job_id, mime: str) -> Path:
         return self.results / f"{job_id}.{MIME_EXT[mime]}"
 
+    @staticmethod
+    def thumbnail_path(result_path: str | Path) -> Path:
+        """Where a result's thumbnail lives: beside it, named after it, so it goes with it."""
+        p = Path(result_path)
+        return p.with_name(p.name.split(".", 1)[0] + ".thumb.jpg")
+
     def inside(self, path: str | Path) -> Path:
         """Resolve a stored path and refuse anything outside the media root."""
         p = Path(path).resolve()
@@ -117,6 +150,13 @@ class MediaStore:
         except FileNotFoundError:
             return False
 
+    def remove_result(self, path: str | Path | None) -> bool:
+        """A result file and its thumbnail (if one was made). True when the result was there."""
+        if not path:
+            return False
+        self.remove(self.thumbnail_path(path))
+        return self.remove(path)
+
     def writable(self) -> bool:
         probe = self.root / f".probe-{os.getpid()}"
         try:
@@ -127,22 +167,141 @@ class MediaStore:
             return False
 
 
-def check_image(path: Path, mime: str) -> tuple[int, int]:
-    """Parse the header (cheap, no full decode): the type must agree with the bytes, the size sane."""
+# ------------------------------------------------------------------------------ decode ceiling
+
+DECODES: collections.Counter = collections.Counter()  # purpose -> decodes done (tests read it)
+_decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
+_count_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+async def off_loop(fn, *args, **kwargs):
+    """Run a function of this module on the image threads, so that waiting for a decode slot never
+    holds a thread of the default executor (file reads, password checks)."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=DECODE_SLOTS, thread_name_prefix="photoslot-image")
+    return await asyncio.get_running_loop().run_in_executor(_pool, functools.partial(fn, *args, **kwargs))
+
+
+@contextlib.contextmanager
+def _decoding(purpose: str, pixels: int):
+    with _decode_slots:
+        with _count_lock:
+            DECODES[purpose] += 1
+        try:
+            yield
+        finally:
+            if pixels >= BIG_DECODE_PIXELS:
+                _hand_back_memory()
+
+
+def _load_trim():
+    """glibc's malloc_trim, or None elsewhere. Freed image memory otherwise stays in the
+    process's arenas (glibc raises its mmap threshold after the first big free)."""
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return None
     try:
-        with Image.open(path) as im:
-            if PIL_FORMAT.get(mime) != im.format:
-                raise InvalidImage(f"content is not a valid {mime}")
-            w, h = im.size
-    except Image.DecompressionBombError:
-        raise InvalidImage("image dimensions are too large") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise InvalidImage(f"content is not a readable image ({exc.__class__.__name__})") from None
-    if w * h > MAX_PIXELS:
-        raise InvalidImage(f"image dimensions {w}x{h} are too large")
-    if w < 1 or h < 1:
-        raise InvalidImage("image has no pixels")
-    return w, h
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+_malloc_trim = _load_trim()
+
+
+def _hand_back_memory() -> None:
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+# ------------------------------------------------------------------------------ ingest check
+
+def _read(source) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    if hasattr(source, "read"):
+        return source.read()
+    return Path(source).read_bytes()
+
+
+def check_image(source, mime: str) -> photos.Photo:
+    """Every rule a photo must pass before a job is queued (path, file object or bytes).
+
+    Structure first (photos.inspect: markers, chunks, checksums, sizes, a PNG's whole image
+    data); then, for JPEG and WebP, a decode — at 1/8 scale for a JPEG, which still reads every
+    entropy-coded block. Raises UnsupportedImage (415) or DamagedImage (422).
+    """
+    data = _read(source)
+    try:
+        photo = photos.inspect(data)
+    except photos.NotAPhoto as exc:
+        raise UnsupportedImage(str(exc)) from None
+    except photos.DamagedPhoto as exc:
+        raise DamagedImage(str(exc)) from None
+    if photo.mime != mime:
+        raise UnsupportedImage(f"content is not a valid {mime}")
+    if photo.mime == "image/jpeg":
+        main, photo = photos.main_image(data, photo)
+        _jpeg_data_check(main, photo)
+    elif photo.mime == "image/webp":
+        _webp_data_check(data, photo)
+    return photo
+
+
+# Bytes of the final scan held back on the first pass of the JPEG check; encoders pad only the
+# last byte, so a decoder that is done without them read garbage as image data.
+JPEG_TAIL = 8
+_NO_MARKER = b"\x00" * 16  # libjpeg-turbo reads up to 57 bits ahead
+
+
+def _jpeg_data_check(main: bytes, photo: photos.Photo) -> None:
+    """Decode at 1/8 scale. libjpeg only *warns* about corrupt entropy-coded data (and Pillow
+    hides warnings), so for a single-scan JPEG the decoder is driven by hand: the final scan is fed
+    without its last bytes — a decoder already done read too little: corrupt — and then with
+    zero bytes instead of its end marker — a decoder still hungry read too much: corrupt. Both
+    would otherwise end in a warning and a grey or garbled photo sent to the provider."""
+    with _decoding("check", photo.pixels // 64), Image.open(io.BytesIO(main)) as im:
+        im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
+        if photo.scans != 1 or photo.last_scan_end - photo.last_scan_start < 4 * JPEG_TAIL:
+            # Progressive and multi-scan JPEGs wait for their end marker whatever the data: the
+            # hand-driven check cannot tell; structure and data amount were checked by inspect().
+            try:
+                im.load()
+            except (OSError, ValueError, SyntaxError) as exc:
+                raise DamagedImage(f"the JPEG's image data is corrupt or cut short ({exc})") from None
+            return
+        im.load_prepare()
+        [(codec, extents, offset, args)] = im.tile
+        decoder = Image._getdecoder(im.mode, codec, args, im.decoderconfig)
+        decoder.setimage(im.im, extents)
+        try:
+            first = main[offset:photo.last_scan_end - JPEG_TAIL]
+            used, err = decoder.decode(first)
+            if used < 0:
+                raise DamagedImage("the JPEG's image data is corrupt (the decoder finished before the data ended)"
+                                   if err >= 0 else "the JPEG's image data is corrupt")
+            rest = first[used:] + main[photo.last_scan_end - JPEG_TAIL:photo.last_scan_end] + _NO_MARKER
+            used, err = decoder.decode(rest)
+            if used >= 0:
+                raise DamagedImage("the JPEG's image data is corrupt or cut short (the decoder ran out of data)")
+            if err < 0:
+                raise DamagedImage("the JPEG's image data is corrupt")
+        finally:
+            decoder.cleanup()
+
+
+def _webp_data_check(data: bytes, photo: photos.Photo) -> None:
+    """libwebp refuses corrupt and cut-short bitstreams itself; it has no reduced decode, so this
+    one is full size, inside the decode ceiling."""
+    with _decoding("check", photo.pixels), Image.open(io.BytesIO(data)) as im:
+        try:
+            im.load()
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise DamagedImage(f"the WebP's image data is corrupt or cut short ({exc})") from None
 
 
 def check_image_bytes(data: bytes, max_bytes: int, what: str = "image") -> str:
@@ -154,63 +313,182 @@ def check_image_bytes(data: bytes, max_bytes: int, what: str = "image") -> str:
     if mime is None:
         raise UnsupportedMedia(f"{what} is not a JPEG, PNG or WebP image")
     try:
-        check_image(io.BytesIO(data), mime)
+        check_image(data, mime)
     except InvalidImage as exc:
         raise UnsupportedMedia(f"{what}: {exc}") from None
     return mime
 
 
-def prepare_for_provider(path: Path, mime: str) -> tuple[bytes, str]:
-    """Bytes to send: turned upright when the camera stored them sideways (providers ignore EXIF)."""
-    data = Path(path).read_bytes()
-    if mime != "image/jpeg":
-        return data, mime
-    with Image.open(io.BytesIO(data)) as im:
-        orientation = im.getexif().get(0x0112, 1)
-        if orientation in (None, 1):
-            return data, mime
-        upright = ImageOps.exif_transpose(im)
-        out = io.BytesIO()
-        upright.convert("RGB").save(out, "JPEG", quality=92)
-        return out.getvalue(), "image/jpeg"
+# ------------------------------------------------------------------------------ to the provider
 
+def prepare_for_provider(path, mime: str, max_megapixels: float | None = None) -> tuple[bytes, str]:
+    """The bytes a provider gets: the main image only, upright, at most `max_megapixels`.
+
+    The cheap path — an upright JPEG, PNG or WebP within the limit — sends the file's own bytes
+    (an MPF preview and its index cut off by bytes), with no decode. Otherwise one decode: a JPEG
+    at the DCT scale (1/2, 1/4, 1/8) that brings it within the limit, turned, re-encoded.
+    """
+    data = _read(path)
+    try:
+        photo = photos.inspect(data, pixel_data=False)
+    except (photos.NotAPhoto, photos.DamagedPhoto) as exc:
+        raise InvalidImage(str(exc)) from None
+    main, photo = photos.main_image(data, photo)
+    limit = int(max_megapixels * 1_000_000) if max_megapixels else 0
+    too_big = bool(limit) and photo.pixels > limit
+    cmyk = photo.mime == "image/jpeg" and photo.components == 4  # providers expect RGB
+    if photo.orientation == 1 and not too_big and not cmyk:
+        return main, photo.mime
+    return _reencode(main, photo, limit)
+
+
+def _scale_for(photo: photos.Photo, limit: int) -> int:
+    """The power of two each side is divided by to fit `limit` pixels (1 = full size)."""
+    factor = 1
+    while limit and photo.pixels > limit * factor * factor and factor < 64:
+        factor *= 2
+    return factor
+
+
+def _reencode(main: bytes, photo: photos.Photo, limit: int) -> tuple[bytes, str]:
+    factor = _scale_for(photo, limit)
+    out = io.BytesIO()
+    with _decoding("provider", photo.pixels // (factor * factor)):
+        im = _decode_scaled(main, factor)
+        try:
+            icc = im.info.get("icc_profile")
+            im = _swap(im, _colour(im))
+            im = _swap(im, _upright(im, photo.orientation))
+            if "A" in im.getbands():  # keep transparency lossless
+                im.save(out, "PNG", compress_level=1, icc_profile=icc)
+                return out.getvalue(), "image/png"
+            im.save(out, "JPEG", quality=JPEG_QUALITY, icc_profile=icc)
+            return out.getvalue(), "image/jpeg"
+        finally:
+            im.close()
+
+
+def _decode_scaled(data: bytes, factor: int) -> Image.Image:
+    """Decode with each side divided by `factor`: by the JPEG decoder's DCT scaling where it can
+    (no full-size copy ever exists), then by box reduction for the rest."""
+    with Image.open(io.BytesIO(data)) as src:
+        if factor > 1 and src.format in ("JPEG", "MPO"):
+            src.draft(src.mode, (max(1, src.width // factor), max(1, src.height // factor)))
+        src.load()
+        done = src.decoderconfig[0] if src.decoderconfig else 1
+        rest = max(1, factor // done)
+        return src.reduce(rest) if rest > 1 else _detach(src)
+
+
+def _detach(im: Image.Image) -> Image.Image:
+    """The decoded image without its file (no pixel copy)."""
+    out = im._new(im.im)
+    out.info = dict(im.info)
+    return out
+
+
+def _colour(im: Image.Image) -> Image.Image | None:
+    """A mode a provider and a JPEG encoder take: RGB, L, or RGBA/LA where there is alpha."""
+    if im.mode in ("RGB", "L", "RGBA", "LA"):
+        return None
+    if im.mode == "P":
+        return im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return im.convert("I").point(lambda v: v / 256).convert("L") if im.mode != "F" else im.convert("L")
+    return im.convert("RGBA" if "A" in im.getbands() else "RGB")
+
+
+def _upright(im: Image.Image, orientation: int) -> Image.Image | None:
+    method = UPRIGHT.get(orientation)
+    return im.transpose(method) if method is not None else None
+
+
+def _swap(im: Image.Image, new: Image.Image | None) -> Image.Image:
+    """Keep at most two full copies alive: the old one is freed as soon as the new one exists."""
+    if new is None or new is im:
+        return im
+    im.close()
+    return new
+
+
+# ------------------------------------------------------------------------------ from the provider
 
 def encode_output(data: bytes, output_format: str) -> tuple[bytes, str]:
     """Validate a provider's image and re-encode it to the slot's output format.
 
-    When the provider already answered in the slot's format (and upright), the bytes are kept:
-    a header parse plus a structural check (JPEG end marker, PNG chunk CRCs) proves a usable
-    image without a full decode, which would cost tens of ms per photo on the answer's path.
+    When the provider already answered in the slot's format, upright, the bytes are kept: the
+    structural check (JPEG markers, PNG chunk checksums and image data) proves a usable image
+    without a decode.
     """
     target = FORMAT_MIME.get(output_format or "jpeg", "image/jpeg")
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            source_mime = Image.MIME.get(im.format or "")
-            w, h = im.size
-            if w * h > MAX_PIXELS:
-                raise InvalidImage(f"provider image dimensions {w}x{h} are too large")
-            orientation = im.getexif().get(0x0112, 1)
-            if source_mime == target and orientation in (None, 1):
-                if target == "image/jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
-                    raise InvalidImage("provider returned a truncated JPEG")
-                if target == "image/png":
-                    with Image.open(io.BytesIO(data)) as fresh:  # verify() must follow open() directly
-                        fresh.verify()
-                return data, target
-            im.load()
-            upright = im if orientation in (None, 1) else ImageOps.exif_transpose(im)
-            out = io.BytesIO()
-            if target == "image/jpeg":
-                upright.convert("RGB").save(out, "JPEG", quality=92)
-            else:
-                upright.save(out, PIL_FORMAT[target])
-            return out.getvalue(), target
-    except InvalidImage:
-        raise
-    except Image.DecompressionBombError:
-        raise InvalidImage("provider image dimensions are too large") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        photo = photos.inspect(data)
+    except (photos.NotAPhoto, photos.DamagedPhoto) as exc:
+        raise InvalidImage(f"provider returned no usable image: {exc}") from None
+    main, photo = photos.main_image(data, photo)
+    if photo.mime == target and photo.orientation == 1:
+        return main, target
+    out = io.BytesIO()
+    try:
+        with _decoding("output", photo.pixels):
+            im = _decode_scaled(main, 1)
+            try:
+                im = _swap(im, _upright(im, photo.orientation))
+                if target == "image/jpeg":
+                    im = _swap(im, im.convert("RGB") if im.mode not in ("RGB", "L") else None)
+                    im.save(out, "JPEG", quality=JPEG_QUALITY)
+                else:
+                    im = _swap(im, _colour(im))
+                    im.save(out, PIL_FORMAT[target], **({"compress_level": 1} if target == "image/png" else {}))
+            finally:
+                im.close()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InvalidImage(f"provider returned no usable image ({exc.__class__.__name__})") from None
+    return out.getvalue(), target
+
+
+# ------------------------------------------------------------------------------ thumbnails
+
+def make_thumbnail(result_path, thumb_path, size: int = THUMBNAIL_PX) -> Path:
+    """Write a JPEG no larger than size × size, upright, aspect kept, beside the result. A JPEG
+    result is decoded at the DCT scale nearest above twice the thumbnail (Pillow's draft)."""
+    data = _read(result_path)
+    photo = photos.inspect(data, pixel_data=False)
+    main, photo = photos.main_image(data, photo)
+    thumb_path = Path(thumb_path)
+    with _decoding("thumbnail", photo.pixels), Image.open(io.BytesIO(main)) as src:
+        src.thumbnail((size, size), reducing_gap=2.0)  # draft()s a JPEG before decoding
+        im = src if src.mode in ("RGB", "L") else src.convert("RGB")
+        im = _swap(im, _upright(im, photo.orientation)) if photo.orientation != 1 else im
+        if im.width > size or im.height > size:
+            im.thumbnail((size, size))
+        tmp = thumb_path.with_name(f".{thumb_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            im.save(tmp, "JPEG", quality=80)
+            os.replace(tmp, thumb_path)  # readers never see half a thumbnail
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+    return thumb_path
+
+
+_thumbnails_in_flight: dict[str, asyncio.Future] = {}
+
+
+async def thumbnail(result_path, thumb_path) -> Path:
+    """The stored thumbnail of a result, made on first request. Single-flight per file: any
+    number of concurrent requests share one decode, and a client hanging up cancels nothing."""
+    thumb_path = Path(thumb_path)
+    if thumb_path.exists():
+        return thumb_path
+    key = str(thumb_path)
+    making = _thumbnails_in_flight.get(key)
+    if making is None:
+        making = asyncio.ensure_future(off_loop(make_thumbnail, result_path, thumb_path))
+        _thumbnails_in_flight[key] = making
+        making.add_done_callback(lambda _f: _thumbnails_in_flight.pop(key, None))
+        making.add_done_callback(lambda f: f.cancelled() or f.exception())  # read by the waiters
+    return await asyncio.shield(making)
 
 
 def sha256_hex(data: bytes) -> str:

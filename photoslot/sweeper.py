@@ -7,7 +7,8 @@ Runs every `sweeper.interval_seconds` inside `serve` (APScheduler), and once per
    their uploads;
 2. expires public media links made for providers (public_media.sweep: rows, their files, and
    orphans under public/);
-3. deletes result files past `result_expires_at` (their link answers 410 from then on);
+3. deletes result files past `result_expires_at`, thumbnails included (their links answer 410
+   from then on);
 4. carries out queued `POST /api/media/cache/purge` requests;
 5. removes orphan files under uploads/, results/ and templates/ that no row points to and that
    are older than `sweeper.orphan_grace_seconds` (an upload being written has no row yet);
@@ -97,7 +98,7 @@ async def _expire_results(ctx, now, report) -> None:
     while True:
         rows = await ctx.db.fetchall("ops_results_expire", now=now, limit=BATCH)
         for row in rows:
-            ctx.media.remove(row["result_file_path"])
+            ctx.media.remove_result(row["result_file_path"])  # its thumbnail goes with it
             report["results_expired"] += 1
         if len(rows) < BATCH:
             return
@@ -115,7 +116,7 @@ async def _run_purges(ctx, now, report) -> None:
             while True:
                 rows = await ctx.db.fetchall("ops_results_purge", now=now, cutoff=cutoff, limit=BATCH)
                 for row in rows:
-                    ctx.media.remove(row["result_file_path"])
+                    ctx.media.remove_result(row["result_file_path"])
                 done["results_removed"] += len(rows)
                 if len(rows) < BATCH:
                     break
@@ -137,7 +138,9 @@ async def _remove_orphans(ctx, now, report) -> None:
     candidates = await asyncio.to_thread(_old_files, folders, cutoff)
     if not candidates:
         return
-    referenced = {_norm(r["path"]) for r in await ctx.db.fetchall("ops_referenced_job_files")}
+    job_files = [r["path"] for r in await ctx.db.fetchall("ops_referenced_job_files")]
+    # A live result's thumbnail is kept with it; one whose result is gone is an orphan.
+    referenced = {_norm(p) for p in job_files} | {_norm(ctx.media.thumbnail_path(p)) for p in job_files}
     referenced |= {_norm(r["path"]) for r in await ctx.db.fetchall("ops_referenced_template_files")}
     for path in candidates:
         if _norm(path) in referenced:

@@ -37,13 +37,22 @@ def describe(data: bytes, declared_mime: str | None, source: str) -> dict[str, A
         "width": None,
         "height": None,
         "source": source,
+        # What a test needs to see that a photo arrived as a provider should get it: the
+        # container Pillow recognises ("MPO" = a JPEG still carrying its MPF previews), how many
+        # images it holds, and the EXIF orientation left in it (None = no tag).
+        "format": None,
+        "frames": None,
+        "orientation": None,
     }
     try:
         with Image.open(io.BytesIO(data)) as im:
             info["width"], info["height"] = im.size
+            info["format"] = im.format
+            info["frames"] = getattr(im, "n_frames", 1)
+            info["orientation"] = im.getexif().get(0x0112)
             if not declared_mime:
                 info["mime"] = Image.MIME.get(im.format or "", None)
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         pass
     return info
 

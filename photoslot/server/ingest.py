@@ -281,7 +281,9 @@ class IngestHandler:
         if refused is not None:  # the slot's provider has its own type and size limits
             raise IngestError(*refused)
         try:
-            await asyncio.to_thread(media_mod.check_image, shot.path, shot.mime)
+            await media_mod.off_loop(media_mod.check_image, shot.path, shot.mime)
+        except media_mod.DamagedImage as exc:  # cut short, corrupt, or lying about its size
+            raise IngestError(422, "invalid_image", str(exc)) from None
         except media_mod.InvalidImage as exc:
             raise IngestError(415, "unsupported_media_type", str(exc)) from None
 

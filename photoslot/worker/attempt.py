@@ -85,7 +85,8 @@ class Attempt:
             return None
         # A key set over the admin API wins over the config file's, from the next job on, in every process.
         self.client.use_key(await live_settings.provider_api_key(ctx.db, ctx.cfg, job["provider_id"]))
-        image, mime = await asyncio.to_thread(media.prepare_for_provider, job["upload_path"], job["upload_mime"])
+        image, mime = await media.off_loop(media.prepare_for_provider, job["upload_path"], job["upload_mime"],
+                                           ctx.cfg.get(f"providers.{job['provider_id']}.max_input_megapixels"))
         data = ProviderInput(image=image, mime=mime, prompt=self.settings.get("prompt") or "",
                              params=catalogue.effective_params(job["provider_id"], job["operation_id"],
                                                                self.settings.get("params")))
@@ -110,7 +111,9 @@ class Attempt:
             return
         for role, row in rows.items():
             try:
-                data.templates[role] = await asyncio.to_thread(media.prepare_for_provider, row["file_path"], row["mime"])
+                data.templates[role] = await media.off_loop(
+                    media.prepare_for_provider, row["file_path"], row["mime"],
+                    self.ctx.cfg.get(f"providers.{self.job['provider_id']}.max_input_megapixels"))
             except FileNotFoundError:
                 raise _template_missing(role, row) from None
 
@@ -131,8 +134,8 @@ class Attempt:
         """(path, bytes, mime) of the result written under results/; None when it failed the job."""
         ctx = self.ctx
         try:
-            body, out_mime = await asyncio.to_thread(media.encode_output, result.image,
-                                                     self.settings.get("output_format", "jpeg"))
+            body, out_mime = await media.off_loop(media.encode_output, result.image,
+                                                  self.settings.get("output_format", "jpeg"))
         except media.InvalidImage as exc:
             await self.fail("invalid_result", str(exc), 502)
             return None
