@@ -19,8 +19,10 @@ import io
 import logging
 import os
 import platform
+import struct
 import sys
 import threading
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -354,7 +356,7 @@ def _reencode(main: bytes, photo: photos.Photo, limit: int) -> tuple[bytes, str]
     factor = _scale_for(photo, limit)
     out = io.BytesIO()
     with _decoding("provider", photo.pixels // (factor * factor)):
-        im = _decode_scaled(main, factor)
+        im = _decode_scaled(main, factor, photo)
         try:
             icc = im.info.get("icc_profile")
             im = _swap(im, _colour(im))
@@ -368,9 +370,13 @@ def _reencode(main: bytes, photo: photos.Photo, limit: int) -> tuple[bytes, str]
             im.close()
 
 
-def _decode_scaled(data: bytes, factor: int) -> Image.Image:
-    """Decode with each side divided by `factor`: by the JPEG decoder's DCT scaling where it can
-    (no full-size copy ever exists), then by box reduction for the rest."""
+def _decode_scaled(data: bytes, factor: int, photo: photos.Photo | None = None) -> Image.Image:
+    """Decode with each side divided by `factor` without a full-size copy where the format allows:
+    a JPEG by the decoder's DCT scaling (then box reduction for the rest), an 8-bit PNG strip by
+    strip. Anything else (16-bit or interlaced PNG, WebP) is decoded whole, then reduced."""
+    if factor > 1 and photo is not None and photo.mime == "image/png" and photo.bit_depth == 8 \
+            and not photo.interlaced:
+        return _png_in_strips(data, photo, factor)
     with Image.open(io.BytesIO(data)) as src:
         if factor > 1 and src.format in ("JPEG", "MPO"):
             src.draft(src.mode, (max(1, src.width // factor), max(1, src.height // factor)))
@@ -378,6 +384,72 @@ def _decode_scaled(data: bytes, factor: int) -> Image.Image:
         done = src.decoderconfig[0] if src.decoderconfig else 1
         rest = max(1, factor // done)
         return src.reduce(rest) if rest > 1 else _detach(src)
+
+
+PNG_STRIP_BYTES = 4 << 20  # filtered image data decoded at once by _png_in_strips
+PNG_RAWMODE = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}  # 8-bit colour types -> Pillow
+
+
+def _png_in_strips(data: bytes, photo: photos.Photo, factor: int) -> Image.Image:
+    """A big 8-bit PNG reduced by `factor` while only a few MB of it are ever decoded at once.
+
+    The image data is inflated here and cut into strips of whole rows; Pillow's PNG decoder
+    unfilters each strip into a small image, which is box-reduced into the output. A row's filter
+    may refer to the row above, so every strip after the first is led by a copy of the previous
+    strip's last row, unfiltered (filter type 0), and reduced from below it.
+    """
+    header, idat = photos.png_parts(data)
+    width, height, _depth, color = header[:4]
+    mode = PNG_RAWMODE[color]
+    stride = photos.png_row_bytes(photo)
+    rows_per_strip = factor * max(1, PNG_STRIP_BYTES // (stride * factor))
+    palette = None
+    if color == 3:
+        with Image.open(io.BytesIO(data)) as head:  # the header only: no pixels are decoded
+            palette = (head.palette.copy(), head.info.get("transparency"))
+    out: Image.Image | None = None
+    above: bytes | None = None  # the previous strip's last row, unfiltered
+    pending = bytearray()
+    y = 0
+
+    def strip(rows: int) -> None:
+        nonlocal out, above, y
+        lead = 0 if above is None else 1
+        part = Image.new(mode, (width, rows + lead))
+        packer = zlib.compressobj(0)  # the decoder wants a zlib stream; stored blocks cost a copy
+        stream = b"".join([packer.compress(b"\x00" + above) if lead else b"",
+                           packer.compress(memoryview(pending)[:rows * stride]), packer.flush()])
+        del pending[:rows * stride]
+        decoder = Image._getdecoder(mode, "zip", mode)
+        decoder.setimage(part.im, (0, 0, width, rows + lead))
+        try:
+            status, err = decoder.decode(stream)
+        finally:
+            decoder.cleanup()
+        if err < 0 or status >= 0:
+            raise DamagedImage("the PNG's image data is corrupt")
+        above = part.crop((0, rows + lead - 1, width, rows + lead)).tobytes("raw", mode)
+        if palette is not None:
+            part.putpalette(palette[0])
+            if palette[1] is not None:
+                part.info["transparency"] = palette[1]
+            part = _swap(part, part.convert("RGB" if palette[1] is None else "RGBA"))
+        small = part.reduce(factor, box=(0, lead, width, rows + lead))
+        part.close()
+        if out is None:
+            out = Image.new(small.mode, (-(-width // factor), -(-height // factor)))
+        out.paste(small, (0, y // factor))
+        y += rows
+
+    for chunk in photos.inflate(idat):
+        pending += chunk
+        while len(pending) >= rows_per_strip * stride:
+            strip(rows_per_strip)
+    if len(pending) != (height - y) * stride:
+        raise DamagedImage("the PNG's image data does not match its header")
+    if pending:
+        strip(height - y)
+    return out
 
 
 def _detach(im: Image.Image) -> Image.Image:

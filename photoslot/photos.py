@@ -24,6 +24,9 @@ import zlib
 from dataclasses import dataclass
 
 MAX_PIXELS = 80_000_000  # a 60 MP camera fits; a decompression bomb does not
+# Pillow's WebP decoder holds about 15 bytes per pixel (libwebp's canvases plus two copies) and has
+# no reduced decode; no camera writes WebP, so its ceiling is a phone's photo with room to spare.
+MAX_WEBP_PIXELS = 4096 * 4096
 
 
 class NotAPhoto(ValueError):
@@ -95,12 +98,12 @@ def inspect(data: bytes, *, pixel_data: bool = True) -> Photo:
     return photo
 
 
-def _sane_size(width: int, height: int) -> None:
+def _sane_size(width: int, height: int, limit: int = MAX_PIXELS) -> None:
     """Checked as soon as a header is read: a bomb is refused before anything else is looked at."""
     if width < 1 or height < 1:
         raise NotAPhoto("image has no pixels")
-    if width * height > MAX_PIXELS:
-        raise NotAPhoto(f"image dimensions {width}x{height} are too large (at most {MAX_PIXELS // 1_000_000} MP)")
+    if width * height > limit:
+        raise NotAPhoto(f"image dimensions {width}x{height} are too large (at most {limit / 1e6:.1f} MP)")
 
 
 def main_image(data: bytes, photo: Photo) -> tuple[bytes, Photo]:
@@ -428,17 +431,31 @@ MAX_CHUNKS = 1 << 18  # a 20 MB PNG in 8 KB IDAT chunks has 2,500
 
 
 def _png(data: bytes, pixel_data: bool) -> Photo:
+    header, chunks, end = _png_walk(data)
+    width, height, depth, color, _, _, interlace = header
+    kinds = [kind for kind, _ in chunks]
+    if b"IDAT" not in kinds:
+        raise DamagedPhoto("the PNG holds no image data")
+    if color == 3 and b"PLTE" not in kinds:
+        raise DamagedPhoto("a palette PNG without its palette")
+    exif = [body for kind, body in chunks if kind == b"eXIf"]
+    orientation = _exif_orientation(bytes(exif[0])) if exif else 1
+    photo = Photo("image/png", width, height, orientation=orientation, end=end, bit_depth=depth, color_type=color,
+                  interlaced=bool(interlace))
+    if pixel_data:
+        _png_rows_check([body for kind, body in chunks if kind == b"IDAT"], _png_rows(photo))
+    return photo
+
+
+def _png_walk(data: bytes) -> tuple[tuple, list[tuple[bytes, memoryview]], int]:
+    """(IHDR fields, [(chunk type, body)] after IHDR, end of IEND). Every chunk's CRC is checked."""
     n = len(data)
     pos = 8
     header = None
-    idat: list[memoryview] = []
-    orientation = 1
-    has_palette = False
+    chunks: list[tuple[bytes, memoryview]] = []
     view = memoryview(data)
-    chunks = 0
     while True:
-        chunks += 1
-        if chunks > MAX_CHUNKS:
+        if len(chunks) > MAX_CHUNKS:
             raise _png_broken(header, "too many chunks")
         if pos + 8 > n:
             raise _png_broken(header, "the PNG is cut short (it ends before its IEND chunk)")
@@ -451,6 +468,7 @@ def _png(data: bytes, pixel_data: bool) -> Photo:
         (crc,) = struct.unpack_from(">I", data, pos + 8 + length)
         if zlib.crc32(body, zlib.crc32(kind)) != crc:
             raise _png_broken(header, f"the {kind.decode('ascii')} chunk is corrupt (checksum mismatch)")
+        pos += 12 + length
         if header is None:
             if kind != b"IHDR" or length != 13:
                 raise NotAPhoto("the file is not a readable PNG (no header chunk)")
@@ -459,26 +477,45 @@ def _png(data: bytes, pixel_data: bool) -> Photo:
             if depth not in PNG_DEPTHS.get(color, ()) or compression or filtering or interlace > 1:
                 raise NotAPhoto("the file is not a readable PNG (invalid header)")
             _sane_size(width, height)
-        elif kind == b"PLTE":
-            has_palette = True
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"eXIf":
-            orientation = _exif_orientation(bytes(body))
-        elif kind == b"IEND":
-            end = pos + 12
-            break
-        pos += 12 + length
-    width, height, depth, color, _, _, interlace = header
-    if not idat:
-        raise DamagedPhoto("the PNG holds no image data")
-    if color == 3 and not has_palette:
-        raise DamagedPhoto("a palette PNG without its palette")
-    photo = Photo("image/png", width, height, orientation=orientation, end=end, bit_depth=depth, color_type=color,
-                  interlaced=bool(interlace))
-    if pixel_data:
-        _png_rows_check(idat, _png_rows(photo))
-    return photo
+            continue
+        if kind == b"IEND":
+            return header, chunks, pos
+        chunks.append((kind, body))
+
+
+def png_parts(data: bytes) -> tuple[tuple, list[memoryview]]:
+    """(IHDR fields, the IDAT bodies): what it takes to decode the image strip by strip (media.py)."""
+    header, chunks, _ = _png_walk(data)
+    return header, [body for kind, body in chunks if kind == b"IDAT"]
+
+
+def png_row_bytes(photo: Photo) -> int:
+    """Bytes of one row of a non-interlaced PNG, its filter byte included."""
+    return 1 + _ceil(photo.width * PNG_CHANNELS[photo.color_type] * photo.bit_depth, 8)
+
+
+def inflate(parts: list[memoryview], step: int = 0):
+    """The decompressed bytes of a PNG's IDAT stream, `step` bytes at a time at most (nothing is
+    held beyond one step). Raises DamagedPhoto for a corrupt or unfinished stream."""
+    inflater = zlib.decompressobj()
+    step = step or INFLATE_CHUNK
+    try:
+        for part in parts:
+            pending = part
+            while len(pending) and not inflater.eof:
+                out = inflater.decompress(pending, step)
+                pending = inflater.unconsumed_tail
+                if out:
+                    yield out
+        while not inflater.eof:
+            out = inflater.decompress(b"", step)
+            if not out:
+                break
+            yield out
+    except zlib.error:
+        raise DamagedPhoto("the PNG's image data is corrupt") from None
+    if not inflater.eof:
+        raise DamagedPhoto("the PNG's image data is cut short")
 
 
 def _png_broken(header, message: str) -> Exception:
@@ -502,13 +539,10 @@ def _png_rows_check(idat: list[memoryview], passes: list[tuple[int, int]]) -> No
     """Inflate the image data, keeping nothing: it must be a whole zlib stream (its checksum
     checked by zlib) holding exactly the rows the header declares, each opened by a valid
     filter type. A 77 KB file claiming 8900×8900 pixels costs time here, never memory."""
-    inflater = zlib.decompressobj()
     queue = list(passes)
     rows_left, stride = queue.pop(0)
     at = 0  # position within the current row
-
-    def take(buf: bytes) -> None:
-        nonlocal rows_left, stride, at
+    for buf in inflate(idat):
         i = 0
         while i < len(buf):
             if rows_left == 0:
@@ -522,22 +556,6 @@ def _png_rows_check(idat: list[memoryview], passes: list[tuple[int, int]]) -> No
             rows, at = divmod(at + span, stride)
             rows_left -= rows
             i += span
-
-    try:
-        for chunk in idat:
-            pending = chunk
-            while len(pending) and not inflater.eof:
-                take(inflater.decompress(pending, INFLATE_CHUNK))
-                pending = inflater.unconsumed_tail
-        while not inflater.eof:
-            out = inflater.decompress(b"", INFLATE_CHUNK)
-            if not out:
-                break
-            take(out)
-    except zlib.error:
-        raise DamagedPhoto("the PNG's image data is corrupt") from None
-    if not inflater.eof:
-        raise DamagedPhoto("the PNG's image data is cut short")
     if rows_left or at or queue:
         raise DamagedPhoto("the PNG's header declares more pixels than its image data holds")
 
@@ -571,10 +589,10 @@ def _webp(data: bytes) -> Photo:
                 raise NotAPhoto("the file is not a readable WebP (extended header too short)")
             animated = bool(body[0] & 0x02)
             canvas = (1 + int.from_bytes(body[4:7], "little"), 1 + int.from_bytes(body[7:10], "little"))
-            _sane_size(*canvas)
+            _sane_size(*canvas, limit=MAX_WEBP_PIXELS)
         elif kind in (b"VP8 ", b"VP8L") and frame is None:
             frame = _vp8_size(body) if kind == b"VP8 " else _vp8l_size(body)
-            _sane_size(*frame)
+            _sane_size(*frame, limit=MAX_WEBP_PIXELS)
         elif kind == b"EXIF":
             tiff = body[6:] if body.startswith(b"Exif\x00\x00") else body
             orientation = _exif_orientation(tiff)
