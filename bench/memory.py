@@ -1,10 +1,10 @@
 """photoslot memory benchmark: what one very large photo costs a real `photoslot serve`.
 
-Starts an embedded PostgreSQL, `photoslot emulate` and `photoslot serve` (4 in-process workers)
-as real processes, warms `serve` up with an ordinary camera photo, then for each kind of big photo
-sends one (peak RSS growth over the warm baseline) and then --count more one after another (RSS
-after each; "growth" is the RSS after the last minus the RSS after the first). RSS is read from
-/proc/<pid>/status (VmRSS), sampled every 10 ms. Linux only.
+Starts an embedded PostgreSQL and `photoslot emulate`, then for each kind of big photo a fresh
+`photoslot serve` (4 in-process workers) as real processes; warms `serve` up with three ordinary
+camera photos, sends one big photo (peak RSS growth over the warm baseline) and then --count more
+one after another (RSS after each; "growth over run" is the RSS after the last minus the RSS after
+the first). RSS is read from /proc/<pid>/status (VmRSS), sampled every 10 ms. Linux only.
 
     python bench/memory.py                               # 80 MP JPEG (orientation 6 and 1), 80 MP PNG
     python bench/memory.py --photos jpeg-o6 --count 20
@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import re
 import shutil
 import sys
@@ -106,6 +107,37 @@ async def settle(pid: int, seconds: float = 1.5) -> float:
     return rss_mb(pid)
 
 
+async def measure(pid: int, url: str, kind: str, data: bytes, count: int) -> dict:
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for _ in range(3):  # imports, pools, first-use allocations
+            await shoot(session, url, FIXTURE.read_bytes())
+        base = await settle(pid)
+        async with Peak(pid) as peak:
+            status, took = await shoot(session, url, data)
+        after_first = await settle(pid)
+        statuses = {status: 1}
+        worst = peak.peak
+        series = []
+        for _ in range(count):
+            async with Peak(pid) as p:
+                s, _t = await shoot(session, url, data)
+            worst = max(worst, p.peak)
+            statuses[s] = statuses.get(s, 0) + 1
+            series.append(round(rss_mb(pid), 1))
+        final = await settle(pid) if count else after_first
+    row = {"photo": kind, "bytes": len(data), "rss_before_mb": round(base, 1), "status_first": status,
+           "answer_s_first": round(took, 2), "peak_growth_first_mb": round(peak.peak - base, 1),
+           "rss_after_first_mb": round(after_first, 1), "count": count, "peak_growth_any_mb": round(worst - base, 1),
+           "rss_after_all_mb": round(final, 1), "growth_over_run_mb": round(final - after_first, 1),
+           "statuses": statuses, "rss_series_mb": series}
+    print(f"{kind}: {len(data) / 1e6:.1f} MB; warm serve {base:.0f} MB; first answer {status} in {took:.1f} s, peak "
+          f"+{row['peak_growth_first_mb']} MB, then {after_first:.0f} MB; after {count} more {final:.0f} MB "
+          f"({row['growth_over_run_mb']:+} MB), worst peak +{row['peak_growth_any_mb']} MB, statuses {statuses}",
+          flush=True)
+    return row
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", default="jpeg-o6,jpeg-o1,png")
@@ -117,53 +149,27 @@ async def main() -> None:
     args.latency = 0.0
     kinds = args.photos.split(",")
     code = args.code.resolve()
+    report = args.json.resolve() if args.json else None
     workdir = Path(tempfile.mkdtemp(prefix="photoslot-membench-"))
     rig = Rig(workdir, args)
-    rig.env = lambda: {**__import__("os").environ, "PYTHONPATH": str(code)}  # serve from --code
-    out: dict = {"machine": machine(), "command": " ".join(["python", *sys.argv]), "code": str(code), "rows": []}
+    # Every photoslot process runs from --code: its directory first on sys.path (`python -m` puts
+    # the working directory there, ahead of an editable install of this checkout).
+    os.chdir(code)
+    rig.env = lambda: {**os.environ, "PYTHONPATH": str(code)}
+    out: dict = {"machine": machine(), "command": " ".join(["python", *sys.argv]), "rows": []}
     photos = make_photos(kinds)
     try:
         rig.start_database()
         rig.start_emulator()
-        port = free_port()
-        config = rig.write_config("serve", port=port, workers=4, sync=60)
-        rig.prepare(config, 60)
-        serve = rig.start_serve(config, port, "serve")
-        url = f"http://127.0.0.1:{port}/ingest/slot-001"
-        timeout = aiohttp.ClientTimeout(total=120)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            for _ in range(3):  # imports, pools, first-use allocations
-                await shoot(session, url, FIXTURE.read_bytes())
-            out["baseline_mb"] = round(await settle(serve.pid), 1)
-            print(f"serve warm baseline RSS {out['baseline_mb']:.0f} MB", flush=True)
-            for kind in kinds:
-                data = photos[kind]
-                base = await settle(serve.pid, 0.5)
-                async with Peak(serve.pid) as peak:
-                    status, took = await shoot(session, url, data)
-                after_first = await settle(serve.pid)
-                statuses = {status: 1}
-                worst = peak.peak
-                series = []
-                for _ in range(args.count):
-                    async with Peak(serve.pid) as p:
-                        s, _t = await shoot(session, url, data)
-                    worst = max(worst, p.peak)
-                    statuses[s] = statuses.get(s, 0) + 1
-                    series.append(round(rss_mb(serve.pid), 1))
-                final = await settle(serve.pid) if args.count else after_first
-                row = {"photo": kind, "bytes": len(data), "rss_before_mb": round(base, 1),
-                       "status_first": status, "answer_s_first": round(took, 2),
-                       "peak_growth_first_mb": round(peak.peak - base, 1),
-                       "rss_after_first_mb": round(after_first, 1), "count": args.count,
-                       "peak_growth_any_mb": round(worst - base, 1),
-                       "rss_after_all_mb": round(final, 1), "growth_over_run_mb": round(final - after_first, 1),
-                       "statuses": statuses, "rss_series_mb": series}
-                out["rows"].append(row)
-                print(f"{kind}: {len(data) / 1e6:.1f} MB, first answer {status} in {took:.1f} s, peak +"
-                      f"{row['peak_growth_first_mb']} MB, after it {after_first:.0f} MB; after {args.count} more "
-                      f"{final:.0f} MB ({row['growth_over_run_mb']:+} MB), worst peak +{row['peak_growth_any_mb']} MB, "
-                      f"statuses {statuses}", flush=True)
+        for kind in kinds:
+            # A fresh `serve` per kind: what one kind leaves behind does not hide what the next costs.
+            port = free_port()
+            config = rig.write_config(f"serve-{kind}", port=port, workers=4, sync=60)
+            rig.prepare(config, 60)
+            serve = rig.start_serve(config, port, f"serve-{kind}")
+            out["rows"].append(await measure(serve.pid, f"http://127.0.0.1:{port}/ingest/slot-001", kind,
+                                             photos[kind], args.count))
+            rig.stop(serve)
     finally:
         rig.close()
     print()
@@ -175,8 +181,8 @@ async def main() -> None:
               f"{r['rss_before_mb']} MB | "
               f"+{r['peak_growth_first_mb']} MB (worst of {r['count'] + 1}: +{r['peak_growth_any_mb']}) | "
               f"{r['rss_after_first_mb']} MB | {r['rss_after_all_mb']} MB | {r['growth_over_run_mb']:+} MB |")
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+    if report:
+        report.write_text(json.dumps(out, indent=2))
     shutil.rmtree(workdir, ignore_errors=True)
 
 

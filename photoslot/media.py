@@ -254,46 +254,86 @@ def check_image(source, mime: str) -> photos.Photo:
     return photo
 
 
-# Bytes of the final scan held back on the first pass of the JPEG check; encoders pad only the
-# last byte, so a decoder that is done without them read garbage as image data.
+# Bytes of a scan held back on the first pass of the JPEG check; encoders pad only the last byte,
+# so a decoder that is done without them read garbage as image data.
 JPEG_TAIL = 8
 _NO_MARKER = b"\x00" * 16  # libjpeg-turbo reads up to 57 bits ahead
+MAX_INTERVAL_CHECKS = 512  # restart intervals decoded one by one (evenly spread when there are more)
 
 
 def _jpeg_data_check(main: bytes, photo: photos.Photo) -> None:
-    """Decode at 1/8 scale. libjpeg only *warns* about corrupt entropy-coded data (and Pillow
-    hides warnings), so for a single-scan JPEG the decoder is driven by hand: the final scan is fed
-    without its last bytes — a decoder already done read too little: corrupt — and then with
-    zero bytes instead of its end marker — a decoder still hungry read too much: corrupt. Both
-    would otherwise end in a warning and a grey or garbled photo sent to the provider."""
+    """Decode at 1/8 scale, and turn libjpeg's corrupt-data *warnings* (Pillow hides them; the
+    photo would reach the provider grey or garbled) into refusals.
+
+    libjpeg warns when entropy-coded data desynchronises: the decoder either runs into the next
+    marker early or is done before it. So each stretch of entropy-coded data that ends in a marker
+    is fed to the decoder by hand, first without its last bytes (a decoder already done read
+    garbage), then with zero bytes instead of its marker (a decoder still hungry read garbage):
+    the whole scan of a single-scan JPEG, or each restart interval of one with restart markers,
+    decoded as a small image of its own. Progressive and multi-scan JPEGs wait for their end
+    marker whatever the data, so for them the structure and data-amount checks of
+    photos.inspect() and a plain decode are what there is.
+    """
     with _decoding("check", photo.pixels // 64), Image.open(io.BytesIO(main)) as im:
         im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
-        if photo.scans != 1 or photo.last_scan_end - photo.last_scan_start < 4 * JPEG_TAIL:
-            # Progressive and multi-scan JPEGs wait for their end marker whatever the data: the
-            # hand-driven check cannot tell; structure and data amount were checked by inspect().
-            try:
-                im.load()
-            except (OSError, ValueError, SyntaxError) as exc:
-                raise DamagedImage(f"the JPEG's image data is corrupt or cut short ({exc})") from None
+        mode, args, scale = im.mode, im.tile[0].args, im.decoderconfig[0]
+        layout = photo.intervals
+        whole = photo.scans == 1 and layout is None
+        if whole:
+            _drive(main[:photo.last_scan_start], main[photo.last_scan_start:photo.last_scan_end], mode, args,
+                   (photo.width, photo.height), scale)
             return
-        im.load_prepare()
-        [(codec, extents, offset, args)] = im.tile
-        decoder = Image._getdecoder(im.mode, codec, args, im.decoderconfig)
-        decoder.setimage(im.im, extents)
         try:
-            first = main[offset:photo.last_scan_end - JPEG_TAIL]
+            im.load()
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise DamagedImage(f"the JPEG's image data is corrupt or cut short ({exc})") from None
+    if layout is not None:
+        spans = list(layout.spans(photo.last_scan_start, photo.last_scan_end))
+        step = -(-len(spans) // MAX_INTERVAL_CHECKS)
+        for i in sorted(set(range(0, len(spans), step)) | {len(spans) - 1}):
+            start, end, mcus = spans[i]
+            size = _interval_size(mcus, layout.mcu_size)
+            if size is not None:
+                head = b"\xff\xd8" + layout.tables + _resized_frame(layout.frame, size) + layout.scan_header
+                _drive(head, main[start:end], mode, args, size, 8)
+
+
+def _interval_size(mcus: int, mcu: tuple[int, int]) -> tuple[int, int] | None:
+    """A picture made of exactly `mcus` MCUs — one row if it fits a JPEG's 65,535 px, else a
+    rectangle; None when no rectangle fits (a prime count of very many)."""
+    for columns in range(min(mcus, 65535 // mcu[0]), 0, -1):
+        if mcus % columns == 0 and (mcus // columns) * mcu[1] <= 65535:
+            return columns * mcu[0], (mcus // columns) * mcu[1]
+    return None
+
+
+def _resized_frame(segment: bytes, size: tuple[int, int]) -> bytes:
+    return segment[:5] + struct.pack(">HH", size[1], size[0]) + segment[9:]
+
+
+def _drive(head: bytes, scan: bytes, mode: str, args, size: tuple[int, int], scale: int) -> None:
+    """Decode headers + one stretch of entropy-coded data by hand (see _jpeg_data_check)."""
+    out = Image.new(mode, (-(-size[0] // scale), -(-size[1] // scale)))
+    decoder = Image._getdecoder(mode, "jpeg", args, (scale, 0))
+    decoder.setimage(out.im, (0, 0) + out.size)
+    try:
+        if len(scan) > 2 * JPEG_TAIL:
+            first = head + scan[:-JPEG_TAIL]
             used, err = decoder.decode(first)
             if used < 0:
                 raise DamagedImage("the JPEG's image data is corrupt (the decoder finished before the data ended)"
                                    if err >= 0 else "the JPEG's image data is corrupt")
-            rest = first[used:] + main[photo.last_scan_end - JPEG_TAIL:photo.last_scan_end] + _NO_MARKER
-            used, err = decoder.decode(rest)
-            if used >= 0:
-                raise DamagedImage("the JPEG's image data is corrupt or cut short (the decoder ran out of data)")
-            if err < 0:
-                raise DamagedImage("the JPEG's image data is corrupt")
-        finally:
-            decoder.cleanup()
+            rest = first[used:] + scan[-JPEG_TAIL:] + _NO_MARKER
+        else:
+            rest = head + scan + _NO_MARKER
+        used, err = decoder.decode(rest)
+        if used >= 0:
+            raise DamagedImage("the JPEG's image data is corrupt or cut short (the decoder ran out of data)")
+        if err < 0:
+            raise DamagedImage("the JPEG's image data is corrupt")
+    finally:
+        decoder.cleanup()
+        out.close()
 
 
 def _webp_data_check(data: bytes, photo: photos.Photo) -> None:

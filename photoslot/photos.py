@@ -17,6 +17,7 @@ media.py.
 """
 from __future__ import annotations
 
+import array
 import dataclasses
 import re
 import struct
@@ -38,6 +39,28 @@ class DamagedPhoto(ValueError):
 
 
 @dataclass(frozen=True)
+class Intervals:
+    """The restart intervals of a single-scan JPEG, for checking each on its own (media.py): the
+    segments a decoder needs to read one, and where each starts and ends in the scan."""
+    restart: int                  # MCUs per interval (the last may hold fewer)
+    units: int                    # MCUs in the scan
+    mcu_size: tuple[int, int]     # pixels one MCU covers
+    tables: bytes                 # every DQT and DHT segment before the scan
+    frame: bytes                  # the SOF segment
+    scan_header: bytes            # the SOS segment
+    marks: array.array            # per restart marker: (end of the interval before it, start of the next),
+    #                               relative to the scan's start
+
+    def spans(self, scan_start: int, scan_end: int):
+        """(start, end, MCUs) of every interval, absolute."""
+        count = len(self.marks) // 2 + 1
+        for i in range(count):
+            start = scan_start + (self.marks[2 * i - 1] if i else 0)
+            end = scan_start + self.marks[2 * i] if i < count - 1 else scan_end
+            yield start, end, self.restart if i < count - 1 else self.units - self.restart * (count - 1)
+
+
+@dataclass(frozen=True)
 class Photo:
     mime: str
     width: int
@@ -52,6 +75,7 @@ class Photo:
     last_scan_start: int = 0      # where the last scan's entropy-coded data starts …
     last_scan_end: int = 0        # … and ends (before the marker that follows it)
     previews: int = 0             # further images listed in the MPF index
+    intervals: Intervals | None = None  # a single-scan JPEG with restart markers
     # PNG
     bit_depth: int = 0
     color_type: int = -1
@@ -181,6 +205,9 @@ def _jpeg(data: bytes) -> Photo:
     mpf: tuple[int, bytes] | None = None  # (offset of the MP header, segment body)
     scans = 0
     last_scan_start = last_scan_end = 0
+    tables: list[bytes] = []  # DQT and DHT segments, for checking restart intervals one by one
+    frame_segment = scan_segment = b""
+    intervals: tuple | None = None  # (units, marks) of the last scan
 
     def broken(message: str) -> Exception:
         # Before a frame header the bytes were never a JPEG; after it they are a damaged one.
@@ -227,8 +254,12 @@ def _jpeg(data: bytes) -> Photo:
                 raise DamagedPhoto("a second frame header inside the image")
             frame = _frame(body, SOF_SUPPORTED[marker])
             _sane_size(frame.width, frame.height)
+            frame_segment = data[segment[0]:segment[1]]
         elif marker == DHT:
             _huffman_tables(body, dc_cost, ac_cost, broken)
+            tables.append(data[segment[0]:segment[1]])
+        elif marker == DQT:
+            tables.append(data[segment[0]:segment[1]])
         elif marker == DRI:
             if len(body) < 2:
                 raise broken("a restart-interval segment too short")
@@ -241,15 +272,21 @@ def _jpeg(data: bytes) -> Photo:
             cuts.append(segment)
         elif marker == SOS:
             last_scan_start = pos
-            pos = _scan(data, pos, body, frame, dc_cost, ac_cost, restart)
+            pos, units, marks = _scan(data, pos, body, frame, dc_cost, ac_cost, restart)
             scans += 1
             last_scan_end = pos
+            scan_segment = data[segment[0]:segment[1]]
+            intervals = (units, marks) if restart and len(body) and body[0] == len(frame.comps) else None
 
     previews = _mpf_previews(data, end, *mpf) if mpf is not None else 0
     assert frame is not None
+    layout = None
+    if scans == 1 and intervals is not None:
+        mcu = (8 * frame.hmax, 8 * frame.vmax) if len(frame.comps) > 1 else (8, 8)
+        layout = Intervals(restart, intervals[0], mcu, b"".join(tables), frame_segment, scan_segment, intervals[1])
     return Photo("image/jpeg", frame.width, frame.height, orientation=orientation, end=end, cuts=tuple(cuts),
                  components=len(frame.comps), progressive=frame.progressive, scans=scans,
-                 last_scan_start=last_scan_start, last_scan_end=last_scan_end, previews=previews)
+                 last_scan_start=last_scan_start, last_scan_end=last_scan_end, previews=previews, intervals=layout)
 
 
 def _u16(data: bytes, pos: int) -> int:
@@ -299,8 +336,9 @@ def _huffman_tables(body: bytes, dc_cost: dict, ac_cost: dict, broken) -> None:
 
 
 def _scan(data: bytes, pos: int, header: bytes, frame: _Frame, dc_cost: dict, ac_cost: dict,
-          restart: int) -> int:
-    """Check one scan's header and walk its entropy-coded data; return where it ends."""
+          restart: int) -> tuple[int, int, array.array]:
+    """Check one scan's header and walk its entropy-coded data; return where it ends, its MCU (or
+    block) count and its restart marks (see Intervals)."""
     if not header or len(header) < 1 + 2 * header[0] + 3:
         raise DamagedPhoto("a scan header too short")
     count = header[0]
@@ -342,6 +380,7 @@ def _scan(data: bytes, pos: int, header: bytes, frame: _Frame, dc_cost: dict, ac
 
     expected = _ceil(units, restart) - 1 if restart else 0
     start, restarts = pos, 0
+    marks = array.array("I")
     while True:
         m = _FF_NOT_STUFFED.search(data, pos)
         if m is None:
@@ -358,6 +397,7 @@ def _scan(data: bytes, pos: int, header: bytes, frame: _Frame, dc_cost: dict, ac
                 raise DamagedPhoto("restart markers out of order or too many (image data lost or corrupt)")
             restarts += 1
             pos = after + 1
+            marks.extend((m.start() - start, pos - start))
             continue
         end = m.start()
         break
@@ -369,7 +409,7 @@ def _scan(data: bytes, pos: int, header: bytes, frame: _Frame, dc_cost: dict, ac
     if have < need:
         raise DamagedPhoto(f"the header declares {frame.width}x{frame.height} pixels but the file holds "
                            "far less image data (cut short or lying header)")
-    return end
+    return end, units, marks
 
 
 def _exif_orientation(tiff: bytes) -> int:
