@@ -286,7 +286,11 @@ def document(cfg=None) -> dict:
         "info": {"title": "photoslot API", "version": __version__,
                  "description": "Admin API (JWT bearer, HS256; permissions: " + ", ".join(PERMISSIONS) +
                                 ") and public result links. Ingest (POST /ingest/{slot_id}) is the DSLR "
-                                "Remote Pro contract, documented in docs/API.md."},
+                                "Remote Pro contract, documented in docs/API.md: 200 with the processed "
+                                "image, or JSON errors 400 invalid_request, 401 invalid_password, 404 "
+                                "slot_not_found, 413 payload_too_large, 415 unsupported_media_type, 422 "
+                                "invalid_image (a damaged JPEG/PNG/WebP: cut short, corrupt, or a header "
+                                "lying about its size), 429 queue_full, 502, 503, 504 timeout."},
         "paths": copy.deepcopy(PATHS),
         "components": {"schemas": copy.deepcopy(SCHEMAS),
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
