@@ -13,15 +13,16 @@ from tests.conftest import FIXTURES, INGEST_PASSWORD, emulator_control, emulator
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
-DOCUMENTED = {200, 400, 401, 404, 413, 415, 429, 500, 502, 503, 504}
+DOCUMENTED = {200, 400, 401, 404, 413, 415, 422, 429, 500, 502, 503, 504}
 
 
 def assert_clean(dsn: str, media) -> None:
-    """No job open, no upload left, no result file without its succeeded job."""
+    """No job open, no upload left, no result file (nor thumbnail, `<job>.thumb.jpg`) without its
+    succeeded job."""
     assert db_rows(dsn, "SELECT count(*) FROM jobs WHERE NOT is_finalized") == [(0,)]
     uploads = media / "uploads"
     assert not uploads.exists() or list(uploads.iterdir()) == []
-    results = {p.stem for p in (media / "results").iterdir()} if (media / "results").exists() else set()
+    results = {p.name.split(".")[0] for p in (media / "results").iterdir()} if (media / "results").exists() else set()
     succeeded = {str(r[0]) for r in db_rows(dsn, "SELECT id FROM jobs WHERE status = 'succeeded'")}
     assert results <= succeeded
 

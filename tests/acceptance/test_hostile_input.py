@@ -24,7 +24,7 @@ from tests.acceptance.procs import cli, env_for
 from tests.conftest import FIXTURES, INGEST_PASSWORD, free_port, write_config
 from tests.dbstate import reset_database
 
-DOCUMENTED = {200, 400, 401, 404, 405, 413, 415, 429, 502, 503, 504}
+DOCUMENTED = {200, 400, 401, 404, 405, 413, 415, 422, 429, 502, 503, 504}
 BOUNDARY = "----hostileboundary7MA4YWxk"
 PHOTO = (FIXTURES / "dslr_landscape.jpg").read_bytes()
 
