@@ -422,8 +422,9 @@ def _decode_scaled(data: bytes, factor: int, photo: photos.Photo | None = None) 
             src.draft(src.mode, (max(1, src.width // factor), max(1, src.height // factor)))
         src.load()
         done = src.decoderconfig[0] if src.decoderconfig else 1
-        rest = max(1, factor // done)
-        return src.reduce(rest) if rest > 1 else _detach(src)
+        im = _colour(src) or _detach(src)  # reduce() takes 8-bit modes only
+    rest = max(1, factor // done)
+    return _swap(im, im.reduce(rest)) if rest > 1 else im
 
 
 PNG_STRIP_BYTES = 4 << 20  # filtered image data decoded at once by _png_in_strips
@@ -503,6 +504,8 @@ def _colour(im: Image.Image) -> Image.Image | None:
     """A mode a provider and a JPEG encoder take: RGB, L, or RGBA/LA where there is alpha."""
     if im.mode in ("RGB", "L", "RGBA", "LA"):
         return None
+    if im.mode == "1":
+        return im.convert("L")
     if im.mode == "P":
         return im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):

@@ -128,6 +128,18 @@ def test_a_photo_over_the_providers_limit_is_sent_halved_until_it_fits():
         assert im.size == (320, 214) and is_upright(im)
 
 
+@pytest.mark.parametrize("name", sorted(PHOTOS))
+def test_every_corpus_flavour_over_the_limit_reaches_the_provider_reduced_and_upright(name):
+    data = read(name)
+    out, mime = media.prepare_for_provider(data, photos.sniff(data[:16]), 0.02)  # at most 20,000 pixels
+    w, h = PHOTOS[name]["upright_size"]
+    f = 4 if w * h > 80_000 else 2  # the corpus: 640x427 JPEGs and WebPs, 320x213 PNGs
+    with Image.open(io.BytesIO(out)) as im:
+        assert im.size == (-(-w // f), -(-h // f)) and im.mode in ("RGB", "L", "RGBA")
+        assert mime == ("image/png" if im.mode == "RGBA" else "image/jpeg")
+        assert is_upright(im)
+
+
 @pytest.mark.parametrize("name", ["png_rgb8.png", "png_palette.png", "png_alpha.png", "png_exif_orientation6.png"])
 def test_a_big_png_is_reduced_strip_by_strip_to_the_same_pixels_as_a_whole_decode(name, monkeypatch):
     monkeypatch.setattr(media, "PNG_STRIP_BYTES", 3000)  # many strips, so every seam is crossed
