@@ -565,25 +565,32 @@ def encode_output(data: bytes, output_format: str) -> tuple[bytes, str]:
 # ------------------------------------------------------------------------------ thumbnails
 
 def make_thumbnail(result_path, thumb_path, size: int = THUMBNAIL_PX) -> Path:
-    """Write a JPEG no larger than size × size, upright, aspect kept, beside the result. A JPEG
-    result is decoded at the DCT scale nearest above twice the thumbnail (Pillow's draft)."""
+    """Write a JPEG no larger than size × size, upright, aspect kept, beside the result.
+
+    Decoded reduced (JPEG: DCT scaling; PNG: strip by strip) to the largest power-of-two fraction
+    that still leaves twice the thumbnail's size to resample from."""
     data = _read(result_path)
     photo = photos.inspect(data, pixel_data=False)
     main, photo = photos.main_image(data, photo)
+    factor = 1
+    while max(photo.width, photo.height) // (factor * 2) >= 2 * size:
+        factor *= 2
     thumb_path = Path(thumb_path)
-    with _decoding("thumbnail", photo.pixels), Image.open(io.BytesIO(main)) as src:
-        src.thumbnail((size, size), reducing_gap=2.0)  # draft()s a JPEG before decoding
-        im = src if src.mode in ("RGB", "L") else src.convert("RGB")
-        im = _swap(im, _upright(im, photo.orientation)) if photo.orientation != 1 else im
-        if im.width > size or im.height > size:
-            im.thumbnail((size, size))
-        tmp = thumb_path.with_name(f".{thumb_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with _decoding("thumbnail", photo.pixels // (factor * factor)):
+        im = _decode_scaled(main, factor, photo)
         try:
-            im.save(tmp, "JPEG", quality=80)
-            os.replace(tmp, thumb_path)  # readers never see half a thumbnail
+            im = _swap(im, im.convert("RGB") if im.mode not in ("RGB", "L") else None)
+            im = _swap(im, _upright(im, photo.orientation))
+            im.thumbnail((size, size))
+            tmp = thumb_path.with_name(f".{thumb_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            try:
+                im.save(tmp, "JPEG", quality=80)
+                os.replace(tmp, thumb_path)  # readers never see half a thumbnail
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+            im.close()
     return thumb_path
 
 
