@@ -9,6 +9,7 @@ the first). RSS is read from /proc/<pid>/status (VmRSS), sampled every 10 ms. Li
     python bench/memory.py                               # 80 MP JPEG (orientation 6 and 1), 80 MP PNG
     python bench/memory.py --photos jpeg-o6 --count 20
     python bench/memory.py --code ../other-checkout      # the same load against another version
+    python bench/memory.py --stages                      # each pixel stage alone, in its own process
 
 Photos (made here from tests/fixtures/dslr_landscape.jpg, 8900 × 8900 = 79.2 MP):
 - jpeg-o6: JPEG with EXIF orientation 6 (a sideways camera portrait), quality 40
@@ -24,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -138,6 +140,49 @@ async def measure(pid: int, url: str, kind: str, data: bytes, count: int) -> dic
     return row
 
 
+STAGE = """
+import re, sys, time
+from pathlib import Path
+from photoslot import media
+
+def hwm():
+    return int(re.search(r"VmHWM:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+
+path, stage = Path(sys.argv[1]), sys.argv[2]
+data = path.read_bytes()
+mime = media.sniff_mime(data[:16])
+base = hwm()
+started = time.perf_counter()
+if stage == "check":
+    media.check_image(path, mime)
+elif stage == "provider":
+    media.prepare_for_provider(path, mime, *([24] if hasattr(media, "off_loop") else []))
+elif hasattr(media, "make_thumbnail"):
+    media.make_thumbnail(path, path.with_suffix(".thumb.jpg"))
+else:  # an older checkout: the thumbnail was made from the whole result's bytes in the handler
+    from photoslot.server.public_results import make_thumbnail
+    make_thumbnail(data)
+print(round(hwm() - base, 1), round(time.perf_counter() - started, 2))
+"""
+
+
+def stages(photos: dict[str, bytes], workdir: Path, code: Path) -> list[dict]:
+    """Each pixel stage alone, in a fresh process: its peak RSS growth (VmHWM) and time."""
+    rows = []
+    for kind, data in photos.items():
+        path = workdir / f"{kind}.img"
+        path.write_bytes(data)
+        for stage in ("check", "provider", "thumbnail"):
+            r = subprocess.run([sys.executable, "-c", STAGE, str(path), stage], capture_output=True, text=True,
+                               cwd=code, env={**os.environ, "PYTHONPATH": str(code)})
+            if r.returncode != 0:
+                raise RuntimeError(r.stderr)
+            growth, seconds = r.stdout.split()
+            rows.append({"photo": kind, "stage": stage, "peak_growth_mb": float(growth), "seconds": float(seconds)})
+            print(f"  {kind} {stage}: +{growth} MB, {seconds} s", flush=True)
+    return rows
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", default="jpeg-o6,jpeg-o1,png")
@@ -145,6 +190,8 @@ async def main() -> None:
     ap.add_argument("--code", type=Path, default=ROOT, help="the photoslot checkout `serve` runs from")
     ap.add_argument("--dsn", default=None, help="use this PostgreSQL (its photoslot tables are dropped!)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--stages", action="store_true",
+                    help="only measure each pixel stage (ingest check, provider copy, thumbnail) in its own process")
     args = ap.parse_args()
     args.latency = 0.0
     kinds = args.photos.split(",")
@@ -158,6 +205,16 @@ async def main() -> None:
     rig.env = lambda: {**os.environ, "PYTHONPATH": str(code)}
     out: dict = {"machine": machine(), "command": " ".join(["python", *sys.argv]), "rows": []}
     photos = make_photos(kinds)
+    if args.stages:
+        out["stages"] = stages(photos, workdir, code)
+        print("| photo | stage | peak RSS growth | time |")
+        print("|---|---|---:|---:|")
+        for r in out["stages"]:
+            print(f"| {r['photo']} | {r['stage']} | +{r['peak_growth_mb']} MB | {r['seconds']} s |")
+        if report:
+            report.write_text(json.dumps(out, indent=2))
+        shutil.rmtree(workdir, ignore_errors=True)
+        return
     try:
         rig.start_database()
         rig.start_emulator()
