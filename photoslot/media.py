@@ -5,7 +5,8 @@ Types and structure are decided from the bytes (photos.py), never from a part's 
 a library's format name. Pixels are decoded only where a rule needs them, and as small as the rule
 allows: a JPEG is checked at 1/8 scale, turned or downscaled from a DCT-scaled decode, and its
 thumbnail made from one. At most `DECODE_SLOTS` decodes run at once in the process, on their own
-threads (`off_loop`), and the memory is handed back to the OS after a big one.
+threads (`off_loop`; thumbnails on one thread of their own, so they can never take every slot),
+and the memory is handed back to the OS after a big one.
 """
 from __future__ import annotations
 
@@ -174,16 +175,19 @@ class MediaStore:
 DECODES: collections.Counter = collections.Counter()  # purpose -> decodes done (tests read it)
 _decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
 _count_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
+_pools: dict[str, ThreadPoolExecutor] = {}
+# Booth work (ingest check, provider copy, slot output) and thumbnails get their own threads: a
+# burst of first thumbnail requests can hold one decode slot at most, never both.
+LANES = {"photos": DECODE_SLOTS, "thumbnails": 1}
 
 
-async def off_loop(fn, *args, **kwargs):
+async def off_loop(fn, *args, lane: str = "photos", **kwargs):
     """Run a function of this module on the image threads, so that waiting for a decode slot never
     holds a thread of the default executor (file reads, password checks)."""
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=DECODE_SLOTS, thread_name_prefix="photoslot-image")
-    return await asyncio.get_running_loop().run_in_executor(_pool, functools.partial(fn, *args, **kwargs))
+    pool = _pools.get(lane)
+    if pool is None:
+        pool = _pools[lane] = ThreadPoolExecutor(max_workers=LANES[lane], thread_name_prefix=f"photoslot-{lane}")
+    return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args, **kwargs))
 
 
 @contextlib.contextmanager
@@ -606,7 +610,7 @@ async def thumbnail(result_path, thumb_path) -> Path:
     key = str(thumb_path)
     making = _thumbnails_in_flight.get(key)
     if making is None:
-        making = asyncio.ensure_future(off_loop(make_thumbnail, result_path, thumb_path))
+        making = asyncio.ensure_future(off_loop(make_thumbnail, result_path, thumb_path, lane="thumbnails"))
         _thumbnails_in_flight[key] = making
         making.add_done_callback(lambda _f: _thumbnails_in_flight.pop(key, None))
         making.add_done_callback(lambda f: f.cancelled() or f.exception())  # read by the waiters
