@@ -546,7 +546,8 @@ async def test_request_log_records_metadata_but_not_bytes(emulator, http, image_
     assert g["model"] == MODEL and g["prompt"] == "sepia please" and g["outcome"] == "ok"
     assert g["images"] == [{"mime": "image/png", "size_bytes": len(photo),
                             "sha256": hashlib.sha256(photo).hexdigest(), "width": 451,
-                            "height": 300, "source": "inline"}]
+                            "height": 300, "source": "inline", "format": "PNG", "frames": 1,
+                            "orientation": None}]
     assert isinstance(g["received_at"], float)
 
     t = log[1]
