@@ -63,16 +63,14 @@ def pg_dsn():
 
 
 def reset_database(dsn: str) -> None:
-    """A clean slate for one test. Applies the schema first (the first test finds an empty db)."""
-    from photoslot.db import schema_sql
+    """A clean slate for one test. Migrates the schema first (the first test finds an empty db)."""
+    from photoslot import schema
 
     conn = psycopg2.connect(dsn)
     try:
+        schema.migrate(conn)
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(hashtext('photoslot-schema'))")
-            cur.execute(schema_sql())
-            cur.execute("SELECT pg_advisory_unlock(hashtext('photoslot-schema'))")
             cur.execute("TRUNCATE jobs, audit_log, settings RESTART IDENTITY")
             cur.execute("TRUNCATE login_attempts, purge_requests RESTART IDENTITY")  # administration
             cur.execute("TRUNCATE template_media, media_objects, provider_request_counts")  # providers

@@ -8,6 +8,7 @@ import typer
 from photoslot.cli import common, jobs, settings, slot, template
 from photoslot.cli import admin as admin_cli, audit as audit_cli, stats as stats_cli, users as users_cli  # admin
 from photoslot.cli import secrets as secrets_cli  # security
+from photoslot.cli import backup as backup_cli, doctor as doctor_cli, migrate as migrate_cli  # appliance
 from photoslot.cli.common import config, console, err_console, fail, print_json, run_async, with_context
 
 app = typer.Typer(help="photoslot — DSLR Remote Pro ⇄ AI image providers, on PostgreSQL.",
@@ -22,13 +23,27 @@ app.add_typer(users_cli.app, name="users")
 app.add_typer(secrets_cli.app, name="secrets")
 app.add_typer(admin_cli.media_app, name="media")
 app.command("job")(admin_cli.job)
+app.command("doctor")(doctor_cli.doctor)  # appliance: doctor, migrate, backup, restore
+app.command("migrate")(migrate_cli.migrate)
+app.command("backup")(backup_cli.backup)
+app.command("restore")(backup_cli.restore)
 slot.app.command("reset-stats")(admin_cli.reset_stats)
 settings.app.command("provider-key")(admin_cli.provider_key)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from photoslot.version import line
+
+        typer.echo(line())
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(config_path: Optional[str] = typer.Option(None, "--config", metavar="PATH",
-                                                           help="YAML config (else PHOTOSLOT_CONFIG, ./photoslot.yaml)")):
+                                                           help="YAML config (else PHOTOSLOT_CONFIG, ./photoslot.yaml)"),
+                 _version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                               help="version, commit and PostgreSQL version")):
     common.state.config_path = config_path
 
 

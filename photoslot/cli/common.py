@@ -42,8 +42,13 @@ def fail(message: str, code: int = 1):
 
 
 def run_async(coro):
+    from photoslot.schema import SchemaError
+
     use_selector_loop_on_windows()
-    return asyncio.run(coro)
+    try:
+        return asyncio.run(coro)
+    except SchemaError as exc:  # e.g. serve/work on a database a newer photoslot migrated: one line
+        fail(exc.message, exc.exit_code)
 
 
 def with_context(fn: Callable[[AppContext], Awaitable[Any]]) -> Any:
