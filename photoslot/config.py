@@ -158,33 +158,34 @@ def _looks_like_a_key(name: str, defaults: dict) -> bool:
 
 
 def _env_value(name: str, dotted: str, text: str, default: Any) -> Any:
-    """The variable's text read as the default's type (bool, int, float, list, text)."""
+    """The variable's text read as the default's type (bool, number, list, text)."""
     word = text.strip()
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{name}={text!r}: {dotted} must be {expected}")
+
     if word.lower() in NULL_WORDS and (default is None or dotted in NULLABLE_INTS):
         return None
-    try:
-        if isinstance(default, bool):
-            if word.lower() in TRUE_WORDS:
-                return True
-            if word.lower() in FALSE_WORDS:
-                return False
-            raise ValueError("true or false")
-        if isinstance(default, (int, float)) or dotted in NULLABLE_INTS:
-            return _number(word, integer_default=isinstance(default, int) or default is None)
-        if isinstance(default, list):
-            if word.startswith("["):
-                items = yaml.safe_load(word)
-                if not isinstance(items, list):
-                    raise ValueError("a list like [45, 60] or 45,60")
-            else:
-                items = [part.strip() for part in word.split(",") if part.strip()]
+    if isinstance(default, bool):
+        if word.lower() in TRUE_WORDS + FALSE_WORDS:
+            return word.lower() in TRUE_WORDS
+        raise bad("true or false")
+    if isinstance(default, (int, float)) or dotted in NULLABLE_INTS:
+        try:
+            return _number(word, integer_default=not isinstance(default, float))
+        except ValueError:
+            raise bad("a number") from None
+    if isinstance(default, list):
+        try:
+            items = yaml.safe_load(word) if word.startswith("[") else [p.strip() for p in word.split(",") if p.strip()]
+            if not isinstance(items, list):
+                raise ValueError(word)
             if default and isinstance(default[0], (int, float)) and not isinstance(default[0], bool):
-                items = [item if isinstance(item, (int, float)) else _number(str(item), True) for item in items]
-            return items
-    except ValueError as exc:
-        expected = str(exc) if str(exc) in ("true or false", "a list like [45, 60] or 45,60") else \
-            ("a number" if not isinstance(default, list) else "a list of numbers like [45, 60] or 45,60")
-        raise ConfigError(f"{name}={text!r}: {dotted} must be {expected}") from None
+                items = [_number(str(item), integer_default=True) for item in items]
+        except (ValueError, yaml.YAMLError):
+            numbers = default and isinstance(default[0], (int, float))
+            raise bad("a list of numbers like [45, 60] or 45,60" if numbers else "a list like [a, b] or a,b") from None
+        return items
     return text
 
 
@@ -214,7 +215,8 @@ def _from_environment(cfg: "Config", env, defaults: dict = DEFAULTS) -> None:
         else:
             continue
         if dotted in given and given[dotted][1] != text:
-            raise ConfigError(f"{given[dotted][0]} and {name} both set {dotted}, to different values; set one")
+            first, second = sorted((given[dotted][0], name))
+            raise ConfigError(f"{first} and {second} both set {dotted}, to different values; set one")
         given[dotted] = (name, text)
     for dotted, (name, text) in sorted(given.items()):
         node: Any = defaults

@@ -93,8 +93,11 @@ def _copy_tree(dest: Path) -> None:
     if src_libs.is_dir():
         shutil.copytree(src_libs, libs)
     if sys.platform != "win32":
-        for program in (install / "bin").iterdir():
-            program.chmod(0o755)
+        # The bundle unpacks owner-only; PostgreSQL may run as another account (pgserver's
+        # helper user under root), which must read the tree and run the programs.
+        for path in [dest, *dest.rglob("*")]:
+            runnable = path.is_dir() or path.parent.name in ("bin", "pgserver.libs") or ".so" in path.name
+            path.chmod(0o755 if runnable else 0o644)
 
 
 def bundle_id() -> str:

@@ -82,6 +82,26 @@ def reset_database(dsn: str) -> None:
 
 
 @pytest.fixture
+def scratch_db(pg_dsn):
+    """An empty database of the test's own on the session's PostgreSQL, dropped afterwards."""
+    import uuid
+
+    from psycopg2.extensions import make_dsn
+
+    name = f"photoslot_scratch_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(pg_dsn)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_dsn(pg_dsn, dbname=name)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
 def own_pg(tmp_path):
     """A PostgreSQL of the test's own, which the test may stop and start (outage drills)."""
     from tests.pg_instance import DedicatedPostgres
