@@ -392,8 +392,11 @@ async def check_clock(db) -> Check:
     before = dt.datetime.now(dt.timezone.utc)
     row = await db.fetchone("clock_database_now")
     after = dt.datetime.now(dt.timezone.utc)
-    local = before + (after - before) / 2
-    skew = (local - row["now"]).total_seconds()
+    return clock_verdict(before + (after - before) / 2, row["now"])
+
+
+def clock_verdict(local: dt.datetime, database: dt.datetime) -> Check:
+    skew = (local - database).total_seconds()
     if local < CLOCK_FLOOR:
         return fail("clock", f"the system clock says {local:%Y-%m-%d %H:%M} UTC",
                     "set the date and time (and turn on automatic time / NTP)")
