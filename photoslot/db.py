@@ -227,7 +227,11 @@ async def connect(dsn: str, *, pool_size: int = 10, apply_schema: bool = True) -
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {str(exc).strip().splitlines()[0]}") from exc
     db = Database(pool, dsn)
     if apply_schema:
-        await db.apply_schema()
+        try:
+            await db.apply_schema()
+        except BaseException:  # e.g. schema.SchemaTooNew: the process stops, its pool must not leak
+            await db.close()
+            raise
     return db
 
 

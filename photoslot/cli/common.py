@@ -37,7 +37,8 @@ def config():
 
 
 def fail(message: str, code: int = 1):
-    err_console.print(f"error: {message}", markup=False, highlight=False)
+    # soft_wrap: one line however long (a path, a DSN), as scripts and the CLI's promise expect
+    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+
+import psycopg2
 
 import typer
 
@@ -20,11 +23,10 @@ def migrate(as_json: bool = typer.Option(False, "--json", help="machine-readable
         return await asyncio.to_thread(schema.migrate_dsn, dsn)
 
     try:
-        report = run_async(go())
-    except schema.SchemaError as exc:
-        fail(exc.message, exc.exit_code)
-    except Exception as exc:  # psycopg2.OperationalError and friends: one line, not a traceback
-        fail(f"database unavailable: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__}", 1)
+        report = run_async(go())  # a SchemaError (newer database, failed migration) is one line there
+    except (psycopg2.Error, OSError, subprocess.SubprocessError) as exc:  # no database to migrate
+        text = str(exc).strip()
+        fail(f"database unavailable: {text.splitlines()[0] if text else exc.__class__.__name__}", 1)
     if as_json:
         print_json(report)
         return
