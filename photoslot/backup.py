@@ -36,8 +36,9 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 
-from photoslot import __version__, pgbin, schema
+from photoslot import __version__, audit, pgbin, schema
 from photoslot import db as dbmod
+from photoslot.clock import SystemClock
 from photoslot.errors import PhotoslotError
 
 FORMAT = "photoslot-backup"
@@ -90,8 +91,6 @@ def _run_tool(cmd: list[str], what: str) -> None:
 
 async def backup(cfg, target: Path, *, with_results: bool = False, clock=None, dsn: str | None = None) -> dict:
     """Write the studio to `target` (replaced atomically when complete). Returns a summary."""
-    from photoslot.clock import SystemClock
-
     return await asyncio.to_thread(_backup, cfg, target, with_results, clock or SystemClock(), dsn)
 
 
@@ -255,9 +254,6 @@ def _wipe(cfg, dsn: str) -> None:
 
 async def restore(cfg, archive: Path, *, force: bool = False, clock=None, dsn: str | None = None) -> dict:
     """Restore `archive` into the configured data dir / database (audited). Returns a summary."""
-    from photoslot import audit
-    from photoslot.clock import SystemClock
-
     clock = clock or SystemClock()
     report, dsn = await asyncio.to_thread(_restore, cfg, archive, force, clock, dsn)
     database = await dbmod.connect(dsn, pool_size=1, apply_schema=False)

@@ -20,6 +20,22 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import aiohttp
+import psycopg2.extensions
+from cryptography import x509
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from photoslot import db as dbmod
+from photoslot import schema, templates, tls
+from photoslot import settings as live_settings
+from photoslot.alerts import disk_usage
+from photoslot.config import ConfigError, load_config
+from photoslot.errors import NotFound
+from photoslot.providers import catalogue
+from photoslot.providers.turbotext import DEFAULT_BASE_URL, METHODS
+
 OK, FAIL, SKIPPED = "ok", "fail", "skipped"
 KEY_CHECK_TIMEOUT = 10.0
 DB_TIMEOUT = 10.0
@@ -59,8 +75,6 @@ def as_json(checks: list[Check]) -> dict:
 # ---------------------------------------------------------------- the whole run
 
 async def run(config_path: str | None = None, environ: dict | None = None) -> list[Check]:
-    from photoslot.config import ConfigError, load_config
-
     try:
         cfg = load_config(config_path, environ=environ)
     except ConfigError as exc:
@@ -76,8 +90,6 @@ def check_config(cfg) -> Check:
 
 
 async def _database_checks(cfg) -> list[Check]:
-    from photoslot import db as dbmod
-
     names = ("schema", "ingest_password", "providers", "clock", "slots")
     try:
         dsn = await asyncio.wait_for(asyncio.to_thread(dbmod.resolve_dsn, cfg), timeout=60)
@@ -111,8 +123,6 @@ def _first_line(exc: BaseException) -> str:
 def _describe_dsn(dsn: str, cfg) -> str:
     if not cfg.dsn:
         return f"embedded PostgreSQL in {cfg.data_dir / 'pg'}"
-    import psycopg2.extensions
-
     params = psycopg2.extensions.parse_dsn(dsn)
     return f"{params.get('host', 'local socket')}:{params.get('port', 5432)}/{params.get('dbname', '?')}"
 
@@ -143,8 +153,6 @@ def check_data_dir(cfg) -> list[Check]:
 
 
 def check_disk(cfg, dirs: dict[str, Path]) -> Check:
-    from photoslot.alerts import disk_usage
-
     limit = float(cfg.get("alerts.media_disk_used_percent"))
     full, notes = [], []
     for label, path in dirs.items():
@@ -165,8 +173,6 @@ def check_disk(cfg, dirs: dict[str, Path]) -> Check:
 # ---------------------------------------------------------------- schema
 
 async def check_schema(dsn: str) -> Check:
-    from photoslot import schema
-
     try:
         st = await asyncio.to_thread(schema.state_dsn, dsn)
     except Exception as exc:
@@ -210,15 +216,13 @@ def port_is_free(host: str, port: int) -> tuple[bool, str | None]:
 async def photoslot_answers(cfg, host: str, port: int) -> str | None:
     """The URL where a photoslot answers on that port, else None. Its public OpenAPI document names
     the service, which a foreign program on the port will not."""
-    import aiohttp
-
-    tls = bool(cfg.get("server.tls_cert_file"))
+    https = bool(cfg.get("server.tls_cert_file"))
     h = _connect_host(host)
-    url = f"{'https' if tls else 'http'}://{'[' + h + ']' if ':' in h else h}:{port}/api/openapi.json"
+    url = f"{'https' if https else 'http'}://{'[' + h + ']' if ':' in h else h}:{port}/api/openapi.json"
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
             # our own certificate need not name 127.0.0.1: this asks who listens, it trusts nothing
-            async with http.get(url, ssl=False if tls else None) as resp:
+            async with http.get(url, ssl=False if https else None) as resp:
                 body = await resp.json(content_type=None)
     except Exception:  # anything but a photoslot answer: not ours
         return None
@@ -245,8 +249,6 @@ async def check_port(cfg) -> Check:
 # ---------------------------------------------------------------- settings and providers
 
 async def check_ingest_password(db) -> Check:
-    from photoslot import settings as live_settings
-
     rows = {r["key"]: r for r in await db.fetchall("settings_all")}
     row = rows.get(live_settings.PASSWORD_KEY)
     if row is None:
@@ -257,8 +259,6 @@ async def check_ingest_password(db) -> Check:
 
 async def check_providers(cfg, db) -> list[Check]:
     """One row per provider: its key, tried, when an enabled slot uses it."""
-    from photoslot import settings as live_settings
-
     in_use: dict[str, list[str]] = {}
     for slot in await db.fetchall("slot_list"):
         if slot["enabled"] and slot["provider_id"]:
@@ -286,8 +286,6 @@ async def check_providers(cfg, db) -> list[Check]:
 
 
 def _base_url(cfg, name: str) -> str:
-    from photoslot.providers.turbotext import DEFAULT_BASE_URL
-
     configured = cfg.get(f"providers.{name}.base_url")
     if configured:
         return configured.rstrip("/")
@@ -296,10 +294,6 @@ def _base_url(cfg, name: str) -> str:
 
 async def gemini_key_problem(cfg, key: str) -> str | None:
     """None when Gemini accepts the key (GET the configured model through the SDK the worker uses)."""
-    from google import genai
-    from google.genai import errors as genai_errors
-    from google.genai import types
-
     model = cfg.get("providers.gemini.model")
     options = types.HttpOptions(base_url=cfg.get("providers.gemini.base_url") or None,
                                 retry_options=types.HttpRetryOptions(attempts=1))
@@ -326,9 +320,6 @@ async def gemini_key_problem(cfg, key: str) -> str | None:
 
 async def turbotext_key_problem(cfg, key: str) -> str | None:
     """None when Turbotext accepts the key: a free status poll for a queue that does not exist."""
-    import aiohttp
-
-    from photoslot.providers.turbotext import METHODS
 
     url = f"{_base_url(cfg, 'turbotext')}/api_ai/{METHODS['image_edit']}"
     try:
@@ -358,8 +349,6 @@ KEY_CHECKS = {"gemini": gemini_key_problem, "turbotext": turbotext_key_problem}
 # ---------------------------------------------------------------- TLS, clock
 
 def check_tls(cfg) -> Check:
-    from photoslot import tls
-
     if not tls.enabled(cfg):
         return ok("tls", "not configured: plain HTTP (set server.tls_cert_file and tls_key_file for HTTPS)")
     try:
@@ -367,8 +356,6 @@ def check_tls(cfg) -> Check:
     except tls.TLSConfigError as exc:
         return fail("tls", str(exc), "point server.tls_cert_file / tls_key_file at a readable PEM "
                     "certificate chain and its unencrypted key")
-    from cryptography import x509
-
     cert_path = Path(cfg.get("server.tls_cert_file")).expanduser()
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     now = dt.datetime.now(dt.timezone.utc)
@@ -410,10 +397,6 @@ def clock_verdict(local: dt.datetime, database: dt.datetime) -> Check:
 
 async def check_slots(cfg, db) -> list[Check]:
     """Each enabled slot against the catalogue, and its templates' files on disk."""
-    from photoslot import templates
-    from photoslot.errors import NotFound
-    from photoslot.providers import catalogue
-
     enabled = [s for s in await db.fetchall("slot_list") if s["enabled"]]
     if not enabled:
         return [fail("slots", "no slot is enabled: every booth POST would get 404",

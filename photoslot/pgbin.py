@@ -21,6 +21,10 @@ import sys
 import warnings
 from pathlib import Path
 
+import psutil
+
+from photoslot import version
+
 log = logging.getLogger("photoslot.pgbin")
 
 RUNTIME_DIR = "runtime"
@@ -101,16 +105,12 @@ def _copy_tree(dest: Path) -> None:
 
 
 def bundle_id() -> str:
-    from photoslot import version
-
     return version.build_info().get("pg_bundle_id") or (bundled_version() or "unknown")
 
 
 def use_stable_copy(data_dir: Path) -> Path:
     """Binary only: make sure `<data_dir>/runtime/postgresql-<id>` holds the bundled PostgreSQL
     and point pgserver at it. Elsewhere a no-op. Returns the bin folder pgserver now uses."""
-    from photoslot import version
-
     if not version.frozen():
         return current_bin()
     runtime = Path(data_dir) / RUNTIME_DIR
@@ -139,8 +139,6 @@ def use_stable_copy(data_dir: Path) -> Path:
 
 def _remove_stale_copies(runtime: Path, keep: Path) -> None:
     """Copies left by an older binary, unless a PostgreSQL still runs from one."""
-    import psutil
-
     stale = [p for p in runtime.iterdir() if p.name.startswith(COPY_PREFIX) and p != keep]
     if not stale:
         return

@@ -28,6 +28,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extras
 
+from photoslot.db import QUERIES
 from photoslot.errors import PhotoslotError
 
 log = logging.getLogger("photoslot.schema")
@@ -101,8 +102,6 @@ def latest_version(folder=None) -> int:
 # ---------------------------------------------------------------- reading a database's state
 
 def _q(name: str) -> str:
-    from photoslot.db import QUERIES
-
     return QUERIES[name]
 
 

@@ -22,6 +22,11 @@ def _run(coro_fn):
         fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), 1)
 
 
+def _contents(counts: dict, templates: int, results: int | None) -> str:
+    return (f"{counts['configured_slots']} configured slot(s), {templates} template(s), {counts['jobs']} job(s), "
+            f"{counts['audit_entries']} audit entries" + (f", {results} result file(s)" if results is not None else ""))
+
+
 def backup(file: Path = typer.Argument(..., metavar="FILE", dir_okay=False, help="the archive to write"),
            with_results: bool = typer.Option(False, "--with-results", help="include the result photos too"),
            as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
@@ -35,12 +40,10 @@ def backup(file: Path = typer.Argument(..., metavar="FILE", dir_okay=False, help
     if as_json:
         print_json(report)
         return
-    c = report["counts"]
     console.print(f"backup written: {report['file']} ({report['size_bytes'] / 1e6:.1f} MB, schema version "
-                  f"{report['schema_version']}): {c['configured_slots']} configured slot(s), {report['templates']} "
-                  f"template(s), {c['jobs']} job(s), {c['audit_entries']} audit entries"
-                  + (f", {report['results']} result file(s)" if with_results else "")
-                  + f" in {report['ms']} ms", highlight=False)
+                  f"{report['schema_version']}): "
+                  f"{_contents(report['counts'], report['templates'], report['results'] if with_results else None)}"
+                  f" in {report['ms']} ms", highlight=False)
     for line in report["missing_files"]:
         console.print(f"warning: file gone during the backup, not in the archive: {line}", highlight=False)
     console.print("the archive holds the admin accounts and provider keys: keep it as safe as the studio PC",
@@ -59,11 +62,9 @@ def restore(file: Path = typer.Argument(..., metavar="FILE", exists=True, dir_ok
     if as_json:
         print_json(report)
         return
-    c = report["counts"]
     console.print(f"restored {report['file']} (made {report['created_at']} by photoslot "
                   f"{report['photoslot_version']}) into {report['data_dir']} ({report['database']} database): "
-                  f"{c['configured_slots']} configured slot(s), {c['templates']} template(s), {c['jobs']} job(s), "
-                  f"{c['audit_entries']} audit entries, {report['results_restored']} result file(s); "
+                  f"{_contents(report['counts'], report['counts']['templates'], report['results_restored'])}; "
                   f"schema version {report['schema_version']}" + (f" after {', '.join(report['migrated'])}"
                                                                   if report["migrated"] else ""), highlight=False)
     if report["config_copy"]:
