@@ -82,6 +82,19 @@ def reset_database(dsn: str) -> None:
 
 
 @pytest.fixture
+def pg_safe_tmp():
+    """A temporary folder for a PostgreSQL data dir of a test's own, outside pytest's basetemp.
+
+    As root the embedded PostgreSQL runs as a helper account that must traverse every parent
+    folder; pytest makes its basetemp root (/tmp/pytest-of-<user>) owner-only again at the start of
+    every session, so a suite starting beside this one would lock that account out mid-test.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="photoslot-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
 def scratch_db(pg_dsn):
     """An empty database of the test's own on the session's PostgreSQL, dropped afterwards."""
     import uuid

@@ -60,8 +60,8 @@ def slot_settings(rows: list[dict]) -> list[tuple]:
 
 
 async def test_a_backup_taken_while_serving_restores_on_a_new_data_dir_and_serves_the_same_studio(
-        studio_config, pg_dsn, emulator, tmp_path):
-    config, port = studio_config()
+        studio_config, pg_dsn, emulator, tmp_path, pg_safe_tmp):
+    config, port = studio_config(ingest__sync_response_seconds=30)  # a drill of data, not of deadlines
     r = cli(config, pg_dsn, "slot", "set", "slot-002", "--name", "Style booth", "--provider", "gemini",
             "--operation", "style_transfer", "--prompt", "paint it", "--template",
             f"style={FIXTURES / 'template_style.jpg'}")
@@ -83,7 +83,7 @@ async def test_a_backup_taken_while_serving_restores_on_a_new_data_dir_and_serve
     finally:
         await serve.stop()
 
-    spare = tmp_path / "spare-pc"
+    spare = pg_safe_tmp / "spare-pc"  # its own embedded PostgreSQL lives here
     spare.mkdir()
     spare_config = spare / "photoslot.yaml"
     raw = yaml.safe_load(config.read_text())

@@ -12,6 +12,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from photoslot import version
 from tests.acceptance.procs import Proc
 from tests.conftest import FIXTURES, free_port
 
@@ -34,10 +36,18 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def binary():
+    required = bool(os.environ.get("PHOTOSLOT_BINARY"))
     if not BINARY.is_file():
-        if os.environ.get("PHOTOSLOT_BINARY"):
+        if required:
             pytest.fail(f"PHOTOSLOT_BINARY={BINARY} does not exist: `make dist` did not produce it")
         pytest.skip("no one-file binary at dist/photoslot: `make dist` builds it (`.ci/run` always does)")
+    if not required:  # a developer's leftover build from another commit would test old code
+        shown = subprocess.run([str(BINARY), "--version"], capture_output=True, text=True, timeout=60).stdout
+        built = re.search(r"commit ([0-9a-f]+)", shown)
+        here = version.git_commit()
+        if built and here and built.group(1) != here.removesuffix("-dirty"):
+            pytest.skip(f"dist/photoslot was built from commit {built.group(1)}, the checkout is at {here}: "
+                        "`make dist` rebuilds it")
     return BINARY
 
 
@@ -117,7 +127,8 @@ def assert_processed_jpeg(status: int, body: bytes, content_type: str) -> None:
         assert img.format == "JPEG" and img.width > 0
 
 
-async def test_the_binary_runs_a_studio_end_to_end_without_python(binary, tmp_path):
+async def test_the_binary_runs_a_studio_end_to_end_without_python(binary, pg_safe_tmp):
+    tmp_path = pg_safe_tmp  # the studios' embedded PostgreSQL lives under it
     box = Box(binary, tmp_path)
     version = box.run("--version", timeout=60)
     assert version.returncode == 0, version.stderr
