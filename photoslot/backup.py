@@ -162,11 +162,15 @@ def _backup(cfg, target: Path, with_results: bool, clock, dsn: str | None) -> di
         (work / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str), encoding="utf-8")
         partial = target.with_name(f".{target.name}.partial")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds secrets
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            tar.add(work / MANIFEST, arcname=MANIFEST)
-            for name, path in members.items():
-                tar.add(path, arcname=name)
-        os.replace(partial, target)
+        try:
+            with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                tar.add(work / MANIFEST, arcname=MANIFEST)
+                for name, path in members.items():
+                    tar.add(path, arcname=name)
+            os.replace(partial, target)  # a reader never sees half an archive under the real name
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
     return {"file": str(target), "size_bytes": target.stat().st_size, "schema_version": st["current"],
             "templates": len(template_rows), "results": len(result_rows), "counts": counts,
             "missing_files": missing, "with_results": with_results,
