@@ -115,11 +115,11 @@ def scratch_db(pg_dsn):
 
 
 @pytest.fixture
-def own_pg(tmp_path):
+def own_pg(pg_safe_tmp):
     """A PostgreSQL of the test's own, which the test may stop and start (outage drills)."""
     from tests.pg_instance import DedicatedPostgres
 
-    pg = DedicatedPostgres(tmp_path / "own-pg")
+    pg = DedicatedPostgres(pg_safe_tmp / "own-pg")
     pg.start()
     yield pg
     pg.destroy()
