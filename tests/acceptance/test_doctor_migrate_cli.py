@@ -73,6 +73,7 @@ async def test_serve_work_and_migrate_refuse_a_database_a_newer_photoslot_migrat
     schema.migrate_dsn(scratch_db, folder=folder)
     config = write_config(tmp_path / "photoslot.yaml", data_dir=tmp_path / "data", dsn=scratch_db,
                           emulator_url=emulator.base_url, port=free_port())
+    config.chmod(0o600)  # it holds keys: serve would warn about a readable one, and stderr must be one line
     for args in (["serve"], ["work"], ["migrate"], ["slot", "list"]):
         r = cli(config, scratch_db, *args, timeout=60)
         assert r.returncode == 1, (args, r.stdout, r.stderr)
