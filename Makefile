@@ -1,13 +1,19 @@
 # Two commands on a fresh machine: `make run` and `make test`. Each creates .venv if missing.
+# `make dist` builds the one-file binary dist/photoslot (dist\photoslot.exe on Windows).
 PYTHON ?= python3
 VENV := .venv
 ifeq ($(OS),Windows_NT)
   BIN := $(VENV)/Scripts
+  DIST_BIN := dist/photoslot.exe
 else
   BIN := $(VENV)/bin
+  DIST_BIN := dist/photoslot
 endif
+# PyInstaller's own cache (analysed binaries) stays inside the tree: a second build in the same
+# run or checkout reuses it instead of starting over.
+export PYINSTALLER_CONFIG_DIR := $(CURDIR)/build/pyinstaller-cache
 
-.PHONY: run test bench docs clean
+.PHONY: run test bench docs dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +25,10 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-dist: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dist]'
 	touch $@
 
 run: $(VENV)/.installed
@@ -34,5 +44,11 @@ bench: $(VENV)/.installed-test
 docs: $(VENV)/.installed
 	$(BIN)/python docs/cli_reference.py
 
+dist: $(DIST_BIN)
+
+$(DIST_BIN): $(VENV)/.installed-dist packaging/photoslot.spec packaging/rthook_photoslot.py $(shell git ls-files photoslot 2>/dev/null)
+	$(BIN)/python -m PyInstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller packaging/photoslot.spec
+	$(DIST_BIN) --version
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

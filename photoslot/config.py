@@ -1,12 +1,17 @@
-"""Configuration: built-in defaults, overlaid by a YAML file, overlaid by the environment.
+"""Configuration: built-in defaults, overlaid by a YAML file, overlaid by the environment,
+overlaid by command-line flags.
 
-The key names are a public interface (docs/CLI.md); `config.example.yaml` documents each.
-Where the file comes from: `--config PATH`, else `PHOTOSLOT_CONFIG`, else `./photoslot.yaml` if
-present, else defaults only.
+The key names are a public interface (docs/CLI.md); `config.example.yaml` documents each. Where the file comes
+from: `--config PATH`, else `PHOTOSLOT_CONFIG`, else `./photoslot.yaml` if present, else defaults
+only. Every key can also be set as `PHOTOSLOT_<SECTION>_<KEY>` (`server.port` →
+`PHOTOSLOT_SERVER_PORT`, `providers.gemini.max_parallel` → `PHOTOSLOT_PROVIDERS_GEMINI_MAX_PARALLEL`),
+its text read as the default's type. A `PHOTOSLOT_*` name that starts like a key but is none is
+refused, so a typo in a service file cannot be silently ignored.
 """
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +112,122 @@ class ConfigError(ValueError):
     """A config file or value that cannot be used; the message names the key."""
 
 
+ENV_PREFIX = "PHOTOSLOT_"
+# PHOTOSLOT_* names that are not config keys.
+ENV_NOT_KEYS = {
+    "PHOTOSLOT_CONFIG": "the config file to read",
+    "PHOTOSLOT_INGEST_PASSWORD": "the ingest password for `photoslot slot test`",
+}
+# Names older than the PHOTOSLOT_<SECTION>_<KEY> scheme, kept; each sets the same key as its twin.
+ENV_ALIASES = {
+    "PHOTOSLOT_DSN": "database.dsn",
+    "GEMINI_API_KEY": "providers.gemini.api_key",
+    "TURBOTEXT_API_KEY": "providers.turbotext.api_key",
+}
+# Keys that hold a whole number or null (no limit) although their default is one or the other.
+NULLABLE_INTS = frozenset(f"providers.{p}.requests_per_{w}" for p in ("gemini", "turbotext") for w in ("minute", "day"))
+NULL_WORDS = ("null", "none", "~")
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def env_name(dotted: str) -> str:
+    return ENV_PREFIX + dotted.replace(".", "_").upper()
+
+
+def env_keys(defaults: dict = DEFAULTS) -> dict[str, str]:
+    """PHOTOSLOT_<SECTION>_<KEY> → dotted key, for every leaf of the defaults."""
+    out: dict[str, str] = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            dotted = prefix + key
+            if isinstance(value, dict):
+                walk(value, dotted + ".")
+                continue
+            name = env_name(dotted)
+            if name in out:  # two keys that only differ by where the underscore sits
+                raise RuntimeError(f"config keys {out[name]} and {dotted} share the variable {name}")
+            out[name] = dotted
+    walk(defaults, "")
+    return out
+
+
+def _looks_like_a_key(name: str, defaults: dict) -> bool:
+    """PHOTOSLOT_ followed by the first word of a top-level key (SERVER_…, PROVIDERS_…, DATA_…)."""
+    first = name[len(ENV_PREFIX):].split("_", 1)[0]
+    return any(first == top.split("_", 1)[0].upper() for top in defaults)
+
+
+def _env_value(name: str, dotted: str, text: str, default: Any) -> Any:
+    """The variable's text read as the default's type (bool, number, list, text)."""
+    word = text.strip()
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{name}={text!r}: {dotted} must be {expected}")
+
+    if word.lower() in NULL_WORDS and (default is None or dotted in NULLABLE_INTS):
+        return None
+    if isinstance(default, bool):
+        if word.lower() in TRUE_WORDS + FALSE_WORDS:
+            return word.lower() in TRUE_WORDS
+        raise bad("true or false")
+    if isinstance(default, (int, float)) or dotted in NULLABLE_INTS:
+        try:
+            return _number(word, integer_default=not isinstance(default, float))
+        except ValueError:
+            raise bad("a number") from None
+    if isinstance(default, list):
+        try:
+            items = yaml.safe_load(word) if word.startswith("[") else [p.strip() for p in word.split(",") if p.strip()]
+            if not isinstance(items, list):
+                raise ValueError(word)
+            if default and isinstance(default[0], (int, float)) and not isinstance(default[0], bool):
+                items = [_number(str(item), integer_default=True) for item in items]
+        except (ValueError, yaml.YAMLError):
+            numbers = default and isinstance(default[0], (int, float))
+            raise bad("a list of numbers like [45, 60] or 45,60" if numbers else "a list like [a, b] or a,b") from None
+        return items
+    return text
+
+
+def _number(word: str, integer_default: bool) -> int | float:
+    if integer_default:
+        try:
+            return int(word)
+        except ValueError:
+            pass
+    return float(word)  # ValueError for anything but a number
+
+
+def _from_environment(cfg: "Config", env, defaults: dict = DEFAULTS) -> None:
+    names = env_keys(defaults)
+    given: dict[str, tuple[str, str]] = {}  # dotted → (variable, text)
+    for name, text in env.items():
+        if not text:
+            continue  # an empty variable counts as unset (service managers often write NAME=)
+        if name in ENV_ALIASES:
+            dotted = ENV_ALIASES[name]
+        elif name in names:
+            dotted = names[name]
+        elif name.startswith(ENV_PREFIX) and name not in ENV_NOT_KEYS and _looks_like_a_key(name, defaults):
+            close = difflib.get_close_matches(name, list(names) + list(ENV_NOT_KEYS), n=1)
+            hint = f"; did you mean {close[0]}?" if close else "; see config.example.yaml"
+            raise ConfigError(f"unknown environment variable {name}: no config key by that name{hint}")
+        else:
+            continue
+        if dotted in given and given[dotted][1] != text:
+            first, second = sorted((given[dotted][0], name))
+            raise ConfigError(f"{first} and {second} both set {dotted}, to different values; set one")
+        given[dotted] = (name, text)
+    for dotted, (name, text) in sorted(given.items()):
+        node: Any = defaults
+        for part in dotted.split("."):
+            node = node[part]
+        cfg.set(dotted, _env_value(name, dotted, text, node))
+        cfg.from_env[dotted] = name
+
+
 def _merge(base: dict, over: dict, path: str = "") -> dict:
     out = copy.deepcopy(base)
     for key, value in over.items():
@@ -128,6 +249,7 @@ def _merge(base: dict, over: dict, path: str = "") -> dict:
 class Config:
     raw: dict = field(default_factory=lambda: copy.deepcopy(DEFAULTS))
     source: Path | None = None
+    from_env: dict = field(default_factory=dict)  # dotted key → the variable that set it
 
     def get(self, dotted: str) -> Any:
         node: Any = self.raw
@@ -193,7 +315,8 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(str(exc)) from None
 
 
-def load_config(path: str | Path | None = None, environ: dict | None = None) -> Config:
+def load_config(path: str | Path | None = None, environ: dict | None = None, flags: dict | None = None) -> Config:
+    """Defaults < the YAML file < the environment < `flags` (dotted key → value; None = not given)."""
     env = os.environ if environ is None else environ
     source: Path | None = None
     if path is None:
@@ -213,13 +336,9 @@ def load_config(path: str | Path | None = None, environ: dict | None = None) -> 
             raise ConfigError(f"config file {source} must hold a mapping")
         raw = _merge(DEFAULTS, loaded)
     cfg = Config(raw=raw, source=source)
-    if env.get("PHOTOSLOT_DATA_DIR"):
-        cfg.set("data_dir", env["PHOTOSLOT_DATA_DIR"])
-    if env.get("PHOTOSLOT_DSN"):
-        cfg.set("database.dsn", env["PHOTOSLOT_DSN"])
-    if env.get("GEMINI_API_KEY"):
-        cfg.set("providers.gemini.api_key", env["GEMINI_API_KEY"])
-    if env.get("TURBOTEXT_API_KEY"):
-        cfg.set("providers.turbotext.api_key", env["TURBOTEXT_API_KEY"])
+    _from_environment(cfg, env)
+    for dotted, value in (flags or {}).items():
+        if value is not None:
+            cfg.set(dotted, value)
     _validate(cfg)
     return cfg

@@ -1,7 +1,7 @@
 """PostgreSQL access: the embedded server, the aiopg pool, named queries, LISTEN/NOTIFY.
 
-Every statement is looked up by name in `queries/*.sql`; the schema is `schema.sql`. Both ship
-inside the package.
+Every statement is looked up by name in `queries/*.sql`; the schema is the numbered migrations in
+`migrations/*.sql` (applied by photoslot/schema.py). Both ship inside the package.
 """
 from __future__ import annotations
 
@@ -60,10 +60,6 @@ def _load_queries() -> dict[str, str]:
 QUERIES = _load_queries()
 
 
-def schema_sql() -> str:
-    return resources.files("photoslot").joinpath("schema.sql").read_text(encoding="utf-8")
-
-
 def _adapt(params: dict[str, Any]) -> dict[str, Any]:
     return {k: psycopg2.extras.Json(v) if isinstance(v, (dict, list)) else v for k, v in params.items()}
 
@@ -76,14 +72,11 @@ def start_embedded(data_dir: Path) -> str:
     pgserver keeps a per-data-dir list of the processes using the server and stops it when the
     last one exits, so `serve`, `work` and CLI commands on one data dir share one server.
     """
-    import warnings
+    from photoslot import pgbin  # imported lazily: a DSN deployment never needs the binaries
 
-    with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on servers; harmless
-        warnings.simplefilter("ignore")
-        import pgserver  # imported lazily: a DSN deployment never needs the binaries
-
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    pgserver = pgbin.import_pgserver()
     data_dir.mkdir(parents=True, exist_ok=True)
+    pgbin.use_stable_copy(data_dir)  # the one-file binary: never run PostgreSQL from its temp folder
     server = pgserver.get_server(data_dir / "pg", cleanup_mode="stop")
     admin_dsn = server.get_uri()
     conn = psycopg2.connect(admin_dsn)
@@ -211,12 +204,12 @@ class Database(_Runner):
         finally:
             self.pool.release(conn)
 
-    async def apply_schema(self) -> None:
-        async with self.transaction() as tx:
-            async with tx._cursor() as cur:
-                # One process at a time: CREATE … IF NOT EXISTS is not safe against a concurrent twin.
-                await cur.execute("SELECT pg_advisory_xact_lock(hashtext('photoslot-schema'))")
-                await cur.execute(schema_sql())
+    async def apply_schema(self) -> dict:
+        """Bring the schema to this photoslot's latest migration (photoslot/schema.py); raises
+        schema.SchemaTooNew for a database a newer photoslot migrated."""
+        from photoslot import schema
+
+        return await asyncio.to_thread(schema.migrate_dsn, self.dsn)
 
     async def close(self, timeout: float = 5) -> None:
         self.pool.close()
@@ -234,7 +227,11 @@ async def connect(dsn: str, *, pool_size: int = 10, apply_schema: bool = True) -
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {str(exc).strip().splitlines()[0]}") from exc
     db = Database(pool, dsn)
     if apply_schema:
-        await db.apply_schema()
+        try:
+            await db.apply_schema()
+        except BaseException:  # e.g. schema.SchemaTooNew: the process stops, its pool must not leak
+            await db.close()
+            raise
     return db
 
 

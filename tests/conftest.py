@@ -63,11 +63,44 @@ def pg_dsn():
 
 
 @pytest.fixture
-def own_pg(tmp_path):
+def pg_safe_tmp():
+    """A temporary folder for a PostgreSQL data dir of a test's own, outside pytest's basetemp.
+
+    As root the embedded PostgreSQL runs as a helper account that must traverse every parent
+    folder; pytest makes its basetemp root (/tmp/pytest-of-<user>) owner-only again at the start of
+    every session, so a suite starting beside this one would lock that account out mid-test.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="photoslot-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def scratch_db(pg_dsn):
+    """An empty database of the test's own on the session's PostgreSQL, dropped afterwards."""
+    import uuid
+
+    from psycopg2.extensions import make_dsn
+
+    name = f"photoslot_scratch_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(pg_dsn)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_dsn(pg_dsn, dbname=name)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def own_pg(pg_safe_tmp):
     """A PostgreSQL of the test's own, which the test may stop and start (outage drills)."""
     from tests.pg_instance import DedicatedPostgres
 
-    pg = DedicatedPostgres(tmp_path / "own-pg")
+    pg = DedicatedPostgres(pg_safe_tmp / "own-pg")
     pg.start()
     yield pg
     pg.destroy()

@@ -1,6 +1,6 @@
 """The one reset of photoslot's database state, shared by the test suite and the benchmark.
 
-Every table that holds state is named here once; a table added to schema.sql belongs in
+Every table that holds state is named here once; a table added by a migration belongs in
 STATE_TABLES too, or its rows would leak from one test (or one bench run) into the next.
 Slots are not deleted — the schema makes all 15 — but put back to unconfigured.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import psycopg2
 
-from photoslot.db import schema_sql
+from photoslot import schema
 
 STATE_TABLES = (
     "jobs", "audit_log", "settings",                              # the queue, the audit, live settings
@@ -21,14 +21,12 @@ UNCONFIGURE_SLOTS = ("UPDATE slots SET name = '', provider_id = NULL, operation_
 
 
 def reset_database(dsn: str) -> None:
-    """A clean slate. Applies the schema first (a fresh database is empty)."""
+    """A clean slate. Migrates the schema first (a fresh database is empty)."""
     conn = psycopg2.connect(dsn)
     try:
+        schema.migrate(conn)
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(hashtext('photoslot-schema'))")
-            cur.execute(schema_sql())
-            cur.execute("SELECT pg_advisory_unlock(hashtext('photoslot-schema'))")
             cur.execute(f"TRUNCATE {', '.join(STATE_TABLES)} RESTART IDENTITY")
             cur.execute(UNCONFIGURE_SLOTS)
     finally:

@@ -8,6 +8,9 @@ import typer
 
 from photoslot import logs
 from photoslot.cli import audit as audit_cli
+from photoslot.cli import backup as backup_cli
+from photoslot.cli import doctor as doctor_cli
+from photoslot.cli import migrate as migrate_cli
 from photoslot.cli import common, jobs, media, settings, slot, template
 from photoslot.cli import secrets as secrets_cli
 from photoslot.cli import stats as stats_cli
@@ -28,11 +31,25 @@ app.add_typer(users_cli.app, name="users")
 app.add_typer(secrets_cli.app, name="secrets")
 app.add_typer(media.app, name="media")
 app.command("job")(jobs.job)
+app.command("doctor")(doctor_cli.doctor)
+app.command("migrate")(migrate_cli.migrate)
+app.command("backup")(backup_cli.backup)
+app.command("restore")(backup_cli.restore)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from photoslot.version import line
+
+        typer.echo(line())
+        raise typer.Exit()
 
 
 @app.callback()
 def main_options(config_path: Optional[str] = typer.Option(None, "--config", metavar="PATH",
-                                                           help="YAML config (else PHOTOSLOT_CONFIG, ./photoslot.yaml)")):
+                                                           help="YAML config (else PHOTOSLOT_CONFIG, ./photoslot.yaml)"),
+                 _version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                               help="version, commit and PostgreSQL version")):
     common.state.config_path = config_path
 
 

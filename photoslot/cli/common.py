@@ -38,13 +38,19 @@ def config():
 
 
 def fail(message: str, code: int = 1):
-    err_console.print(f"error: {message}", markup=False, highlight=False)
+    # soft_wrap: one line however long (a path, a DSN), as scripts and the CLI's promise expect
+    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
 def run_async(coro):
+    from photoslot.schema import SchemaError
+
     use_selector_loop_on_windows()
-    return asyncio.run(coro)
+    try:
+        return asyncio.run(coro)
+    except SchemaError as exc:  # e.g. serve/work on a database a newer photoslot migrated: one line
+        fail(exc.message, exc.exit_code)
 
 
 def with_context(fn: Callable[[AppContext], Awaitable[Any]]) -> Any:

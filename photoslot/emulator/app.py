@@ -59,7 +59,7 @@ async def _requests(request: web.Request) -> web.Response:
 async def _index(request: web.Request) -> web.Response:
     return web.json_response({
         "service": "photoslot emulator",
-        "gemini": "POST /{v1,v1beta}/models/{model}:generateContent",
+        "gemini": ["POST /{v1,v1beta}/models/{model}:generateContent", "GET /{v1,v1beta}/models/{model}"],
         "turbotext": "POST /api_ai/{generate_image2image,mix_images,deepfake_photo}",
         "control": ["POST /emulator/control", "GET /emulator/control",
                     "GET /emulator/stats", "GET /emulator/requests"],
@@ -98,6 +98,7 @@ def make_app(
     for version in ("v1", "v1beta", "v1alpha"):
         app.router.add_post(rf"/{version}/models/{{model:[^/:]+}}:generateContent",
                             gemini.generate_content)
+        app.router.add_get(rf"/{version}/models/{{model:[^/:]+}}", gemini.get_model)
     app.router.add_post("/api_ai/{method}", turbotext.api_ai)
     app.router.add_get("/api_ai/result/{name}", turbotext.download_result)
     app.router.add_post("/emulator/control", _control)

@@ -259,3 +259,28 @@ async def _serve(request: web.Request, state: EmulatorState, entry: dict,
         return "truncated_json", web.Response(
             body=raw_out[: len(raw_out) // 2], content_type="application/json")
     return "ok", web.json_response(body)
+
+
+async def get_model(request: web.Request) -> web.Response:
+    """`GET /{version}/models/{model}`: the model's metadata — Google's cheapest authenticated
+    call, which `photoslot doctor` uses to prove a key works without generating (or paying for)
+    an image. A wrong key gets the same 400 as generateContent; faults and latency do not apply."""
+    state: EmulatorState = request.app[STATE_KEY]
+    model = request.match_info["model"]
+    expected = state.api_keys["gemini"]
+    given = request.headers.get("x-goog-api-key") or request.query.get("key")
+    outcome = "invalid_key" if expected is not None and given != expected else "ok"
+    state.record({"provider": "gemini", "path": request.path, "method": "models.get", "model": model,
+                  "outcome": outcome})
+    log.info("gemini %s %s outcome=%s", request.method, request.path, outcome)
+    if outcome == "invalid_key":
+        return google_error(400, INVALID_KEY_MESSAGE)
+    return web.json_response({
+        "name": f"models/{model}",
+        "version": "emulated",
+        "displayName": f"{model} (photoslot emulator)",
+        "description": "Stand-in served by photoslot emulate.",
+        "inputTokenLimit": 32768,
+        "outputTokenLimit": 32768,
+        "supportedGenerationMethods": ["generateContent", "countTokens"],
+    })

@@ -1,5 +1,7 @@
--- photoslot: the whole schema. Idempotent: applied at every start under an advisory lock.
--- A later change adds statements below (ADD COLUMN IF NOT EXISTS …) and bumps the version at the end.
+-- photoslot migration 0001: the baseline — the whole schema as it stood when migrations began.
+-- NEVER EDIT THIS FILE: studios have it applied. A change is a new file, 0002_what_it_does.sql.
+-- It is idempotent on purpose: a database made before migrations existed (schema_meta version 1,
+-- no schema_migrations table) is brought to exactly this state by running it once more.
 
 CREATE TABLE IF NOT EXISTS schema_meta (
     id         integer PRIMARY KEY CHECK (id = 1),
