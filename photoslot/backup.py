@@ -40,6 +40,7 @@ from photoslot import __version__, audit, pgbin, schema
 from photoslot import db as dbmod
 from photoslot.clock import SystemClock
 from photoslot.errors import PhotoslotError
+from photoslot.sql import QUERIES
 
 FORMAT = "photoslot-backup"
 FORMAT_VERSION = 1
@@ -61,7 +62,7 @@ class TargetNotEmpty(PhotoslotError):
 
 
 def _q(name: str) -> str:
-    return dbmod.QUERIES[name]
+    return QUERIES[name]
 
 
 def _sha256(path: Path) -> str:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-from importlib import resources
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
@@ -18,6 +16,9 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
+
+from photoslot import schema
+from photoslot.sql import QUERIES
 
 log = logging.getLogger("photoslot.db")
 
@@ -40,24 +41,6 @@ ACQUIRE_TIMEOUT_WHILE_DOWN = 1.0
 DOWN_MEMORY_SECONDS = 30.0
 
 
-def _load_queries() -> dict[str, str]:
-    """Every statement photoslot runs, by name, from photoslot/queries/*.sql (one file per domain)."""
-    queries: dict[str, str] = {}
-    folder = resources.files("photoslot").joinpath("queries")
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if not entry.name.endswith(".sql"):
-            continue
-        text = entry.read_text(encoding="utf-8")
-        for block in re.split(r"^-- name: ", text, flags=re.M)[1:]:
-            name, _, body = block.partition("\n")
-            name = name.strip()
-            if name in queries:
-                raise RuntimeError(f"query {name!r} is defined twice (second time in {entry.name})")
-            queries[name] = body.strip()
-    return queries
-
-
-QUERIES = _load_queries()
 
 
 def _adapt(params: dict[str, Any]) -> dict[str, Any]:
@@ -207,7 +190,6 @@ class Database(_Runner):
     async def apply_schema(self) -> dict:
         """Bring the schema to this photoslot's latest migration (photoslot/schema.py); raises
         schema.SchemaTooNew for a database a newer photoslot migrated."""
-        from photoslot import schema
 
         return await asyncio.to_thread(schema.migrate_dsn, self.dsn)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 
-from photoslot import version
+from photoslot import build
 
 log = logging.getLogger("photoslot.pgbin")
 
@@ -105,13 +105,13 @@ def _copy_tree(dest: Path) -> None:
 
 
 def bundle_id() -> str:
-    return version.build_info().get("pg_bundle_id") or (bundled_version() or "unknown")
+    return build.build_info().get("pg_bundle_id") or (bundled_version() or "unknown")
 
 
 def use_stable_copy(data_dir: Path) -> Path:
     """Binary only: make sure `<data_dir>/runtime/postgresql-<id>` holds the bundled PostgreSQL
     and point pgserver at it. Elsewhere a no-op. Returns the bin folder pgserver now uses."""
-    if not version.frozen():
+    if not build.frozen():
         return current_bin()
     runtime = Path(data_dir) / RUNTIME_DIR
     dest = runtime / f"{COPY_PREFIX}{bundle_id()}"

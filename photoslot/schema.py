@@ -28,8 +28,8 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extras
 
-from photoslot.db import QUERIES
 from photoslot.errors import PhotoslotError
+from photoslot.sql import QUERIES
 
 log = logging.getLogger("photoslot.schema")
 

@@ -7,32 +7,13 @@ the PostgreSQL version from the bundled `pg_config`.
 """
 from __future__ import annotations
 
-import functools
-import json
 import subprocess
-import sys
-from importlib import resources
 from pathlib import Path
 
-from photoslot import __version__
+from photoslot import __version__, pgbin
+from photoslot.build import build_info, frozen
 
-BUILD_INFO_FILE = "_build_info.json"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def frozen() -> bool:
-    """True inside the one-file binary (PyInstaller sets sys.frozen)."""
-    return bool(getattr(sys, "frozen", False))
-
-
-@functools.lru_cache(maxsize=1)
-def build_info() -> dict:
-    """The build's facts, or {} when running from a checkout / an installed package."""
-    try:
-        text = resources.files("photoslot").joinpath(BUILD_INFO_FILE).read_text(encoding="utf-8")
-    except (FileNotFoundError, OSError):
-        return {}
-    return json.loads(text)
 
 
 def git_commit(root: Path = REPO_ROOT) -> str | None:
@@ -59,8 +40,6 @@ def postgresql_version() -> str:
     baked = build_info().get("postgresql")
     if baked:
         return baked
-    from photoslot import pgbin
-
     return pgbin.bundled_version() or "unknown"
 
 
