@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import aiohttp
+import psycopg2
 import pytest
 
 from photoslot.config import load_config
