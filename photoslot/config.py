@@ -34,6 +34,9 @@ DEFAULTS: dict[str, Any] = {
         "tls_check_seconds": 5,
         "shutdown_grace_seconds": 10,
         "trusted_proxies": [],  # peers whose X-Forwarded-For is believed (addresses or networks)
+        "header_timeout_seconds": 10,  # a connection must send a complete request head within this
+        "max_connections": 1000,  # open connections in all; lowered to fit the open-file limit
+        "max_connections_per_client": 32,  # open connections from one client address
     },
     "workers": {
         "in_process": 4,
@@ -50,6 +53,11 @@ DEFAULTS: dict[str, Any] = {
         "deadline_margin_ms": 40,
         "max_extra_fields": 50,
         "max_extra_field_bytes": 4096,
+        "password_max_failures": 5,  # free wrong passwords per client address before the back-off
+        "password_backoff_seconds": 1,  # the first wait after those; it doubles with each failure
+        "password_max_backoff_seconds": 60,
+        "password_window_seconds": 900,  # failures are forgotten this long after the newest one
+        "file_before_password_buffer_mb": 64,  # in-memory total for file parts sent before the password
     },
     "results": {"retention_hours": 72},
     "providers": {
@@ -300,6 +308,15 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"ingest.sync_response_seconds={sync} is outside sync_response_bounds [{lo}, {hi}]")
     if cfg.get("ingest.max_upload_mb") <= 0:
         raise ConfigError("ingest.max_upload_mb must be positive")
+    for key in ("server.header_timeout_seconds", "ingest.password_backoff_seconds",
+                "ingest.password_max_backoff_seconds", "ingest.password_window_seconds"):
+        if not float(cfg.get(key)) > 0:
+            raise ConfigError(f"{key} must be a positive number of seconds")
+    for key in ("server.max_connections", "server.max_connections_per_client"):
+        if int(cfg.get(key)) < 1:
+            raise ConfigError(f"{key} must be at least 1")
+    if int(cfg.get("ingest.password_max_failures")) < 0 or float(cfg.get("ingest.file_before_password_buffer_mb")) < 0:
+        raise ConfigError("ingest.password_max_failures and ingest.file_before_password_buffer_mb must not be negative")
     for name in ("gemini", "turbotext"):
         if int(cfg.get(f"providers.{name}.max_parallel")) < 1:
             raise ConfigError(f"providers.{name}.max_parallel must be at least 1")

@@ -22,6 +22,11 @@ RETENTION_KEY = "result_retention_hours"
 PASSWORD_KEY = "ingest_password"
 PROVIDER_KEY_PREFIX = secrets.PROVIDER_KEY_PREFIX  # + provider id; the API key set over the admin API (wins over config)
 PROVIDER_NAMES = ("gemini", "turbotext")
+# Anyone on the studio network may guess it, so the length is what the throttle buys time with:
+# 12 characters from a typed alphabet are out of reach at a few guesses per minute per address.
+INGEST_PASSWORD_MIN = 12
+INGEST_PASSWORD_MAX = 256
+GENERATED_PASSWORD_BYTES = 12  # 16 URL-safe characters
 
 log = logging.getLogger("photoslot.settings")
 
@@ -103,8 +108,9 @@ def check_changes(bounds: tuple[float, float], *, sync_response_seconds=None, in
         else:
             changes[RETENTION_KEY] = hours
     if ingest_password is not None:
-        if not isinstance(ingest_password, str) or not (4 <= len(ingest_password) <= 256):
-            errors["ingest_password"] = "must be 4 to 256 characters"
+        if not isinstance(ingest_password, str) or not (INGEST_PASSWORD_MIN <= len(ingest_password)
+                                                        <= INGEST_PASSWORD_MAX):
+            errors["ingest_password"] = f"must be {INGEST_PASSWORD_MIN} to {INGEST_PASSWORD_MAX} characters"
         else:
             changes[PASSWORD_KEY] = ingest_password
     for name, key in (provider_keys or {}).items():
@@ -152,7 +158,7 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
 
 async def ensure_ingest_password(db, clock) -> str | None:
     """First start: generate an ingest password if none is set; returns it (to print once)."""
-    password = generate_password(9)
+    password = generate_password(GENERATED_PASSWORD_BYTES)
     inserted = await db.fetchone("setting_insert_if_missing", key=PASSWORD_KEY, value=hash_password(password),
                                  now=clock.now(), actor="first-start")
     return password if inserted else None

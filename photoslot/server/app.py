@@ -45,7 +45,7 @@ def build_app(ctx, *, shutdown: asyncio.Event | None = None) -> web.Application:
 
 async def _waiter_poll(app: web.Application):
     """While the app runs: the waiting ingests' fallback poll (one query per interval in all),
-    and the loop-lag probe the ingest deadline uses."""
+    and the loop-lag probe the ingest deadline uses; at the end the ingest's own clean-up."""
     ctx = app[CTX]
     ingest = app[INGEST]
     ingest.lag.start()
@@ -53,6 +53,7 @@ async def _waiter_poll(app: web.Application):
                                name="photoslot-waiter-poll")
     yield
     await ingest.lag.stop()
+    ingest.close()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

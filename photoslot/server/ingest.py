@@ -3,9 +3,13 @@
 The whole answer (200 or an error) leaves within T_sync_response of the request's arrival. One
 shot goes through five stages, each a method below:
 
-1. admit   — slot, declared size, back-pressure and quota, before a byte of the photo is read;
-2. receive — the form, streamed to uploads/ under the size cap and the deadline;
-3. check   — password, type (from the bytes), the provider's limits, the image header;
+1. admit   — slot id, the client's guess throttle, declared size, back-pressure and quota, before
+             a byte of the photo is read;
+2. receive — the form under the deadline: the password is checked as soon as it arrives, and
+             only then does the photo go to uploads/ (a photo sent before the password waits in
+             memory under a process-wide budget); an unconfigured or disabled slot is answered
+             404 only after the password, so the answer to a wrong one never tells slots apart;
+3. check   — type (from the bytes), the provider's limits, the image header;
 4. queue   — the job row (from here on every exit finalizes the job);
 5. wait and answer — the result, or the 504 when the window ends.
 
@@ -18,6 +22,7 @@ import contextlib
 import datetime as dt
 import errno
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -25,17 +30,17 @@ from pathlib import Path
 
 from aiohttp import web
 
-from photoslot import SLOT_IDS, jobs, metrics, quotas
+from photoslot import SLOT_IDS, ingest_limits, jobs, metrics, quotas
 from photoslot import media as media_mod
 from photoslot import settings as live_settings
 from photoslot.db import DatabaseUnavailable
 from photoslot.logs import event
 from photoslot.outcomes import ingest_answer
-from photoslot.passwords import CachedVerifier
+from photoslot.passwords import CachedVerifier, CheckerBusy
 from photoslot.providers import catalogue
 from photoslot.server.ingest_answers import IngestError, error_response
 from photoslot.server.lag import LagMonitor
-from photoslot.server.toolkit import FormError, PartTooLarge, copy_part, read_bounded, read_form
+from photoslot.server.toolkit import CHUNK, FormError, PartTooLarge, copy_part, read_bounded, read_form
 from photoslot.slots import is_configured
 
 log = logging.getLogger("photoslot.ingest")
@@ -45,6 +50,11 @@ MAX_PASSWORD_BYTES = 1024
 MAX_DROPPED_FIELD_BYTES = 1024 * 1024  # an over-long extra field is skipped up to this, then 413
 RETRY_AFTER_QUEUE_FULL = 5
 RETRY_AFTER_DB = 2
+RETRY_AFTER_BUSY = 1
+GUESS_REPORT_SECONDS = 60  # who is guessing: one summary per minute at most, never a line per guess
+# Outcomes a guesser produces by the thousand: counted in the guess report and the metrics, not
+# logged one line each.
+QUIET_OUTCOMES = frozenset({"invalid_password", "too_many_attempts", "server_busy"})
 
 
 @dataclass
@@ -61,6 +71,9 @@ class Shot:
     size: int = 0
     password: str | None = None
     password_checked: bool = False
+    client: str = "unknown"    # the client's throttling key (ingest_limits.client_key)
+    held: bytearray | None = None  # a photo that came before the password, in memory
+    held_taken: int = 0        # bytes of the process-wide buffer budget this shot holds
     metadata: dict = field(default_factory=dict)
     filename: str | None = None  # as the booth named the photo (logged, escaped, never used as a path)
     answered_ms: int = 0
@@ -81,6 +94,7 @@ class Admission:
     hard_deadline: float       # loop time the window ends
     expires_at: dt.datetime    # the job's deadline on the clock
     max_bytes: int
+    slot_ready: bool = True    # configured and enabled; otherwise 404 once the password is right
 
 
 class IngestHandler:
@@ -88,6 +102,11 @@ class IngestHandler:
         self.ctx = ctx
         self.cfg = ctx.cfg
         self.verifier = CachedVerifier()
+        self.throttle = ingest_limits.PasswordThrottle.from_config(self.cfg)
+        self.buffers = ingest_limits.BufferBudget(
+            int(float(self.cfg.get("ingest.file_before_password_buffer_mb")) * 1024 * 1024))
+        self._report_at = float("-inf")
+        self._report_handle: asyncio.TimerHandle | None = None
         self.shutdown = shutdown      # set when serve gives up waiting for in-flight ingests
         self.in_flight: set[asyncio.Task] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -155,10 +174,12 @@ class IngestHandler:
         """Whatever the outcome: no upload outlives a shot without a job; one log line; the metrics."""
         if not shot.queued and shot.path is not None:
             self.ctx.media.remove(shot.path)
+        self._release_held(shot)
         shot.answered_ms = int((time.perf_counter() - shot.started) * 1000)
         status = answer.status if answer is not None else None
-        event(log, "ingest", job=str(shot.job_id) if shot.queued else None, slot=shot.slot_id, outcome=outcome,
-              status=status, ms=shot.answered_ms)
+        if outcome not in QUIET_OUTCOMES:
+            event(log, "ingest", job=str(shot.job_id) if shot.queued else None, slot=shot.slot_id, outcome=outcome,
+                  status=status, ms=shot.answered_ms)
         metrics.safe(metrics.of(self.ctx).observe_ingest, shot.slot_id, outcome,
                      status if status is not None else 499 if outcome == "client_gone" else 500,
                      shot.answered_ms / 1000)
@@ -172,18 +193,29 @@ class IngestHandler:
     # ---------------------------------------------------------------- 1. admit
 
     async def _admit(self, request: web.Request, shot: Shot) -> Admission:
-        """Refuse what can be refused before reading the photo: slot, declared size, queue, quota."""
+        """Refuse what can be refused before reading the photo: slot id, a client backing off,
+        declared size, queue, quota."""
         if shot.slot_id not in SLOT_IDS:
             raise IngestError(404, "slot_not_found", "no such slot; slots are slot-001 … slot-015", unread_body=True)
+        shot.client = ingest_limits.client_key(request.remote)
+        wait = self.throttle.wait(shot.client, self._now())
+        if wait > 0:
+            self._report_guessing()
+            retry = max(1, math.ceil(wait))
+            raise IngestError(429, "too_many_attempts", f"too many wrong passwords from this address; retry in {retry} s",
+                              retry_after=retry, unread_body=True)
         max_bytes = media_mod.max_upload_bytes(self.cfg)
         if request.content_length is not None and request.content_length > max_bytes + 256 * 1024:
             raise IngestError(413, "payload_too_large", f"upload is larger than {self.cfg.get('ingest.max_upload_mb')} MB",
                               unread_body=True)
         context = await _reachable(self.ctx.db.fetchone("ingest_context", slot_id=shot.slot_id), unread_body=True)
-        if context is None or not is_configured(context) or not context["enabled"]:
+        if context is None:
             raise IngestError(404, "slot_not_found", f"{shot.slot_id} is not configured or is disabled",
                               unread_body=True)
         live = live_settings.from_rows(self.cfg, context["live_settings"] or {})
+        if not is_configured(context) or not context["enabled"]:
+            # Answered 404 only once the password is right (receive): no slot enumeration by guessers.
+            return self._admission(shot, context, live, max_bytes, slot_ready=False)
         if context["pending_jobs"] >= int(self.cfg.get("ingest.max_pending_jobs")):
             raise IngestError(429, "queue_full", f"{context['pending_jobs']} jobs are waiting; retry shortly",
                               retry_after=RETRY_AFTER_QUEUE_FULL, unread_body=True)
@@ -191,34 +223,42 @@ class IngestHandler:
                                  unread_body=True)
         if spent is not None:  # a job queued now could only fail: refuse before reading the photo
             raise IngestError(503, "quota_exhausted", spent.detail, retry_after=spent.retry_after, unread_body=True)
+        return self._admission(shot, context, live, max_bytes)
+
+    def _admission(self, shot: Shot, context: dict, live, max_bytes: int, *, slot_ready: bool = True) -> Admission:
         window = live.sync_response_seconds
         return Admission(context=context, live=live, window=window, deadline=shot.t0 + window - self.margin,
                          hard_deadline=shot.t0 + window, expires_at=shot.arrived + dt.timedelta(seconds=window),
-                         max_bytes=max_bytes)
+                         max_bytes=max_bytes, slot_ready=slot_ready)
 
     # ---------------------------------------------------------------- 2. receive
 
     async def _receive(self, request: web.Request, shot: Shot, admission: Admission) -> None:
-        """Read the form under the deadline: the photo to uploads/, the password, extra fields."""
+        """Read the form under the deadline: the password (checked at once), the photo (to uploads/
+        once the password is right, held in memory until then), extra fields."""
         max_fields = int(self.cfg.get("ingest.max_extra_fields"))
         max_field_bytes = int(self.cfg.get("ingest.max_extra_field_bytes"))
 
         async def on_part(part) -> None:
             name = part.name or ""
             if name in FILE_FIELDS:
-                if shot.path is not None:
+                if shot.path is not None or shot.held is not None:
                     raise IngestError(400, "invalid_request", "more than one file field", unread_body=True)
                 shot.filename = part.filename
-                await self._stream_file(part, shot, admission.max_bytes)
+                if shot.password_checked:  # the usual order: password first, photo straight to disk
+                    await self._stream_file(part, shot, admission.max_bytes)
+                else:
+                    await self._hold_file(part, shot, admission.max_bytes)
             elif name == "password":
+                if shot.password is not None:
+                    raise IngestError(400, "invalid_request", "more than one password field", unread_body=True)
                 raw = await read_bounded(part, MAX_PASSWORD_BYTES)
                 if raw is None:
                     raise IngestError(400, "invalid_request", "password field is too long", unread_body=True)
                 shot.password = raw.decode("utf-8", errors="replace")
-                if shot.path is None:
-                    # Password first (the usual order): refuse before reading the photo.
-                    await self._check_password(shot.password, admission.live, unread_body=True)
-                    shot.password_checked = True
+                await self._check_password(shot, admission, unread_body=True)
+                if shot.held is not None:
+                    await self._store_held(shot)
             else:
                 raw = await read_bounded(part, max_field_bytes)
                 if len(shot.metadata) < max_fields and name:
@@ -234,23 +274,74 @@ class IngestHandler:
         except TimeoutError:
             raise IngestError(504, "timeout", "the upload did not finish within the response window",
                               unread_body=True) from None
+        if not shot.password_checked:  # the form ended without a password field
+            await self._check_password(shot, admission)
 
     async def _stream_file(self, part, shot: Shot, max_bytes: int) -> None:
+        try:
+            await self._write_upload(shot, lambda write: copy_part(part, write, max_bytes))
+        except PartTooLarge:
+            raise self._too_large() from None
+
+    async def _hold_file(self, part, shot: Shot, max_bytes: int) -> None:
+        """A photo before the password: into memory, under the process-wide budget, never to disk."""
+        shot.held = bytearray()
+
+        def keep(chunk: bytes) -> None:
+            if not self.buffers.take(len(chunk)):
+                raise _BudgetFull()
+            shot.held_taken += len(chunk)
+            shot.held += chunk
+
+        try:
+            await copy_part(part, keep, max_bytes)
+        except PartTooLarge:
+            raise self._too_large() from None
+        except _BudgetFull:
+            self.throttle.note(shot.client, "busy")
+            self._report_guessing()
+            raise IngestError(503, "server_busy", "the photo came before the password and the memory for such "
+                              "uploads is in use; send the password field first, or retry",
+                              retry_after=RETRY_AFTER_BUSY, unread_body=True) from None
+
+    async def _store_held(self, shot: Shot) -> None:
+        """The password was right: the held photo goes to uploads/ like a streamed one."""
+        held = memoryview(shot.held)
+
+        async def replay(write) -> int:
+            for at in range(0, len(held), CHUNK):
+                write(held[at:at + CHUNK])
+            return len(held)
+
+        try:
+            await self._write_upload(shot, replay)
+        finally:
+            held.release()
+            self._release_held(shot)
+
+    def _release_held(self, shot: Shot) -> None:
+        self.buffers.give_back(shot.held_taken)
+        shot.held_taken = 0
+        shot.held = None
+
+    def _too_large(self) -> IngestError:
+        return IngestError(413, "payload_too_large", f"upload is larger than {self.cfg.get('ingest.max_upload_mb')} MB",
+                           unread_body=True)
+
+    async def _write_upload(self, shot: Shot, fill) -> None:
+        """The photo to uploads/: `fill(write)` feeds it chunk by chunk and returns its size."""
         path = self.ctx.media.upload_path(shot.job_id)
         shot.path = path
         head = b""
         try:
             with open(path, "wb") as fh:
-                def write(chunk: bytes) -> None:
+                def write(chunk) -> None:
                     nonlocal head
                     if len(head) < 16:
-                        head += chunk[:16]
+                        head += bytes(chunk[:16])
                     fh.write(chunk)
 
-                shot.size = await copy_part(part, write, max_bytes)
-        except PartTooLarge:
-            raise IngestError(413, "payload_too_large", f"upload is larger than {self.cfg.get('ingest.max_upload_mb')} MB",
-                              unread_body=True) from None
+                shot.size = await fill(write)
         except OSError as exc:
             if isinstance(exc, ConnectionError):  # the booth went away mid-upload, not a disk problem
                 raise
@@ -273,8 +364,6 @@ class IngestHandler:
         """The photo as received: present, the password right, a supported image the provider takes."""
         if shot.path is None:
             raise IngestError(400, "invalid_request", "missing file field 'fileToUpload' (or 'file')")
-        if not shot.password_checked:
-            await self._check_password(shot.password, admission.live)
         if shot.mime is None:
             raise IngestError(415, "unsupported_media_type", "the file is not a JPEG, PNG or WebP image")
         refused = catalogue.check_input(admission.context["provider_id"], shot.mime, shot.size)
@@ -287,13 +376,62 @@ class IngestHandler:
         except media_mod.InvalidImage as exc:
             raise IngestError(415, "unsupported_media_type", str(exc)) from None
 
-    async def _check_password(self, password: str | None, live, *, unread_body: bool = False) -> None:
-        if live.ingest_password is None:
+    async def _check_password(self, shot: Shot, admission: Admission, *, unread_body: bool = False) -> None:
+        """The password, on the checker's own threads; then an unready slot's 404. The same answers
+        for every slot id: wrong → 401, checker full → 503 at once, right but no such slot → 404."""
+        record = admission.live.ingest_password
+        if record is None:
             raise IngestError(401, "invalid_password",
                               "no ingest password is set on this server (photoslot settings set --ingest-password)",
                               unread_body=unread_body)
-        if password is None or not await self.verifier.verify(password, live.ingest_password):
+        if shot.password is None:  # nothing to hash: a missing field costs no check and is no guess
             raise IngestError(401, "invalid_password", "wrong or missing password", unread_body=unread_body)
+        try:
+            ok = await self.verifier.verify(shot.password, record)
+        except CheckerBusy:
+            self.throttle.note(shot.client, "busy")
+            self._report_guessing()
+            raise IngestError(503, "server_busy", "too many password checks at once; retry shortly",
+                              retry_after=RETRY_AFTER_BUSY, unread_body=unread_body) from None
+        if not ok:
+            self.throttle.failed(shot.client, self._now())
+            self._report_guessing()
+            raise IngestError(401, "invalid_password", "wrong or missing password", unread_body=unread_body)
+        self.throttle.succeeded(shot.client)
+        shot.password_checked = True
+        if not admission.slot_ready:
+            raise IngestError(404, "slot_not_found", f"{shot.slot_id} is not configured or is disabled",
+                              unread_body=unread_body)
+
+    def _now(self) -> float:
+        return self.ctx.clock.now().timestamp()
+
+    def _report_guessing(self) -> None:
+        """Schedule the guess report: at once after a quiet minute, else when the minute is over."""
+        if self._report_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._report_at + GUESS_REPORT_SECONDS - loop.time())
+        self._report_handle = loop.call_later(delay, self._log_guessing)
+
+    def _log_guessing(self) -> None:
+        self._report_handle = None
+        self._report_at = asyncio.get_running_loop().time()
+        report = self.throttle.report()
+        if report is None:
+            return
+        for client, counts in report.top:
+            event(log, "ingest_refused_before_password", logging.WARNING, client=client, **counts)
+        if report.other_addresses or any(report.other.values()):
+            event(log, "ingest_refused_before_password", logging.WARNING, client="others",
+                  addresses=report.other_addresses, **report.other)
+
+    def close(self) -> None:
+        """At the app's clean-up: the last guess report, and the checker's threads."""
+        if self._report_handle is not None:
+            self._report_handle.cancel()
+            self._log_guessing()
+        self.verifier.close()
 
     # ---------------------------------------------------------------- 4. queue
 
@@ -386,6 +524,10 @@ class IngestHandler:
                 event(log, "job_cancelled", job=str(job_id), reason=reason)
         except Exception as exc:  # the sweeper will finalize it at the deadline
             event(log, "finalize_deferred", logging.WARNING, job=str(job_id), reason=reason, error=exc.__class__.__name__)
+
+
+class _BudgetFull(Exception):
+    """A held photo's next chunk does not fit the process-wide buffer budget."""
 
 
 async def _reachable(query, *, unread_body: bool = False):

@@ -35,9 +35,9 @@ def test_settings_set_out_of_bounds_names_the_field_and_exits_2(config, pg_dsn):
 
 
 def test_ingest_password_without_text_is_asked_for(config, pg_dsn):
-    r = cli(config, pg_dsn, "settings", "set", "--ingest-password", input="typed-pass\ntyped-pass\n")
+    r = cli(config, pg_dsn, "settings", "set", "--ingest-password", input="typed-password\ntyped-password\n")
     assert r.returncode == 0, r.stderr
-    assert "typed-pass" not in r.stdout
+    assert "typed-password" not in r.stdout
     assert json.loads(cli(config, pg_dsn, "settings", "show", "--json").stdout)["ingest_password_set"]
 
 

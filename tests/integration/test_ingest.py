@@ -173,12 +173,12 @@ async def test_ten_simultaneous_ingests_queue_and_respect_max_parallel(make_cfg,
 
 async def test_new_password_works_on_the_next_shot_and_the_old_one_stops(make_cfg, pg_dsn, photo_bytes):
     async with Studio(make_cfg(), pg_dsn) as s:
-        await s.set_password("first-pass")
+        await s.set_password("first-password")
         await s.configure("slot-001")
-        assert (await s.ingest("slot-001", photo_bytes, password="first-pass"))[0] == 200
-        await s.set_password("second-pass")
-        assert (await s.ingest("slot-001", photo_bytes, password="first-pass"))[0] == 401
-        assert (await s.ingest("slot-001", photo_bytes, password="second-pass"))[0] == 200
+        assert (await s.ingest("slot-001", photo_bytes, password="first-password"))[0] == 200
+        await s.set_password("second-password")
+        assert (await s.ingest("slot-001", photo_bytes, password="first-password"))[0] == 401
+        assert (await s.ingest("slot-001", photo_bytes, password="second-password"))[0] == 200
 
 
 async def test_job_deadline_uses_the_live_window_at_creation(make_cfg, pg_dsn, photo_bytes):

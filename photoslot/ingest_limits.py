@@ -1,0 +1,166 @@
+"""What the ingest allows a client before its password is proven: the guess throttle and the
+buffer budget. Pure rules in process memory — no I/O, the time is passed in.
+
+**PasswordThrottle.** Wrong ingest passwords are counted per client address (an IPv6 client by
+its /64, the block one host usually holds). After `ingest.password_max_failures` wrong ones the
+address must wait `ingest.password_backoff_seconds` after its newest failure, doubling with each
+further failure up to `ingest.password_max_backoff_seconds`; a waiting address is answered 429
+before anything is read or hashed. Failures are forgotten `ingest.password_window_seconds` after
+the newest one, or at once when the address sends the right password. Only failing addresses are
+remembered, so a booth that sends the right password is never in the table and never waits.
+
+The table holds at most `MAX_ADDRESSES` entries: past that, the address whose newest failure is
+oldest is dropped first. Rotating addresses can therefore escape the back-off — what bounds
+their cost is the password checker's bounded queue (passwords.py), not this table.
+
+Per process is enough: the ingest is served by the one `serve` process (workers may run
+elsewhere, the HTTP door does not), and a restart forgetting the table only gives a guesser a
+handful of free tries again.
+
+**BufferBudget.** A file part that arrives before the password is held in memory until the
+password is checked (nothing reaches the disk for an unproven client). All such buffers of the
+process share one budget (`ingest.file_before_password_buffer_mb`); a part that does not fit is
+refused instead of growing the process.
+"""
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict
+from dataclasses import dataclass
+
+MAX_ADDRESSES = 4096       # remembered failing addresses (~200 bytes each)
+REPORT_TOP = 10            # addresses named in one guessing report; the rest are summed
+
+
+def client_key(address: str | None) -> str:
+    """The throttling key of a client address: the address itself, an IPv6 one cut to its /64."""
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def backoff_seconds(failures: int, free: int, first: float, cap: float) -> float:
+    """How long after its newest failure an address must wait: 0 while it has free tries left,
+    then `first`, doubling with each further failure, never more than `cap`."""
+    if failures < free:
+        return 0.0
+    return min(cap, first * 2.0 ** min(failures - free, 64))
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    newest: float = 0.0        # time of the newest failure, seconds
+
+
+KINDS = ("wrong", "refused", "busy")  # what a report counts per address
+
+
+@dataclass
+class GuessReport:
+    """Who was refused before proving the password, since the previous report: `wrong` passwords,
+    tries `refused` while backing off, and `busy` answers (checker queue or buffer budget full).
+    The top addresses by name, everyone else summed (with any address beyond MAX_ADDRESSES)."""
+    top: list[tuple[str, dict]]  # (address, {kind: count}), most first
+    other_addresses: int
+    other: dict
+
+
+class PasswordThrottle:
+    def __init__(self, *, free: int, first: float, cap: float, window: float,
+                 max_addresses: int = MAX_ADDRESSES) -> None:
+        self.free, self.first, self.cap, self.window = free, first, cap, window
+        self.max_addresses = max_addresses
+        self._table: OrderedDict[str, _Failures] = OrderedDict()  # oldest newest-failure first
+        # For the next report, bounded like the table; addresses beyond the bound are summed.
+        self._counts: dict[str, dict] = {}
+        self._overflow = dict.fromkeys(KINDS, 0)
+
+    @classmethod
+    def from_config(cls, cfg) -> "PasswordThrottle":
+        return cls(free=int(cfg.get("ingest.password_max_failures")),
+                   first=float(cfg.get("ingest.password_backoff_seconds")),
+                   cap=float(cfg.get("ingest.password_max_backoff_seconds")),
+                   window=float(cfg.get("ingest.password_window_seconds")))
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def wait(self, key: str, now: float) -> float:
+        """Seconds this address must still wait before its password is checked (0 = go ahead).
+        A refused try is counted for the report, not as a failure: it cost nothing."""
+        entry = self._live(key, now)
+        if entry is None:
+            return 0.0
+        left = entry.newest + backoff_seconds(entry.count, self.free, self.first, self.cap) - now
+        if left <= 0:
+            return 0.0
+        self.note(key, "refused")
+        return left
+
+    def failed(self, key: str, now: float) -> None:
+        entry = self._live(key, now) or _Failures()
+        entry.count += 1
+        entry.newest = now
+        self._table[key] = entry
+        self._table.move_to_end(key)
+        while len(self._table) > self.max_addresses:
+            self._table.popitem(last=False)
+        self.note(key, "wrong")
+
+    def succeeded(self, key: str) -> None:
+        """The right password: the address starts afresh (a fixed booth does not wait)."""
+        self._table.pop(key, None)
+
+    def note(self, key: str, kind: str) -> None:
+        """Count one refusal of `kind` for the next report."""
+        counts = self._counts.get(key)
+        if counts is None:
+            if len(self._counts) >= self.max_addresses:
+                self._overflow[kind] += 1
+                return
+            counts = self._counts[key] = dict.fromkeys(KINDS, 0)
+        counts[kind] += 1
+
+    def report(self) -> GuessReport | None:
+        """Counts since the previous report (None when there were none), then start counting anew."""
+        rows = sorted(self._counts.items(), key=lambda row: (-sum(row[1].values()), row[0]))
+        overflow = self._overflow
+        self._counts, self._overflow = {}, dict.fromkeys(KINDS, 0)
+        if not rows and not any(overflow.values()):
+            return None
+        rest = rows[REPORT_TOP:]
+        other = {kind: overflow[kind] + sum(counts[kind] for _key, counts in rest) for kind in KINDS}
+        return GuessReport(top=rows[:REPORT_TOP], other_addresses=len(rest), other=other)
+
+    def _live(self, key: str, now: float) -> _Failures | None:
+        entry = self._table.get(key)
+        if entry is not None and now - entry.newest > self.window:
+            del self._table[key]
+            return None
+        return entry
+
+
+class BufferBudget:
+    """Bytes of early file parts held in memory by the whole process, under one ceiling."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit = limit_bytes
+        self.used = 0
+
+    def take(self, n: int) -> bool:
+        if self.used + n > self.limit:
+            return False
+        self.used += n
+        return True
+
+    def give_back(self, n: int) -> None:
+        self.used = max(0, self.used - n)
