@@ -23,6 +23,7 @@ from photoslot import settings as live_settings
 from photoslot.context import AppContext
 from photoslot.logs import event
 from photoslot.server.app import build_app
+from photoslot.server.connection_guard import limit_accept_error_logs, make_runner
 from photoslot.server.keys import INGEST
 from photoslot.sweeper import sweep_once
 from photoslot.worker.pool import WorkerPool
@@ -85,7 +86,8 @@ async def serve(cfg, *, host: str, port: int, workers: int, out=print) -> None:
     await ctx.start_listener()
     shutdown = asyncio.Event()
     app = build_app(ctx, shutdown=shutdown)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    limit_accept_error_logs(asyncio.get_running_loop())
+    runner = make_runner(app, cfg)  # header timeout and connection caps in front of aiohttp
     await runner.setup()
     certs = tls.from_config(cfg)  # None = plain HTTP
     site = web.TCPSite(runner, host, port, ssl_context=certs.context if certs else None)

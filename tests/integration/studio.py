@@ -16,6 +16,7 @@ from photoslot import slots
 from photoslot.clock import ManualClock
 from photoslot.context import AppContext
 from photoslot.server.app import build_app
+from photoslot.server.connection_guard import make_runner
 from photoslot.worker.pool import WorkerPool
 from tests.conftest import FIXTURES, INGEST_PASSWORD, free_port
 
@@ -33,7 +34,7 @@ class Studio:
         self.pool = WorkerPool(self.ctx, self.workers, name="test") if self.workers else None
         await self.ctx.start_listener()
         self.app = build_app(self.ctx, shutdown=self.shutdown)
-        self.runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
+        self.runner = make_runner(self.app, self.cfg)  # as `serve` runs it: connection guard included
         await self.runner.setup()
         port = free_port()
         self.site = web.TCPSite(self.runner, "127.0.0.1", port)
