@@ -160,7 +160,9 @@ class Rig:
         cfg = {
             "data_dir": str(self.dir / "data"),
             "database": {"dsn": self.dsn, "pool_size": 20},
-            "server": {"host": "127.0.0.1", "port": extra.pop("port"), "shutdown_grace_seconds": 2},
+            # every simulated booth comes from 127.0.0.1: no per-client cap for the load generator
+            "server": {"host": "127.0.0.1", "port": extra.pop("port"), "shutdown_grace_seconds": 2,
+                       "max_connections_per_client": 100000},
             "workers": {"in_process": extra.pop("workers", 64), "notify": extra.pop("notify", True)},
             "ingest": {"sync_response_seconds": extra.pop("sync", 30), "sync_response_bounds": [1, 60],
                        "max_pending_jobs": 5000, "max_upload_mb": 25},

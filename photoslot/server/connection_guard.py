@@ -4,9 +4,12 @@ aiohttp waits for a request head as long as its keep-alive timeout allows (older
 ever), and takes every connection the operating system hands it. Here every accepted connection
 goes through a small asyncio protocol that wraps aiohttp's own:
 
-- **caps** — at most `server.max_connections` open in all and `server.max_connections_per_client`
-  from one client address (an IPv6 client by its /64; a peer listed in `server.trusted_proxies`
-  relays many clients, so it only counts toward the total). One more is answered
+- **caps** — at most `server.max_connections_per_client` open connections from one client
+  address (an IPv6 client by its /64; a peer listed in `server.trusted_proxies` relays many
+  clients, so it only counts toward the total), and `server.max_connections` in all. At the total,
+  the oldest connection that has not yet sent its first request head is closed to make room (a
+  half-open flood from many addresses cannot lock a booth out); only when every connection is
+  busy with a request is the newcomer refused. A refused connection is answered
   `503 too_many_connections` in the ingest's JSON shape, then closed; aiohttp never sees it.
   The total is lowered at start to what the open-file limit allows (`fd_ceiling`): past it,
   `accept()` itself fails and nobody gets an answer.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections import OrderedDict
 
 from aiohttp import web
 
@@ -65,29 +69,56 @@ def open_file_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY else int(soft)
 
 
-class ConnectionCounts:
-    """Open connections in all and per client key; `open` says why one more is refused."""
+class ConnectionTable:
+    """Open connections in all and per client key, and which of them still wait for their first
+    request head. A connection is any hashable token (the guard uses its protocol object)."""
 
     def __init__(self, total: int, per_client: int) -> None:
         self.total_limit = total
         self.per_client_limit = per_client
-        self.total = 0
         self.by_client: dict[str, int] = {}
+        self._open: dict[object, tuple[str, bool]] = {}       # conn -> (key, relay)
+        self._waiting: OrderedDict[object, None] = OrderedDict()  # no head yet, oldest first
 
-    def open(self, key: str, *, relay: bool = False) -> str | None:
-        """Count a new connection, or say why not: "total" or "client" (nothing is counted then).
-        A relay (trusted proxy) only counts toward the total."""
-        if self.total >= self.total_limit:
-            return "total"
+    @property
+    def total(self) -> int:
+        return len(self._open)
+
+    @property
+    def waiting(self) -> int:
+        """Open connections that have not sent their first request head yet."""
+        return len(self._waiting)
+
+    def open(self, conn, key: str, *, relay: bool = False) -> tuple[str | None, object | None]:
+        """Admit `conn`: (None, a connection evicted to make room or None); or refuse it:
+        ("client" | "total", None), nothing counted. At the total cap the oldest connection still
+        waiting for its first head makes room — it costs its owner a reconnect, while a booth's
+        new connection sends its head at once; only when none is waiting is the newcomer refused.
+        A relay (trusted proxy) counts toward the total only."""
+        if not relay and self.by_client.get(key, 0) >= self.per_client_limit:
+            return "client", None
+        evicted = None
+        if len(self._open) >= self.total_limit:
+            if not self._waiting:
+                return "total", None
+            evicted = next(iter(self._waiting))
+            self.close(evicted)
         if not relay:
-            if self.by_client.get(key, 0) >= self.per_client_limit:
-                return "client"
             self.by_client[key] = self.by_client.get(key, 0) + 1
-        self.total += 1
-        return None
+        self._open[conn] = (key, relay)
+        self._waiting[conn] = None
+        return None, evicted
 
-    def close(self, key: str, *, relay: bool = False) -> None:
-        self.total -= 1
+    def head_done(self, conn) -> None:
+        self._waiting.pop(conn, None)
+
+    def close(self, conn) -> None:
+        """Forget `conn` (again: nothing happens)."""
+        found = self._open.pop(conn, None)
+        self._waiting.pop(conn, None)
+        if found is None:
+            return
+        key, relay = found
         if not relay:
             left = self.by_client[key] - 1
             if left:
@@ -136,9 +167,6 @@ class _Guarded(asyncio.Protocol):
         self.guard = guard
         self.inner: asyncio.Protocol | None = None  # aiohttp's RequestHandler, once admitted
         self.transport: asyncio.Transport | None = None
-        self.key = ""
-        self.relay = False
-        self.counted = False
         self.timer: asyncio.TimerHandle | None = None
         self.tail = b""
 
@@ -146,13 +174,14 @@ class _Guarded(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         host = peer[0] if isinstance(peer, (tuple, list)) and peer else None
-        self.key = ingest_limits.client_key(host)
-        self.relay = self.guard.is_relay(host)
-        refused = self.guard.counts.open(self.key, relay=self.relay)
+        table = self.guard.table
+        refused, evicted = table.open(self, ingest_limits.client_key(host), relay=self.guard.is_relay(host))
         if refused is not None:
             self.guard.refuse(transport, refused)
             return
-        self.counted = True
+        if evicted is not None:
+            self.guard.evicted += 1
+            evicted.hang_up()
         self.timer = asyncio.get_running_loop().call_later(self.guard.header_timeout, self._head_timeout)
         self.inner = self.guard.server()
         self.inner.connection_made(transport)
@@ -160,6 +189,14 @@ class _Guarded(asyncio.Protocol):
     def _head_timeout(self) -> None:
         self.timer = None
         self.guard.head_timeouts += 1
+        self.hang_up()
+
+    def hang_up(self) -> None:
+        """Close a connection that has not sent its request head (timed out, or evicted)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.guard.table.close(self)
         if self.transport is not None:
             self.transport.close()
 
@@ -171,6 +208,7 @@ class _Guarded(asyncio.Protocol):
             if HEAD_END in self.tail + data[:keep] or HEAD_END in data:
                 self.timer.cancel()
                 self.timer = None
+                self.guard.table.head_done(self)
             else:
                 self.tail = (self.tail + data[-keep:])[-keep:]
         self.inner.data_received(data)
@@ -190,9 +228,7 @@ class _Guarded(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if self.counted:
-            self.counted = False
-            self.guard.counts.close(self.key, relay=self.relay)
+        self.guard.table.close(self)
         if self.inner is not None:
             self.inner.connection_lost(exc)
 
@@ -205,10 +241,11 @@ class ConnectionGuard:
                  max_per_client: int, is_relay=lambda host: False) -> None:
         self.server = server
         self.header_timeout = header_timeout
-        self.counts = ConnectionCounts(max_connections, max_per_client)
+        self.table = ConnectionTable(max_connections, max_per_client)
         self.is_relay = is_relay
         self.lingering = 0
         self.head_timeouts = 0
+        self.evicted = 0
         self.refused = {"client": 0, "total": 0}
 
     def __call__(self) -> asyncio.Protocol:

@@ -34,7 +34,7 @@ async def test_a_half_sent_request_head_is_closed_after_the_header_timeout(make_
         writer.write(b"POST /ingest/slot-001 HTTP/1.1\r\nHost: studio\r\n")  # never finished
         assert await closed_by_server(reader) == b""
         assert s.runner.guard.head_timeouts == 1
-        assert s.runner.guard.counts.total == 0
+        assert s.runner.guard.table.total == 0
 
 
 async def test_a_head_sent_in_time_is_served_however_slow_the_rest(make_cfg, pg_dsn):
@@ -68,7 +68,7 @@ async def test_connections_beyond_the_per_client_cap_get_503_json_then_close(mak
     async with Studio(make_cfg(server__max_connections_per_client=3), pg_dsn, workers=0) as s:
         held = [await connect(s) for _ in range(3)]
         await asyncio.sleep(0.1)
-        assert s.runner.guard.counts.by_client == {"127.0.0.1": 3}
+        assert s.runner.guard.table.by_client == {"127.0.0.1": 3}
         reader, writer = await connect(s)
         writer.write(HEALTH)
         raw = await closed_by_server(reader)
@@ -90,17 +90,43 @@ async def test_connections_beyond_the_per_client_cap_get_503_json_then_close(mak
             w.close()
 
 
-async def test_connections_beyond_the_total_cap_get_503_json(make_cfg, pg_dsn):
+async def test_at_the_total_cap_a_newcomer_replaces_the_oldest_silent_connection(make_cfg, pg_dsn):
     async with Studio(make_cfg(server__max_connections=4), pg_dsn, workers=0) as s:
-        held = [await connect(s) for _ in range(4)]
+        silent = [await connect(s) for _ in range(4)]  # connected, never a byte: a half-open flood
+        reader, writer = await connect(s)
+        writer.write(HEALTH)
+        assert (await asyncio.wait_for(reader.readline(), 15)).startswith(b"HTTP/1.1 200")
+        assert await closed_by_server(silent[0][0]) == b""  # the oldest silent one made room
+        assert s.runner.guard.evicted == 1 and s.runner.guard.refused == {"client": 0, "total": 0}
+        for _, w in silent[1:] + [(reader, writer)]:
+            w.close()
+
+
+async def test_at_the_total_cap_with_every_connection_busy_the_newcomer_gets_503_json(make_cfg, pg_dsn):
+    async with Studio(make_cfg(server__max_connections=4), pg_dsn, workers=0) as s:
+        busy = []
+        for _ in range(4):  # uploads in progress: heads sent, bodies still coming
+            r, w = await connect(s)
+            w.write(b"POST /ingest/slot-001 HTTP/1.1\r\nHost: studio\r\nContent-Length: 100000\r\n"
+                    b"Content-Type: multipart/form-data; boundary=x\r\n\r\n--x\r\n")
+            busy.append((r, w))
+        await until_counted(s, 4)
         reader, writer = await connect(s)
         writer.write(HEALTH)
         raw = await closed_by_server(reader)
         answer = json.loads(raw.partition(b"\r\n\r\n")[2])
         assert answer["failure_reason"] == "too_many_connections" and "too many open connections" in answer["details"]
-        assert s.runner.guard.refused == {"client": 0, "total": 1}
-        for _, w in held:
+        assert s.runner.guard.refused == {"client": 0, "total": 1} and s.runner.guard.evicted == 0
+        for _, w in busy:
             w.close()
+
+
+async def until_counted(studio: Studio, n: int) -> None:
+    for _ in range(500):
+        if studio.runner.guard.table.total == n and studio.runner.guard.table.waiting == 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("connections not seen by the server")
 
 
 async def test_accept_running_out_of_files_is_logged_once_per_second(caplog):

@@ -1,45 +1,59 @@
-"""Pure rules of the connection guard: per-client and total counting, the cap fitted to the
+"""Pure rules of the connection guard: per-client and total counting, who makes room at the
+total, the cap fitted to the
 open-file limit, the once-per-second gate for accept() errors, the refusal's bytes."""
 import json
 
-from photoslot.server.connection_guard import FD_RESERVE, REFUSALS, ConnectionCounts, OncePer, fd_ceiling
+from photoslot.server.connection_guard import FD_RESERVE, REFUSALS, ConnectionTable, OncePer, fd_ceiling
 
 
 def test_per_client_cap_refuses_only_that_client():
-    counts = ConnectionCounts(total=100, per_client=2)
-    assert counts.open("a") is None and counts.open("a") is None
-    assert counts.open("a") == "client"
-    assert counts.open("b") is None
-    assert counts.total == 3 and counts.by_client == {"a": 2, "b": 1}
+    table = ConnectionTable(total=100, per_client=2)
+    assert table.open(1, "a") == (None, None) and table.open(2, "a") == (None, None)
+    assert table.open(3, "a") == ("client", None)
+    assert table.open(4, "b") == (None, None)
+    assert table.total == 3 and table.by_client == {"a": 2, "b": 1}
 
 
-def test_total_cap_refuses_everyone_and_a_refusal_is_not_counted():
-    counts = ConnectionCounts(total=3, per_client=10)
-    for key in ("a", "b", "c"):
-        assert counts.open(key) is None
-    assert counts.open("d") == "total"
-    assert counts.open("a") == "total"
-    assert counts.total == 3 and counts.by_client == {"a": 1, "b": 1, "c": 1}
+def test_at_the_total_the_oldest_connection_without_a_head_makes_room():
+    table = ConnectionTable(total=3, per_client=10)
+    for conn, key in ((1, "a"), (2, "b"), (3, "c")):
+        table.open(conn, key)
+    table.head_done(1)  # 1 is busy with a request: never evicted
+    assert table.open(4, "d") == (None, 2)
+    assert table.open(5, "d") == (None, 3)
+    assert table.total == 3 and table.by_client == {"a": 1, "d": 2}
 
 
-def test_closing_frees_the_slot_and_forgets_idle_clients():
-    counts = ConnectionCounts(total=2, per_client=1)
-    counts.open("a")
-    counts.open("b")
-    counts.close("a")
-    assert counts.by_client == {"b": 1} and counts.total == 1
-    assert counts.open("a") is None
+def test_at_the_total_with_every_connection_busy_the_newcomer_is_refused():
+    table = ConnectionTable(total=2, per_client=10)
+    for conn in (1, 2):
+        table.open(conn, "a")
+        table.head_done(conn)
+    assert table.open(3, "b") == ("total", None)
+    assert table.total == 2 and table.by_client == {"a": 2}
+
+
+def test_closing_frees_the_slot_forgets_idle_clients_and_is_idempotent():
+    table = ConnectionTable(total=2, per_client=1)
+    table.open(1, "a")
+    table.open(2, "b")
+    table.close(1)
+    table.close(1)  # an evicted connection's own close comes later: nothing happens
+    assert table.by_client == {"b": 1} and table.total == 1
+    assert table.open(3, "a") == (None, None)
 
 
 def test_a_relay_counts_toward_the_total_only():
-    counts = ConnectionCounts(total=5, per_client=1)
-    for _ in range(4):
-        assert counts.open("proxy", relay=True) is None
-    assert counts.by_client == {} and counts.total == 4
-    assert counts.open("a") is None
-    assert counts.open("proxy", relay=True) == "total"
-    counts.close("proxy", relay=True)
-    assert counts.total == 4
+    table = ConnectionTable(total=5, per_client=1)
+    for conn in range(4):
+        assert table.open(conn, "proxy", relay=True) == (None, None)
+        table.head_done(conn)
+    assert table.by_client == {} and table.total == 4
+    assert table.open(10, "a") == (None, None)
+    table.head_done(10)
+    assert table.open(11, "proxy", relay=True) == ("total", None)
+    table.close(0)
+    assert table.total == 4
 
 
 def test_the_total_fits_the_open_file_limit_with_a_reserve():
