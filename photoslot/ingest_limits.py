@@ -11,7 +11,16 @@ remembered, so a booth that sends the right password is never in the table and n
 
 The table holds at most `MAX_ADDRESSES` entries: past that, the address whose newest failure is
 oldest is dropped first. Rotating addresses can therefore escape the back-off — what bounds
-their cost is the password checker's bounded queue (passwords.py), not this table.
+their cost is the password checker's bounded queue (passwords.py) and the stranger gate below,
+not this table.
+
+**Proven addresses and the stranger gate.** An address that sent the right password is
+remembered (the last `MAX_ADDRESSES` of them; only the password gets an address in). Before
+the password is read an ingest already needs the database (the slot, the live settings, the
+queue), and a flood of requests from unproven addresses would hold the whole connection pool,
+making the booth's own queries wait in line. So at most `STRANGERS_IN_DATABASE` ingests from
+unproven addresses may be in that stage at once; more are answered 503 at once. A proven
+address (the booth, after its first shot) never waits for that gate.
 
 Per process is enough: the ingest is served by the one `serve` process (workers may run
 elsewhere, the HTTP door does not), and a restart forgetting the table only gives a guesser a
@@ -28,7 +37,8 @@ import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
 
-MAX_ADDRESSES = 4096       # remembered failing addresses (~200 bytes each)
+MAX_ADDRESSES = 4096       # remembered failing addresses (~200 bytes each), and as many proven ones
+STRANGERS_IN_DATABASE = 2  # ingests of unproven addresses in their database stage at once (pool: 10)
 REPORT_TOP = 10            # addresses named in one guessing report; the rest are summed
 
 
@@ -80,6 +90,7 @@ class PasswordThrottle:
         self.free, self.first, self.cap, self.window = free, first, cap, window
         self.max_addresses = max_addresses
         self._table: OrderedDict[str, _Failures] = OrderedDict()  # oldest newest-failure first
+        self._proven: OrderedDict[str, None] = OrderedDict()      # sent the right password; newest last
         # For the next report, bounded like the table; addresses beyond the bound are summed.
         self._counts: dict[str, dict] = {}
         self._overflow = dict.fromkeys(KINDS, 0)
@@ -117,8 +128,16 @@ class PasswordThrottle:
         self.note(key, "wrong")
 
     def succeeded(self, key: str) -> None:
-        """The right password: the address starts afresh (a fixed booth does not wait)."""
+        """The right password: the address starts afresh (a fixed booth does not wait) and is proven."""
         self._table.pop(key, None)
+        self._proven[key] = None
+        self._proven.move_to_end(key)
+        if len(self._proven) > self.max_addresses:
+            self._proven.popitem(last=False)
+
+    def proven(self, key: str) -> bool:
+        """Whether this address has sent the right password (recently enough to be remembered)."""
+        return key in self._proven
 
     def note(self, key: str, kind: str) -> None:
         """Count one refusal of `kind` for the next report."""
@@ -147,6 +166,23 @@ class PasswordThrottle:
             del self._table[key]
             return None
         return entry
+
+
+class StrangerGate:
+    """How many ingests of unproven addresses are in their database stage right now."""
+
+    def __init__(self, limit: int = STRANGERS_IN_DATABASE) -> None:
+        self.limit = limit
+        self.inside = 0
+
+    def enter(self) -> bool:
+        if self.inside >= self.limit:
+            return False
+        self.inside += 1
+        return True
+
+    def leave(self) -> None:
+        self.inside = max(0, self.inside - 1)
 
 
 class BufferBudget:

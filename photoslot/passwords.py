@@ -6,7 +6,9 @@ while a wrong password always pays the full scrypt price (~50 ms of CPU).
 
 Those scrypt runs happen on a small executor of their own (`CHECK_THREADS` threads), never on
 the default one the image work uses, and at most `CHECK_QUEUE` checks may wait for it: beyond
-that a check is refused at once (`CheckerBusy`) instead of queueing CPU. A password already
+that a check is refused at once (`CheckerBusy`) instead of queueing CPU. A wrong password holds
+its thread for at least `WRONG_CHECK_SECONDS` (asleep after scrypt), so guessing can buy at most
+about a quarter of one core, however many clients guess. A password already
 known to be right needs no thread at all, so a booth is never refused by a flood of guesses;
 the same password checked by several shots at once runs scrypt once.
 """
@@ -18,6 +20,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
 
 _N, _R, _P = 2**14, 8, 1
 
@@ -40,8 +43,17 @@ def generate_password(nbytes: int = 12) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
-CHECK_THREADS = 1   # scrypt runs at once: one core at most, whatever the guessing rate
-CHECK_QUEUE = 8     # checks allowed to wait for a thread; more are refused at once
+CHECK_THREADS = 1   # password checks running at once, whatever the guessing rate
+CHECK_QUEUE = 4     # checks allowed to wait for a thread; more are refused at once
+WRONG_CHECK_SECONDS = 1.0  # a wrong password holds its thread this long: scrypt (~50-70 ms of CPU), then asleep
+
+
+def _slow_when_wrong(password: str, record: dict, wrong_seconds: float) -> bool:
+    started = time.monotonic()
+    ok = verify_password(password, record)
+    if not ok:
+        time.sleep(max(0.0, wrong_seconds - (time.monotonic() - started)))
+    return ok
 
 
 class CheckerBusy(Exception):
@@ -49,7 +61,8 @@ class CheckerBusy(Exception):
 
 
 class CachedVerifier:
-    def __init__(self, max_entries: int = 64, *, threads: int = CHECK_THREADS, queue: int = CHECK_QUEUE) -> None:
+    def __init__(self, max_entries: int = 64, *, threads: int = CHECK_THREADS, queue: int = CHECK_QUEUE,
+                 wrong_seconds: float = WRONG_CHECK_SECONDS) -> None:
         self._key = os.urandom(32)
         self._ok: dict[tuple[str, bytes], None] = {}
         self._max = max_entries
@@ -57,6 +70,7 @@ class CachedVerifier:
                                                                thread_name_prefix="photoslot-password")
         self._capacity = threads + queue
         self._running: dict[tuple[str, bytes], asyncio.Future] = {}
+        self._wrong_seconds = wrong_seconds
 
     @property
     def busy(self) -> int:
@@ -77,7 +91,7 @@ class CachedVerifier:
             if len(self._running) >= self._capacity:
                 raise CheckerBusy()
             loop = asyncio.get_running_loop()
-            running = loop.run_in_executor(self._executor, verify_password, password, record)
+            running = loop.run_in_executor(self._executor, _slow_when_wrong, password, record, self._wrong_seconds)
             self._running[key] = running
             running.add_done_callback(lambda _f: self._running.pop(key, None))
         # shielded: a booth hanging up must not cancel a check other shots are waiting on

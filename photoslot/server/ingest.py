@@ -103,6 +103,7 @@ class IngestHandler:
         self.cfg = ctx.cfg
         self.verifier = CachedVerifier()
         self.throttle = ingest_limits.PasswordThrottle.from_config(self.cfg)
+        self.strangers = ingest_limits.StrangerGate()
         self.buffers = ingest_limits.BufferBudget(
             int(float(self.cfg.get("ingest.file_before_password_buffer_mb")) * 1024 * 1024))
         self._report_at = float("-inf")
@@ -159,7 +160,7 @@ class IngestHandler:
         return answer
 
     async def _stages(self, request: web.Request, shot: Shot) -> tuple[web.StreamResponse, str]:
-        admission = await self._admit(request, shot)
+        admission = await self._admit_gated(request, shot)
         shot.job_id = jobs.new_job_id()
         await self._receive(request, shot, admission)
         await self._check(shot, admission)
@@ -192,12 +193,27 @@ class IngestHandler:
 
     # ---------------------------------------------------------------- 1. admit
 
+    async def _admit_gated(self, request: web.Request, shot: Shot) -> Admission:
+        """Admit; a client that has not yet proven the password waits for no database connection
+        but takes one of the few stranger places, or is told the server is busy (ingest_limits)."""
+        shot.client = ingest_limits.client_key(request.remote)
+        if self.throttle.proven(shot.client):
+            return await self._admit(request, shot)
+        if not self.strangers.enter():
+            self.throttle.note(shot.client, "busy")
+            self._report_guessing()
+            raise IngestError(503, "server_busy", "too many unidentified clients at once; retry shortly",
+                              retry_after=RETRY_AFTER_BUSY, unread_body=True)
+        try:
+            return await self._admit(request, shot)
+        finally:
+            self.strangers.leave()
+
     async def _admit(self, request: web.Request, shot: Shot) -> Admission:
         """Refuse what can be refused before reading the photo: slot id, a client backing off,
         declared size, queue, quota."""
         if shot.slot_id not in SLOT_IDS:
             raise IngestError(404, "slot_not_found", "no such slot; slots are slot-001 … slot-015", unread_body=True)
-        shot.client = ingest_limits.client_key(request.remote)
         wait = self.throttle.wait(shot.client, self._now())
         if wait > 0:
             self._report_guessing()
@@ -384,7 +400,9 @@ class IngestHandler:
             raise IngestError(401, "invalid_password",
                               "no ingest password is set on this server (photoslot settings set --ingest-password)",
                               unread_body=unread_body)
-        if shot.password is None:  # nothing to hash: a missing field costs no check and is no guess
+        if shot.password is None:  # no hashing, but the form was read for nothing: counted like a wrong one
+            self.throttle.failed(shot.client, self._now())
+            self._report_guessing()
             raise IngestError(401, "invalid_password", "wrong or missing password", unread_body=unread_body)
         try:
             ok = await self.verifier.verify(shot.password, record)

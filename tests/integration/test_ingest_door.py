@@ -185,7 +185,7 @@ async def test_a_second_password_field_is_refused_before_it_is_checked(make_cfg,
 
 async def test_password_checks_beyond_the_queue_are_refused_at_once_and_a_known_password_never_waits():
     record = hash_password(INGEST_PASSWORD)
-    verifier = CachedVerifier(threads=1, queue=1)
+    verifier = CachedVerifier(threads=1, queue=1, wrong_seconds=0.05)
     try:
         assert await verifier.verify(INGEST_PASSWORD, record)  # now known: no thread needed any more
         first = asyncio.ensure_future(verifier.verify("wrong-password-1", record))
