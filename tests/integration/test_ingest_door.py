@@ -79,7 +79,7 @@ async def ingest_from(studio: Studio, address: str, slot: str, data: bytes, pass
 
 
 async def test_a_wrong_password_gets_the_same_401_whatever_the_slot(make_cfg, pg_dsn, photo_bytes):
-    async with Studio(make_cfg(), pg_dsn) as s:
+    async with Studio(make_cfg(ingest__password_max_failures=10), pg_dsn) as s:
         await s.set_password()
         await s.configure("slot-001")
         await s.configure("slot-003")
@@ -126,6 +126,14 @@ async def test_a_guesser_backs_off_with_429_while_the_booth_keeps_shooting(make_
     wrong = sum(int(line.split("wrong=")[1].split()[0]) for line in report)
     refused = sum(int(line.split("refused=")[1].split()[0]) for line in report)
     assert (wrong, refused) == (3, 2)
+
+
+async def test_forms_without_a_password_count_like_wrong_ones(make_cfg, pg_dsn, photo_bytes):
+    async with Studio(make_cfg(ingest__password_max_failures=2), pg_dsn) as s:
+        await s.set_password()
+        await s.configure("slot-001")
+        statuses = [(await s.ingest("slot-001", photo_bytes, password=None))[0] for _ in range(3)]
+        assert statuses == [401, 401, 429]  # each one was read for nothing: the address backs off
 
 
 async def test_a_photo_sent_before_the_password_stays_off_the_disk_until_the_password_is_right(make_cfg, pg_dsn,

@@ -2,7 +2,8 @@
 report, the early-photo buffer budget, the client key."""
 import pytest
 
-from photoslot.ingest_limits import MAX_ADDRESSES, BufferBudget, PasswordThrottle, backoff_seconds, client_key
+from photoslot.ingest_limits import (MAX_ADDRESSES, BufferBudget, PasswordThrottle, StrangerGate, backoff_seconds,
+                                     client_key)
 
 
 def throttle(**kw) -> PasswordThrottle:
@@ -115,3 +116,20 @@ def test_buffer_budget_refuses_what_does_not_fit_and_takes_back_what_is_returned
     assert budget.take(30) and budget.used == 90
     budget.give_back(1000)
     assert budget.used == 0
+
+
+def test_only_the_right_password_proves_an_address_and_the_proven_are_bounded():
+    t = throttle(max_addresses=2)
+    t.failed("a", now=100.0)
+    assert not t.proven("a")
+    for address in ("a", "b", "c"):
+        t.succeeded(address)
+    assert [t.proven(a) for a in ("a", "b", "c")] == [False, True, True]  # the oldest proven was dropped
+
+
+def test_stranger_gate_lets_a_few_in_and_counts_them_out():
+    gate = StrangerGate(limit=2)
+    assert gate.enter() and gate.enter()
+    assert not gate.enter()
+    gate.leave()
+    assert gate.enter() and gate.inside == 2
