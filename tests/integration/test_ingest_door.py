@@ -100,7 +100,8 @@ async def test_a_wrong_password_gets_the_same_401_whatever_the_slot(make_cfg, pg
 @linux_only
 async def test_a_guesser_backs_off_with_429_while_the_booth_keeps_shooting(make_cfg, pg_dsn, photo_bytes, caplog):
     caplog.set_level(logging.INFO, logger="photoslot.ingest")
-    cfg = make_cfg(ingest__password_max_failures=3, ingest__password_backoff_seconds=2)
+    cfg = make_cfg(ingest__password_max_failures=3, ingest__password_backoff_seconds=2,
+                   ingest__sync_response_seconds=10)  # this test is about the door, not the window
     async with Studio(cfg, pg_dsn) as s:
         await s.set_password()
         await s.configure("slot-001")
