@@ -200,8 +200,7 @@ class IngestHandler:
         if self.throttle.proven(shot.client):
             return await self._admit(request, shot)
         if not self.strangers.enter():
-            self.throttle.note(shot.client, "busy")
-            self._report_guessing()
+            self._refused(shot, "busy")
             raise IngestError(503, "server_busy", "too many unidentified clients at once; retry shortly",
                               retry_after=RETRY_AFTER_BUSY, unread_body=True)
         try:
@@ -215,7 +214,7 @@ class IngestHandler:
         if shot.slot_id not in SLOT_IDS:
             raise IngestError(404, "slot_not_found", "no such slot; slots are slot-001 … slot-015", unread_body=True)
         wait = self.throttle.wait(shot.client, self._now())
-        if wait > 0:
+        if wait > 0:  # counted by the throttle itself
             self._report_guessing()
             retry = max(1, math.ceil(wait))
             raise IngestError(429, "too_many_attempts", f"too many wrong passwords from this address; retry in {retry} s",
@@ -314,8 +313,7 @@ class IngestHandler:
         except PartTooLarge:
             raise self._too_large() from None
         except _BudgetFull:
-            self.throttle.note(shot.client, "busy")
-            self._report_guessing()
+            self._refused(shot, "busy")
             raise IngestError(503, "server_busy", "the photo came before the password and the memory for such "
                               "uploads is in use; send the password field first, or retry",
                               retry_after=RETRY_AFTER_BUSY, unread_body=True) from None
@@ -377,7 +375,8 @@ class IngestHandler:
     # ---------------------------------------------------------------- 3. check
 
     async def _check(self, shot: Shot, admission: Admission) -> None:
-        """The photo as received: present, the password right, a supported image the provider takes."""
+        """The photo as received (the password was proven in receive): present, a supported image the
+        provider takes."""
         if shot.path is None:
             raise IngestError(400, "invalid_request", "missing file field 'fileToUpload' (or 'file')")
         if shot.mime is None:
@@ -401,19 +400,16 @@ class IngestHandler:
                               "no ingest password is set on this server (photoslot settings set --ingest-password)",
                               unread_body=unread_body)
         if shot.password is None:  # no hashing, but the form was read for nothing: counted like a wrong one
-            self.throttle.failed(shot.client, self._now())
-            self._report_guessing()
+            self._refused(shot, "wrong")
             raise IngestError(401, "invalid_password", "wrong or missing password", unread_body=unread_body)
         try:
             ok = await self.verifier.verify(shot.password, record)
         except CheckerBusy:
-            self.throttle.note(shot.client, "busy")
-            self._report_guessing()
+            self._refused(shot, "busy")
             raise IngestError(503, "server_busy", "too many password checks at once; retry shortly",
                               retry_after=RETRY_AFTER_BUSY, unread_body=unread_body) from None
         if not ok:
-            self.throttle.failed(shot.client, self._now())
-            self._report_guessing()
+            self._refused(shot, "wrong")
             raise IngestError(401, "invalid_password", "wrong or missing password", unread_body=unread_body)
         self.throttle.succeeded(shot.client)
         shot.password_checked = True
@@ -423,6 +419,15 @@ class IngestHandler:
 
     def _now(self) -> float:
         return self.ctx.clock.now().timestamp()
+
+    def _refused(self, shot: Shot, kind: str) -> None:
+        """A refusal before the password was proven: a failure for the throttle ("wrong"), or only
+        counted ("busy"); either way in the next guess report, never a log line of its own."""
+        if kind == "wrong":
+            self.throttle.failed(shot.client, self._now())
+        else:
+            self.throttle.note(shot.client, kind)
+        self._report_guessing()
 
     def _report_guessing(self) -> None:
         """Schedule the guess report: at once after a quiet minute, else when the minute is over."""
