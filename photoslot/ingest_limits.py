@@ -1,5 +1,5 @@
-"""What the ingest allows a client before its password is proven: the guess throttle and the
-buffer budget. Pure rules in process memory — no I/O, the time is passed in.
+"""What the ingest allows a client before its password is proven: the guess throttle, the stranger
+gate and the buffer budget. Rules in process memory — no I/O, the time is passed in.
 
 **PasswordThrottle.** Wrong ingest passwords are counted per client address (an IPv6 client by
 its /64, the block one host usually holds). After `ingest.password_max_failures` wrong ones the
@@ -19,8 +19,9 @@ remembered (the last `MAX_ADDRESSES` of them; only the password gets an address 
 the password is read an ingest already needs the database (the slot, the live settings, the
 queue), and a flood of requests from unproven addresses would hold the whole connection pool,
 making the booth's own queries wait in line. So at most `STRANGERS_IN_DATABASE` ingests from
-unproven addresses may be in that stage at once; more are answered 503 at once. A proven
-address (the booth, after its first shot) never waits for that gate.
+unproven addresses may be in that stage at once, `STRANGERS_WAITING` more wait in line for a
+place, and beyond that they are answered 503 at once. A proven address (the booth, after its
+first shot) never waits for that gate.
 
 Per process is enough: the ingest is served by the one `serve` process (workers may run
 elsewhere, the HTTP door does not), and a restart forgetting the table only gives a guesser a
@@ -33,12 +34,15 @@ refused instead of growing the process.
 """
 from __future__ import annotations
 
+import asyncio
+import collections
 import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
 
 MAX_ADDRESSES = 4096       # remembered failing addresses (~200 bytes each), and as many proven ones
 STRANGERS_IN_DATABASE = 2  # ingests of unproven addresses in their database stage at once (pool: 10)
+STRANGERS_WAITING = 64     # … and waiting for one of those places; more are answered 503 at once
 REPORT_TOP = 10            # addresses named in one guessing report; the rest are summed
 
 
@@ -169,19 +173,45 @@ class PasswordThrottle:
 
 
 class StrangerGate:
-    """How many ingests of unproven addresses are in their database stage right now."""
+    """Places for ingests of unproven addresses in their database stage. A stranger waits in a
+    short line for a place (a booth's first burst after a restart just queues for milliseconds);
+    when the line is full too, `enter` says no at once."""
 
-    def __init__(self, limit: int = STRANGERS_IN_DATABASE) -> None:
-        self.limit = limit
+    def __init__(self, places: int = STRANGERS_IN_DATABASE, line: int = STRANGERS_WAITING) -> None:
+        self.places = places
+        self.line = line
         self.inside = 0
+        self._waiting: collections.deque[asyncio.Future] = collections.deque()
 
-    def enter(self) -> bool:
-        if self.inside >= self.limit:
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    async def enter(self) -> bool:
+        """Take a place (waiting for one if need be); False when the line is full as well."""
+        if self.inside < self.places and not self._waiting:
+            self.inside += 1
+            return True
+        if len(self._waiting) >= self.line:
             return False
-        self.inside += 1
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting.append(turn)
+        try:
+            await turn  # `leave` hands its place over: `inside` stays counted for us
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self.leave()  # handed a place just as we were cancelled: pass it on
+            elif turn in self._waiting:
+                self._waiting.remove(turn)
+            raise
         return True
 
     def leave(self) -> None:
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
         self.inside = max(0, self.inside - 1)
 
 

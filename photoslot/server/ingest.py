@@ -194,12 +194,12 @@ class IngestHandler:
     # ---------------------------------------------------------------- 1. admit
 
     async def _admit_gated(self, request: web.Request, shot: Shot) -> Admission:
-        """Admit; a client that has not yet proven the password waits for no database connection
-        but takes one of the few stranger places, or is told the server is busy (ingest_limits)."""
+        """Admit; a client that has not yet proven the password needs one of the few stranger places
+        for the database stage (waiting in a short line), or is told the server is busy (ingest_limits)."""
         shot.client = ingest_limits.client_key(request.remote)
         if self.throttle.proven(shot.client):
             return await self._admit(request, shot)
-        if not self.strangers.enter():
+        if not await self.strangers.enter():
             self._refused(shot, "busy")
             raise IngestError(503, "server_busy", "too many unidentified clients at once; retry shortly",
                               retry_after=RETRY_AFTER_BUSY, unread_body=True)

@@ -1,5 +1,7 @@
 """Pure rules of the ingest door: the guess throttle's back-off table, its bounded memory and
 report, the early-photo buffer budget, the client key."""
+import asyncio
+
 import pytest
 
 from photoslot.ingest_limits import (MAX_ADDRESSES, BufferBudget, PasswordThrottle, StrangerGate, backoff_seconds,
@@ -127,9 +129,19 @@ def test_only_the_right_password_proves_an_address_and_the_proven_are_bounded():
     assert [t.proven(a) for a in ("a", "b", "c")] == [False, True, True]  # the oldest proven was dropped
 
 
-def test_stranger_gate_lets_a_few_in_and_counts_them_out():
-    gate = StrangerGate(limit=2)
-    assert gate.enter() and gate.enter()
-    assert not gate.enter()
+async def test_stranger_gate_lets_a_few_in_queues_a_few_more_and_refuses_the_rest():
+    gate = StrangerGate(places=2, line=2)
+    assert await gate.enter() and await gate.enter()
+    third = asyncio.ensure_future(gate.enter())
+    fourth = asyncio.ensure_future(gate.enter())
+    await asyncio.sleep(0)
+    assert gate.waiting == 2 and not third.done()
+    assert await gate.enter() is False  # the line is full: no at once
+    gate.leave()  # a place is handed to the first in line
+    assert await third is True and gate.inside == 2 and gate.waiting == 1
+    fourth.cancel()  # one in line gives up: it leaves no trace
+    await asyncio.sleep(0)
+    assert gate.waiting == 0
     gate.leave()
-    assert gate.enter() and gate.inside == 2
+    gate.leave()
+    assert gate.inside == 0 and await gate.enter()
