@@ -39,7 +39,7 @@ try:
 except ImportError:  # Windows
     resource = None
 
-from photoslot import ingest_limits
+from photoslot import client_address, ingest_limits
 from photoslot.logs import event
 from photoslot.server.ingest_answers import error_body
 from photoslot.server.toolkit import dumps
@@ -295,8 +295,10 @@ def make_runner(app: web.Application, cfg) -> GuardedRunner:
     if total < configured:
         event(log, "max_connections_lowered", logging.WARNING, configured=configured, used=total,
               open_file_limit=fd_limit, hint="raise the open-file limit (LimitNOFILE) or lower server.max_connections")
+    proxies = client_address.trusted_networks(cfg)
     options = {"header_timeout": header_timeout, "max_connections": total,
-               "max_per_client": int(cfg.get("server.max_connections_per_client"))}
+               "max_per_client": int(cfg.get("server.max_connections_per_client")),
+               "is_relay": lambda host: client_address.listed(host, proxies)}
     return GuardedRunner(app, guard_options=options, handler_cancellation=True, access_log=None,
                          keepalive_timeout=header_timeout)
 

@@ -40,6 +40,7 @@ from photoslot.passwords import CachedVerifier, CheckerBusy
 from photoslot.providers import catalogue
 from photoslot.server.ingest_answers import IngestError, error_response
 from photoslot.server.lag import LagMonitor
+from photoslot.server.security import client_address
 from photoslot.server.toolkit import CHUNK, FormError, PartTooLarge, copy_part, read_bounded, read_form
 from photoslot.slots import is_configured
 
@@ -196,7 +197,7 @@ class IngestHandler:
     async def _admit_gated(self, request: web.Request, shot: Shot) -> Admission:
         """Admit; a client that has not yet proven the password needs one of the few stranger places
         for the database stage (waiting in a short line), or is told the server is busy (ingest_limits)."""
-        shot.client = ingest_limits.client_key(request.remote)
+        shot.client = ingest_limits.client_key(client_address(request))
         if self.throttle.proven(shot.client):
             return await self._admit(request, shot)
         if not await self.strangers.enter():

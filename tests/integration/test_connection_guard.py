@@ -90,6 +90,18 @@ async def test_connections_beyond_the_per_client_cap_get_503_json_then_close(mak
             w.close()
 
 
+async def test_a_trusted_proxy_is_not_held_to_the_per_client_cap(make_cfg, pg_dsn):
+    cfg = make_cfg(server__max_connections_per_client=2, server__trusted_proxies=["127.0.0.1"])
+    async with Studio(cfg, pg_dsn, workers=0) as s:
+        held = [await connect(s) for _ in range(4)]  # the proxy carries many clients at once
+        reader, writer = await connect(s)
+        writer.write(HEALTH)
+        assert (await asyncio.wait_for(reader.readline(), 15)).startswith(b"HTTP/1.1 200")
+        assert s.runner.guard.refused == {"client": 0, "total": 0} and s.runner.guard.table.by_client == {}
+        for _, w in held + [(reader, writer)]:
+            w.close()
+
+
 async def test_at_the_total_cap_a_newcomer_replaces_the_oldest_silent_connection(make_cfg, pg_dsn):
     async with Studio(make_cfg(server__max_connections=4), pg_dsn, workers=0) as s:
         silent = [await connect(s) for _ in range(4)]  # connected, never a byte: a half-open flood

@@ -129,6 +129,25 @@ async def test_a_guesser_backs_off_with_429_while_the_booth_keeps_shooting(make_
     assert (wrong, refused) == (3, 2)
 
 
+async def test_behind_a_trusted_proxy_the_guesser_named_in_x_forwarded_for_backs_off_alone(make_cfg, pg_dsn,
+                                                                                            photo_bytes):
+    cfg = make_cfg(server__trusted_proxies=["127.0.0.1"], ingest__password_max_failures=1,
+                   ingest__sync_response_seconds=10)
+    async with Studio(cfg, pg_dsn) as s:
+        await s.set_password()
+        await s.configure("slot-001")
+        via = {"X-Forwarded-For": "203.0.113.66"}
+        statuses = []
+        for password in ("guess-number-1", "guess-number-2", INGEST_PASSWORD):
+            form = aiohttp.FormData()
+            form.add_field("password", password)
+            form.add_field("fileToUpload", photo_bytes, filename="IMG.JPG", content_type="image/jpeg")
+            async with s.http.post(f"{s.base_url}/ingest/slot-001", data=form, headers=via) as resp:
+                statuses.append(resp.status)
+        assert statuses == [401, 429, 429]
+        assert (await s.ingest("slot-001", photo_bytes))[0] == 200  # the proxy's other clients shoot on
+
+
 async def test_forms_without_a_password_count_like_wrong_ones(make_cfg, pg_dsn, photo_bytes):
     async with Studio(make_cfg(ingest__password_max_failures=2), pg_dsn) as s:
         await s.set_password()
