@@ -40,6 +40,8 @@ import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from photoslot.auth import backoff_seconds  # the admin sign-in's back-off table, the same rule
+
 MAX_ADDRESSES = 4096       # remembered failing addresses (~200 bytes each), and as many proven ones
 STRANGERS_IN_DATABASE = 2  # ingests of unproven addresses in their database stage at once (pool: 10)
 STRANGERS_WAITING = 64     # … and waiting for one of those places; more are answered 503 at once
@@ -59,14 +61,6 @@ def client_key(address: str | None) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
-
-
-def backoff_seconds(failures: int, free: int, first: float, cap: float) -> float:
-    """How long after its newest failure an address must wait: 0 while it has free tries left,
-    then `first`, doubling with each further failure, never more than `cap`."""
-    if failures < free:
-        return 0.0
-    return min(cap, first * 2.0 ** min(failures - free, 64))
 
 
 @dataclass

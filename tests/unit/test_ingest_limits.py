@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from photoslot.ingest_limits import (MAX_ADDRESSES, BufferBudget, PasswordThrottle, StrangerGate, backoff_seconds,
-                                     client_key)
+                                     client_key)  # backoff_seconds: the admin sign-in's, reused
 
 
 def throttle(**kw) -> PasswordThrottle:
