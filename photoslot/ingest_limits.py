@@ -1,11 +1,13 @@
 """What the ingest allows a client before its password is proven: the guess throttle, the stranger
 gate and the buffer budget. Rules in process memory — no I/O, the time is passed in.
 
-**PasswordThrottle.** Wrong ingest passwords are counted per client address (an IPv6 client by
-its /64, the block one host usually holds). After `ingest.password_max_failures` wrong ones the
-address must wait `ingest.password_backoff_seconds` after its newest failure, doubling with each
-further failure up to `ingest.password_max_backoff_seconds`; a waiting address is answered 429
-before anything is read or hashed. Failures are forgotten `ingest.password_window_seconds` after
+**PasswordThrottle.** Failures are counted per client address (an IPv6 client by its /64, the
+block one host usually holds): a wrong password, a form without one, and — for an address that
+never proved the password — a 503 `server_busy` (it came while the checker or the buffer budget
+was full, i.e. faster than it could be answered). After `ingest.password_max_failures` of them
+the address must wait `ingest.password_backoff_seconds` after its newest failure, doubling with
+each further failure up to `ingest.password_max_backoff_seconds`; a waiting address is answered
+429 before anything is read, queried or hashed. Failures are forgotten `ingest.password_window_seconds` after
 the newest one, or at once when the address sends the right password. Only failing addresses are
 remembered, so a booth that sends the right password is never in the table and never waits.
 
@@ -115,7 +117,9 @@ class PasswordThrottle:
         self.note(key, "refused")
         return left
 
-    def failed(self, key: str, now: float) -> None:
+    def failed(self, key: str, now: float, kind: str = "wrong") -> None:
+        """A failure of this address: a wrong password, or (`kind` "busy") a refusal for arriving
+        when the checker was full — either way a try that did not prove the password."""
         entry = self._live(key, now) or _Failures()
         entry.count += 1
         entry.newest = now
@@ -123,7 +127,7 @@ class PasswordThrottle:
         self._table.move_to_end(key)
         while len(self._table) > self.max_addresses:
             self._table.popitem(last=False)
-        self.note(key, "wrong")
+        self.note(key, kind)
 
     def succeeded(self, key: str) -> None:
         """The right password: the address starts afresh (a fixed booth does not wait) and is proven."""

@@ -422,10 +422,12 @@ class IngestHandler:
         return self.ctx.clock.now().timestamp()
 
     def _refused(self, shot: Shot, kind: str) -> None:
-        """A refusal before the password was proven: a failure for the throttle ("wrong"), or only
-        counted ("busy"); either way in the next guess report, never a log line of its own."""
-        if kind == "wrong":
-            self.throttle.failed(shot.client, self._now())
+        """A refusal before the password was proven, "wrong" or "busy": a failure for the throttle
+        (a client refused as busy again and again is guessing faster than it is answered, and
+        backs off like a guesser), except "busy" for a proven address, which is only counted.
+        Either way it is in the next guess report, never a log line of its own."""
+        if kind == "wrong" or not self.throttle.proven(shot.client):
+            self.throttle.failed(shot.client, self._now(), kind)
         else:
             self.throttle.note(shot.client, kind)
         self._report_guessing()

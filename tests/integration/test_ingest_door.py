@@ -200,6 +200,26 @@ async def test_photos_before_the_password_beyond_the_memory_budget_get_503_serve
         assert s.app[INGEST].buffers.used == 0 and s.files("uploads") == []
 
 
+async def test_a_proven_booth_told_busy_again_and_again_is_never_throttled(make_cfg, pg_dsn, photo_bytes):
+    cfg = make_cfg(ingest__file_before_password_buffer_mb=1, ingest__password_max_failures=2,
+                   ingest__sync_response_seconds=10)
+    async with Studio(cfg, pg_dsn) as s:
+        await s.set_password()
+        await s.configure("slot-001")
+        assert (await s.ingest("slot-001", photo_bytes))[0] == 200  # the booth's address is proven now
+        big = part("fileToUpload", b"\xff\xd8\xff" + bytes(2 * 1024 * 1024), "IMG.JPG")
+        body = big + part("password", INGEST_PASSWORD.encode()) + END
+        for _ in range(4):  # photo first, beyond the memory budget: busy, but not a guess
+            async with RawUpload(s, "slot-001", len(body)) as upload:
+                try:
+                    await upload.send(body)
+                except ConnectionError:
+                    pass
+                status, answer = await upload.answer()
+            assert (status, answer["failure_reason"]) == (503, "server_busy")
+        assert (await s.ingest("slot-001", photo_bytes))[0] == 200
+
+
 async def test_a_second_password_field_is_refused_before_it_is_checked(make_cfg, pg_dsn, photo_bytes):
     async with Studio(make_cfg(), pg_dsn) as s:
         await s.set_password()

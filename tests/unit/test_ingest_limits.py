@@ -145,3 +145,11 @@ async def test_stranger_gate_lets_a_few_in_queues_a_few_more_and_refuses_the_res
     gate.leave()
     gate.leave()
     assert gate.inside == 0 and await gate.enter()
+
+
+def test_busy_refusals_of_an_address_count_toward_its_back_off_and_are_reported_as_busy():
+    t = throttle(free=2)
+    t.failed("10.0.0.9", now=100.0, kind="busy")
+    t.failed("10.0.0.9", now=100.0, kind="busy")
+    assert t.wait("10.0.0.9", now=100.5) > 0
+    assert t.report().top == [("10.0.0.9", {"wrong": 0, "refused": 1, "busy": 2})]
