@@ -393,8 +393,9 @@ class IngestHandler:
             raise IngestError(415, "unsupported_media_type", str(exc)) from None
 
     async def _check_password(self, shot: Shot, admission: Admission, *, unread_body: bool = False) -> None:
-        """The password, on the checker's own threads; then an unready slot's 404. The same answers
-        for every slot id: wrong → 401, checker full → 503 at once, right but no such slot → 404."""
+        """The password, on the checker's own thread (a stranger through its one-a-second lane);
+        then an unready slot's 404. The same answers for every slot id: wrong → 401, checker full
+        → 503 at once, right but no such slot → 404."""
         record = admission.live.ingest_password
         if record is None:
             raise IngestError(401, "invalid_password",
@@ -404,7 +405,7 @@ class IngestHandler:
             self._refused(shot, "wrong")
             raise IngestError(401, "invalid_password", "wrong or missing password", unread_body=unread_body)
         try:
-            ok = await self.verifier.verify(shot.password, record)
+            ok = await self.verifier.verify(shot.password, record, proven=self.throttle.proven(shot.client))
         except CheckerBusy:
             self._refused(shot, "busy")
             raise IngestError(503, "server_busy", "too many password checks at once; retry shortly",

@@ -158,7 +158,8 @@ async def test_forms_without_a_password_count_like_wrong_ones(make_cfg, pg_dsn, 
 
 async def test_a_photo_sent_before_the_password_stays_off_the_disk_until_the_password_is_right(make_cfg, pg_dsn,
                                                                                                photo_bytes):
-    async with Studio(make_cfg(), pg_dsn) as s:
+    # 10 s: after its wrong try this still unproven client waits its turn in the strangers' lane
+    async with Studio(make_cfg(ingest__sync_response_seconds=10), pg_dsn) as s:
         await s.set_password()
         await s.configure("slot-001")
         ingest = s.app[INGEST]
@@ -231,20 +232,27 @@ async def test_a_second_password_field_is_refused_before_it_is_checked(make_cfg,
         assert status == 400 and answer["failure_reason"] == "invalid_request"
 
 
-async def test_password_checks_beyond_the_queue_are_refused_at_once_and_a_known_password_never_waits():
+async def test_strangers_get_one_wrong_check_a_second_and_the_rest_are_refused_at_once():
     record = hash_password(INGEST_PASSWORD)
-    verifier = CachedVerifier(threads=1, queue=1, wrong_seconds=0.05)
+    verifier = CachedVerifier(threads=1, queue=2, wrong_seconds=0.3)
+    loop = asyncio.get_running_loop()
     try:
-        assert await verifier.verify(INGEST_PASSWORD, record)  # now known: no thread needed any more
-        first = asyncio.ensure_future(verifier.verify("wrong-password-1", record))
-        second = asyncio.ensure_future(verifier.verify("wrong-password-2", record))
-        same_as_first = asyncio.ensure_future(verifier.verify("wrong-password-1", record))  # joins the first
+        assert await verifier.verify(INGEST_PASSWORD, record, proven=True)  # now known: no thread needed
+        first = await verifier.verify("wrong-password-1", record)  # a stranger's wrong guess closes the lane …
+        closed_at = loop.time()
+        waiting = [asyncio.ensure_future(verifier.verify(f"wrong-password-{n}", record)) for n in (2, 3, 4)]
         await asyncio.sleep(0)
-        assert verifier.busy == 2
-        with pytest.raises(CheckerBusy):
-            await verifier.verify("wrong-password-3", record)
-        assert await verifier.verify(INGEST_PASSWORD, record)  # the booth's password: never busy
-        assert await asyncio.gather(first, second, same_as_first) == [False, False, False]
-        assert verifier.busy == 0
+        with pytest.raises(CheckerBusy):  # … one waits in the lane, two in line; the next is refused at once
+            await verifier.verify("wrong-password-7", record)
+        # the booth's password, and a proven client's check, never wait for the strangers' lane
+        assert await verifier.verify(INGEST_PASSWORD, record)
+        assert await verifier.verify("wrong-password-5", record, proven=True) is False
+        assert not any(w.done() for w in waiting)
+        assert [first, *await asyncio.gather(*waiting)] == [False] * 4
+        assert loop.time() - closed_at >= 3 * 0.3  # one stranger check per opening of the lane
+        same = [asyncio.ensure_future(verifier.verify("wrong-password-6", record, proven=True)) for _ in range(3)]
+        await asyncio.sleep(0)
+        assert verifier.busy == 1  # three shots, one scrypt
+        assert await asyncio.gather(*same) == [False] * 3
     finally:
         verifier.close()
