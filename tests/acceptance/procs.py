@@ -153,3 +153,22 @@ async def wait_for_row(dsn: str, sql: str, timeout: float = 10):
             return rows
         await asyncio.sleep(0.05)
     raise AssertionError(f"no row for: {sql}")
+
+
+def assert_clean(dsn: str, media) -> None:
+    """No job open, no upload left, no result file (nor thumbnail, `<job>.thumb.jpg`) without its
+    succeeded job."""
+    assert db_rows(dsn, "SELECT count(*) FROM jobs WHERE NOT is_finalized") == [(0,)]
+    uploads = media / "uploads"
+    assert not uploads.exists() or list(uploads.iterdir()) == []
+    results = {p.name.split(".")[0] for p in (media / "results").iterdir()} if (media / "results").exists() else set()
+    succeeded = {str(r[0]) for r in db_rows(dsn, "SELECT id FROM jobs WHERE status = 'succeeded'")}
+    assert results <= succeeded
+
+
+async def wait_all_finalized(dsn: str, timeout: float = 10) -> None:
+    end = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < end:
+        if db_rows(dsn, "SELECT count(*) FROM jobs WHERE NOT is_finalized") == [(0,)]:
+            return
+        await asyncio.sleep(0.1)

@@ -8,31 +8,13 @@ import sys
 
 import pytest
 
-from tests.acceptance.procs import db_rows, post_photo, start, start_serve, wait_for_row
+from tests.acceptance.procs import (assert_clean, db_rows, post_photo, start, start_serve, wait_all_finalized,
+                                   wait_for_row)
 from tests.conftest import FIXTURES, INGEST_PASSWORD, emulator_control, emulator_stats
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 DOCUMENTED = {200, 400, 401, 404, 413, 415, 422, 429, 500, 502, 503, 504}
-
-
-def assert_clean(dsn: str, media) -> None:
-    """No job open, no upload left, no result file (nor thumbnail, `<job>.thumb.jpg`) without its
-    succeeded job."""
-    assert db_rows(dsn, "SELECT count(*) FROM jobs WHERE NOT is_finalized") == [(0,)]
-    uploads = media / "uploads"
-    assert not uploads.exists() or list(uploads.iterdir()) == []
-    results = {p.name.split(".")[0] for p in (media / "results").iterdir()} if (media / "results").exists() else set()
-    succeeded = {str(r[0]) for r in db_rows(dsn, "SELECT id FROM jobs WHERE status = 'succeeded'")}
-    assert results <= succeeded
-
-
-async def wait_all_finalized(dsn: str, timeout: float = 10) -> None:
-    end = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < end:
-        if db_rows(dsn, "SELECT count(*) FROM jobs WHERE NOT is_finalized") == [(0,)]:
-            return
-        await asyncio.sleep(0.1)
 
 
 async def test_garbage_from_the_provider_ends_every_job_with_a_documented_answer(studio_config, pg_dsn, emulator,

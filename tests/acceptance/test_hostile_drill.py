@@ -33,9 +33,7 @@ import time
 import aiohttp
 import pytest
 
-from tests.acceptance.procs import cli, env_for, start
-from tests.acceptance.test_drills import assert_clean, wait_all_finalized
-from tests.acceptance.test_process_faults import db_rows
+from tests.acceptance.procs import assert_clean, cli, db_rows, env_for, start, wait_all_finalized
 from tests.conftest import FIXTURES, INGEST_PASSWORD, free_port, write_config
 
 try:
