@@ -47,7 +47,8 @@ def set_(
     sync_timeout: Optional[float] = typer.Option(None, "--sync-timeout", metavar="SECONDS",
                                                  help="T_sync_response for new jobs (within the configured bounds)"),
     ingest_password: Optional[str] = typer.Option(None, "--ingest-password", metavar="[TEXT]",
-                                                  help="new ingest password (12 to 256 characters); without TEXT it is asked for without echo"),
+                                                  help="new ingest password (12 to 256 characters); without TEXT "
+                                                       "it is asked for without echo"),
     retention: Optional[float] = typer.Option(None, "--result-retention-hours", metavar="H",
                                               help="how long results stay downloadable"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),

@@ -218,7 +218,8 @@ class IngestHandler:
         if wait > 0:  # counted by the throttle itself
             self._report_guessing()
             retry = max(1, math.ceil(wait))
-            raise IngestError(429, "too_many_attempts", f"too many wrong passwords from this address; retry in {retry} s",
+            raise IngestError(429, "too_many_attempts",
+                              f"too many wrong passwords from this address; retry in {retry} s",
                               retry_after=retry, unread_body=True)
         max_bytes = media_mod.max_upload_bytes(self.cfg)
         if request.content_length is not None and request.content_length > max_bytes + 256 * 1024:

@@ -86,8 +86,8 @@ async def test_a_wrong_password_gets_the_same_401_whatever_the_slot(make_cfg, pg
         await slots.configure(s.ctx.db, s.clock, "slot-003", actor="test", source="test", enabled=False)
         slot_ids = ("slot-001", "slot-002", "slot-003")  # configured, never configured, disabled
         answers = [await s.ingest(slot, photo_bytes, password="wrong-password-1") for slot in slot_ids]
-        assert [(status, json.loads(body)) for status, _, body in answers] == [
-            (401, {"status": "error", "failure_reason": "invalid_password", "details": "wrong or missing password"})] * 3
+        wrong = {"status": "error", "failure_reason": "invalid_password", "details": "wrong or missing password"}
+        assert [(status, json.loads(body)) for status, _, body in answers] == [(401, wrong)] * 3
         missing = [(await s.ingest(slot, photo_bytes, password=None))[0] for slot in slot_ids]
         assert missing == [401] * 3
         # only the right password learns that a slot is not in use
