@@ -19,8 +19,8 @@ def errors_of(fn, *args, **kwargs) -> dict:
 
 def test_valid_changes_come_back_as_the_values_to_store():
     changes = settings.check_changes(BOUNDS, sync_response_seconds=50, result_retention_hours=24,
-                                     ingest_password="booth-1", provider_keys={"gemini": "k" * 8})
-    assert changes == {settings.SYNC_KEY: 50.0, settings.RETENTION_KEY: 24.0, settings.PASSWORD_KEY: "booth-1",
+                                     ingest_password="booth-secret-1", provider_keys={"gemini": "k" * 8})
+    assert changes == {settings.SYNC_KEY: 50.0, settings.RETENTION_KEY: 24.0, settings.PASSWORD_KEY: "booth-secret-1",
                        settings.PROVIDER_KEY_PREFIX + "gemini": "k" * 8}
 
 
@@ -35,10 +35,14 @@ def test_retention_is_one_hour_to_a_year(hours):
     assert "result_retention_hours" in errors_of(settings.check_changes, BOUNDS, result_retention_hours=hours)
 
 
-@pytest.mark.parametrize("password", ["abc", "x" * 257, 1234])
-def test_the_ingest_password_is_4_to_256_characters(password):
+@pytest.mark.parametrize("password", ["abc", "x" * 11, "x" * 257, 1234])
+def test_the_ingest_password_is_12_to_256_characters(password):
     assert errors_of(settings.check_changes, BOUNDS, ingest_password=password) == \
-        {"ingest_password": "must be 4 to 256 characters"}
+        {"ingest_password": "must be 12 to 256 characters"}
+
+
+def test_the_generated_first_start_password_is_longer_than_the_minimum():
+    assert len(settings.generate_password(settings.GENERATED_PASSWORD_BYTES)) >= 16
 
 
 def test_provider_keys_name_a_known_provider_and_hold_no_spaces():
