@@ -16,6 +16,7 @@ checked by several shots at once runs scrypt once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import hashlib
 import hmac
@@ -66,6 +67,7 @@ class CachedVerifier:
         self._wrong_seconds = wrong_seconds
         self._lane = asyncio.Lock()   # strangers' checks, one at a time, in arrival order
         self._lane_waiting = 0
+        self._lane_keys: collections.Counter = collections.Counter()  # passwords in the lane or its line
         self._lane_opens_at = 0.0     # loop time: the lane is closed until then after a wrong password
 
     @property
@@ -95,23 +97,33 @@ class CachedVerifier:
         return ok
 
     async def _through_the_lane(self, key, password: str, record: dict) -> bool:
-        if self._lane_waiting >= self._queue:
+        # The same password already in the lane (several booths' first shots at once) does not
+        # count against the line: its turn finds it known (no scrypt) or joins its running check.
+        if self._lane_waiting >= self._queue and not self._lane_keys[key]:
             raise CheckerBusy()
         loop = asyncio.get_running_loop()
-        self._lane_waiting += 1
+        self._lane_keys[key] += 1
         try:
-            await self._lane.acquire()
+            self._lane_waiting += 1
+            try:
+                await self._lane.acquire()
+            finally:
+                self._lane_waiting -= 1
+            try:
+                if key in self._ok:
+                    return True
+                if self._lane_opens_at > loop.time():
+                    await asyncio.sleep(self._lane_opens_at - loop.time())
+                ok = await self._check(key, password, record)
+                if not ok:  # the guesser has its answer at once; the next stranger waits
+                    self._lane_opens_at = loop.time() + self._wrong_seconds
+                return ok
+            finally:
+                self._lane.release()
         finally:
-            self._lane_waiting -= 1
-        try:
-            if self._lane_opens_at > loop.time():
-                await asyncio.sleep(self._lane_opens_at - loop.time())
-            ok = await self._check(key, password, record)
-            if not ok:  # the guesser has its answer at once; the next stranger waits
-                self._lane_opens_at = loop.time() + self._wrong_seconds
-            return ok
-        finally:
-            self._lane.release()
+            self._lane_keys[key] -= 1
+            if not self._lane_keys[key]:
+                del self._lane_keys[key]
 
     async def _check(self, key, password: str, record: dict) -> bool:
         """scrypt on the checker's thread; one run for the same password checked at once."""

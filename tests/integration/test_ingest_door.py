@@ -250,6 +250,11 @@ async def test_strangers_get_one_wrong_check_a_second_and_the_rest_are_refused_a
         assert not any(w.done() for w in waiting)
         assert [first, *await asyncio.gather(*waiting)] == [False] * 4
         assert loop.time() - closed_at >= 3 * 0.3  # one stranger check per opening of the lane
+        # a new booth's first shots all at once, while guessers fill the line: never refused
+        fresh = hash_password("another-booth-password")
+        burst = [asyncio.ensure_future(verifier.verify("another-booth-password", fresh)) for _ in range(8)]
+        await asyncio.sleep(0)
+        assert await asyncio.gather(*burst) == [True] * 8
         same = [asyncio.ensure_future(verifier.verify("wrong-password-6", record, proven=True)) for _ in range(3)]
         await asyncio.sleep(0)
         assert verifier.busy == 1  # three shots, one scrypt
