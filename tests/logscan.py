@@ -62,10 +62,17 @@ def _wrap_process_helpers() -> None:
     procs.cli = cli
 
 
-def secret(value: str) -> None:
-    """Register one more value (an admin password, a webhook token …) that must never be logged."""
+def secret(value: str, *, shown_by: str | None = None) -> None:
+    """Register one more value (an admin password, a webhook token …) that must never be logged.
+
+    `shown_by` is the stdout of the command whose job is to show that value once (`users reset`):
+    that answer is the one place it may appear, so it is kept out of the scan; anywhere else it leaks.
+    """
     if value:
         _extra_secrets.add(value)
+    if shown_by is not None:
+        answer = f"[cli stdout] {shown_by}"
+        _lines[:] = [line.replace(value, "<shown once>") if line == answer else line for line in _lines]
 
 
 def mark() -> int:

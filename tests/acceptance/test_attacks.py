@@ -149,7 +149,7 @@ async def test_a_token_ends_on_every_process_after_revoke_logout_and_reset(attac
             r = cli(config, pg_dsn, "users", "reset", "serg")
             assert r.returncode == 0, r.stderr
             new_password = re.search(r"\(shown once\): (\S+)", r.stdout).group(1)
-            logscan.secret(new_password)
+            logscan.secret(new_password, shown_by=r.stdout)
             assert await both(token) == [401, 401]
             assert await _get(http, bases[0], "/api/settings", token, method="PUT",
                               json={"ingest": {"sync_response_timeout_sec": 5}}) == 401

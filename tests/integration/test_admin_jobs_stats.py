@@ -34,7 +34,8 @@ async def make_job(s, slot_id: str, *, provider: str = "gemini", ms: int, reason
     job_id = await s.queue_job(window=48, data=data, slot={"id": slot_id, "provider_id": provider,
                                                           "operation_id": "image_edit", "settings_json": {"prompt": "p"}})
     await jobs.record_provider(db, job_id=job_id, now=now, tokens=tokens, requests=requests)
-    end = now + dt.timedelta(milliseconds=ms)
+    # from the row's own created_at: the studio clock runs on real time, so `now` is already behind it
+    end = (await jobs.get(db, job_id))["created_at"] + dt.timedelta(milliseconds=ms)
     if reason is None:
         path = media.result_path(job_id, "image/jpeg")
         path.write_bytes(data)
