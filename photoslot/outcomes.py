@@ -9,6 +9,7 @@ FAILURE_ANSWERS: dict[str, tuple[int, str]] = {
     "invalid_result": (502, "invalid_result"),
     "quota_exhausted": (503, "quota_exhausted"),
     "cancelled": (503, "cancelled"),
+    "admin_cancelled": (503, "admin_cancelled"),
     "client_gone": (499, "client_gone"),
     "internal_error": (500, "internal_error"),
 }
@@ -18,7 +19,7 @@ def status_for_reason(reason: str) -> str:
     """The job state a failure reason ends in."""
     if reason == "timeout":
         return "timeout"
-    if reason in ("cancelled", "client_gone"):
+    if reason in ("cancelled", "admin_cancelled", "client_gone"):
         return "cancelled"
     return "failed"
 

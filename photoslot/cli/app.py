@@ -24,7 +24,7 @@ app = typer.Typer(help="photoslot — DSLR Remote Pro ⇄ AI image providers, on
 app.add_typer(slot.app, name="slot")
 app.add_typer(settings.app, name="settings")
 app.add_typer(template.app, name="template")
-app.command("jobs")(jobs.jobs)
+app.add_typer(jobs.app, name="jobs")
 app.command("stats")(stats_cli.stats)
 app.command("audit")(audit_cli.audit)
 app.add_typer(users_cli.app, name="users")

@@ -1,4 +1,4 @@
-"""photoslot jobs · photoslot job JOB_ID"""
+"""photoslot jobs · photoslot job JOB_ID · photoslot jobs cancel JOB_ID"""
 from __future__ import annotations
 
 import uuid
@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from photoslot import audit, job_control
 from photoslot import jobs as jobs_mod
 from photoslot.cli.common import console, fail, fmt_time, new_table, print_json, with_context
 from photoslot.errors import NotFound
@@ -31,13 +32,20 @@ def job_view(job: dict) -> dict:
     }
 
 
+app = typer.Typer(help="Recent jobs with state, reason, timings. `jobs cancel JOB_ID` cancels one.")
+
+
+@app.callback(invoke_without_command=True)
 def jobs(
+    typer_ctx: typer.Context,
     slot: Optional[str] = typer.Option(None, "--slot", help="only this slot"),
     status: Optional[str] = typer.Option(None, "--status", help=f"one of: {', '.join(STATUSES)}"),
     limit: int = typer.Option(20, "--limit", min=1, max=1000, help="how many, newest first"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
-    """Recent jobs with state, reason, timings."""
+    """Recent jobs with state, reason, timings (`jobs cancel JOB_ID` cancels one)."""
+    if typer_ctx.invoked_subcommand is not None:
+        return
     if status is not None and status not in STATUSES:
         fail(f"--status must be one of: {', '.join(STATUSES)}", 2)
 
@@ -83,3 +91,19 @@ def job(job_id: str = typer.Argument(..., metavar="JOB_ID"),
         console.print(f"detail: {j['failure_detail']}", markup=False)
     if j["download_url"]:
         console.print(f"download: {j['download_url']}")
+
+
+@app.command("cancel")
+def cancel(job_id: str = typer.Argument(..., metavar="JOB_ID"),
+           as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """Finalize a pending or processing job as cancelled by an admin (its booth is answered at once); audited."""
+
+    async def go(ctx):
+        row = await job_control.cancel(ctx, job_id, actor=audit.os_actor(), source="cli")
+        return jobs_mod.admin_view(row, ctx.cfg, ctx.clock.now())
+
+    view = with_context(go)
+    if as_json:
+        print_json(view)
+        return
+    console.print(f"{view['job']['id']} cancelled ({view['job']['failure_reason']})", markup=False, highlight=False)

@@ -1,4 +1,4 @@
-"""Jobs over the admin API: the filtered, paged list and one job with its deadline and timings.
+"""Jobs over the admin API: the filtered, paged list, one job with its deadline and timings, cancel.
 Filters are checked in photoslot/jobs.py, once for the API and the CLI."""
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import uuid
 
 from aiohttp import web
 
-from photoslot import jobs, slots
+from photoslot import job_control, jobs, slots
 from photoslot.errors import NotFound
-from photoslot.server.toolkit import answer, endpoint, q_bool, q_int, q_str
+from photoslot.server.toolkit import actor, answer, endpoint, q_bool, q_int, q_str
 
 routes = web.RouteTableDef()
 
@@ -39,4 +39,12 @@ async def get_job(request, ctx, claims):
         job = None
     if job is None:
         raise NotFound("no such job", {"job_id": raw})
+    return answer(jobs.admin_view(job, ctx.cfg, ctx.clock.now()))
+
+
+@routes.post("/api/jobs/{job_id}/cancel")
+@endpoint("slots:write")
+async def cancel_job(request, ctx, claims):
+    """Finalize a pending/processing job as cancelled / admin_cancelled (job_control.cancel)."""
+    job = await job_control.cancel(ctx, request.match_info["job_id"], actor=actor(claims), source="http")
     return answer(jobs.admin_view(job, ctx.cfg, ctx.clock.now()))

@@ -243,6 +243,12 @@ PATHS: dict[str, dict] = {
                 _q("sort_order", {"type": "string", "enum": ["asc", "desc"]})])},
     "/api/jobs/{job_id}": {"get": _op("One job with its deadline and timings", "stats:read", {
         "200": _json(_ref("JobAdminView"), "the job"), "404": _err("no such job")}, params=[_p("job_id", UUID)])},
+    "/api/jobs/{job_id}/cancel": {"post": _op("Cancel a pending or processing job: it ends cancelled / "
+                                              "admin_cancelled, its provider call is stopped and the waiting booth "
+                                              "is answered 503 admin_cancelled at once; audited (job.cancel)",
+                                              "slots:write", {
+        "200": _json(_ref("JobAdminView"), "the cancelled job"), "404": _err("no such job"),
+        "409": _err("the job is already finalized")}, params=[_p("job_id", UUID)])},
     "/api/stats/global": {"get": _op("Every slot: counts, ingest time, timeout share, provider spend per period",
                                      "stats:read", {
         "200": _json(_ref("GlobalStats"), "stats"), "422": _err("bad range, grouping or paging")},

@@ -107,3 +107,34 @@ def test_cli_parity_commands_write_through_the_same_services(studio_config, pg_d
     assert "cli-secret-key-42" not in r.stdout
     stats = json.loads(cli(config, pg_dsn, "stats", "--slot", "slot-001", "--json").stdout)
     assert stats["summary"]["last_reset_at"] is not None
+
+
+async def test_jobs_cancel_finalizes_a_pending_job_as_the_os_user_and_refuses_a_final_one(studio_config, pg_dsn):
+    import datetime as dt
+
+    from photoslot import jobs
+    from photoslot.config import load_config
+    from photoslot.context import AppContext
+
+    config, _ = studio_config()
+    ctx = await AppContext.open(load_config(config), dsn=pg_dsn)
+    try:  # a job nobody claims (no worker runs): queued as the ingest queues it
+        job_id = jobs.new_job_id()
+        now = ctx.clock.now()
+        await jobs.enqueue(ctx.db, job_id=job_id, slot=await ctx.db.fetchone("ingest_context", slot_id="slot-001"),
+                           now=now, expires_at=now + dt.timedelta(seconds=60), upload_path=None, upload_mime=None,
+                           upload_size=None, metadata={})
+    finally:
+        await ctx.close()
+    r = cli(config, pg_dsn, "jobs", "cancel", str(job_id), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["job"]["failure_reason"] == "admin_cancelled"
+    r = cli(config, pg_dsn, "jobs", "cancel", str(job_id))
+    assert r.returncode == 1 and "already finalized" in r.stderr and r.stdout == ""
+    r = cli(config, pg_dsn, "jobs", "cancel", "no-such-job")
+    assert r.returncode == 2 and "no job" in r.stderr
+    entry = json.loads(cli(config, pg_dsn, "audit", "--json", "--limit", "1").stdout)[0]
+    assert (entry["action"], entry["target"], entry["source"]) == ("job.cancel", str(job_id), "cli")
+    assert entry["actor"].startswith("os:")
+    listed = json.loads(cli(config, pg_dsn, "jobs", "--status", "cancelled", "--json").stdout)
+    assert [j["id"] for j in listed] == [str(job_id)]

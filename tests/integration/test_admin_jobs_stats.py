@@ -2,13 +2,16 @@
 against jobs this test created (counts by outcome, p50/p95, timeout share, provider spend)."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
+import time
 
 import pytest
 
 from photoslot import jobs
 from photoslot.media import sha256_hex
-from tests.conftest import emulator_control
+from tests.conftest import emulator_control, emulator_stats
 from tests.integration.adminapi import logged_in
 from tests.integration.studio import Studio
 
@@ -227,3 +230,59 @@ async def test_real_ingests_are_counted_with_their_token_spend(make_cfg, pg_dsn,
         assert summary["timeout_share"] == round(1 / 3, 4)
         # the 504 answered at the 2 s window and pulls p95 up towards it
         assert summary["p50_ms"] < summary["p95_ms"] <= 2100 and summary["p95_ms"] > 1000
+
+
+async def test_cancel_answers_the_waiting_booth_at_once_stops_the_provider_call_and_is_audited(
+        make_cfg, pg_dsn, emulator, photo_bytes):
+    from tests.integration.test_ingest import s_wait_in_flight_zero
+
+    await emulator_control(emulator, hang=True)
+    try:
+        async with Studio(make_cfg(ingest__sync_response_seconds=20), pg_dsn) as s:
+            await s.set_password()
+            await s.configure("slot-001")
+            api = await logged_in(s)
+            shot = asyncio.create_task(s.ingest("slot-001", photo_bytes))
+            rows = []
+            for _ in range(100):  # until the worker has the job at the (hanging) provider
+                rows = await s.ctx.db.fetchall("job_list", slot_id=None, status="processing", limit=5)
+                if rows and (await emulator_stats(emulator))["gemini"]["in_flight"] == 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(rows) == 1
+            job_id = str(rows[0]["id"])
+            t0 = time.monotonic()
+            status, _, view = await api.call("POST", f"/api/jobs/{job_id}/cancel")
+            assert status == 200
+            assert view["job"]["status"] == "cancelled" and view["job"]["failure_reason"] == "admin_cancelled"
+            booth_status, headers, body = await asyncio.wait_for(shot, 5)
+            assert time.monotonic() - t0 < 5  # not the 20 s window
+            assert booth_status == 503 and headers["X-Job-Id"] == job_id
+            assert json.loads(body)["failure_reason"] == "admin_cancelled"
+            assert (await s_wait_in_flight_zero(emulator))["gemini"]["in_flight"] == 0
+            assert s.files("uploads") == []
+            entry = (await api.call("GET", "/api/audit", params={"action": "job.cancel"}))[2]["data"][0]
+            assert entry["target"] == job_id and entry["actor"] == "admin:serg" and entry["source"] == "http"
+            status, _, body = await api.call("POST", f"/api/jobs/{job_id}/cancel")
+            assert status == 409 and "cancelled" in body["error"]["message"]
+            status, _, _ = await api.call("POST", "/api/jobs/not-a-uuid/cancel")
+            assert status == 404
+    finally:
+        await emulator_control(emulator, hang=False)
+
+
+async def test_cancel_of_a_pending_job_finalizes_it_and_removes_the_upload(make_cfg, pg_dsn):
+    from photoslot import job_control
+    from photoslot.errors import Conflict, NotFound
+
+    async with Studio(make_cfg(), pg_dsn, workers=0) as s:
+        job_id = await s.queue_job("slot-001", slot={"id": "slot-001", "provider_id": "gemini",
+                                                     "operation_id": "image_edit", "settings_json": {}})
+        assert s.files("uploads") != []
+        row = await job_control.cancel(s.ctx, str(job_id), actor="os:test", source="cli")
+        assert (row["status"], row["failure_reason"], row["answer_status"]) == ("cancelled", "admin_cancelled", 503)
+        assert s.files("uploads") == []
+        with pytest.raises(Conflict):
+            await job_control.cancel(s.ctx, job_id, actor="os:test", source="cli")
+        with pytest.raises(NotFound):
+            await job_control.cancel(s.ctx, "00000000-0000-0000-0000-000000000000", actor="os:test", source="cli")

@@ -180,6 +180,11 @@ async def test_every_documented_status_of_every_endpoint_is_real(make_cfg, pg_ds
         assert (await call("GET", "/api/jobs", params={"slot_id": "slot-777"}))[0] == 404
         await call("GET", f"/api/jobs/{job_id}")
         assert (await call("GET", "/api/jobs/00000000-0000-0000-0000-000000000000"))[0] == 404
+        assert (await call("POST", f"/api/jobs/{job_id}/cancel"))[0] == 409  # it succeeded already
+        assert (await call("POST", "/api/jobs/00000000-0000-0000-0000-000000000000/cancel"))[0] == 404
+        parked = await s.queue_job(slot={"id": "slot-001", "provider_id": "nobody", "operation_id": "image_edit",
+                                         "settings_json": {}})  # no worker claims it: it stays pending
+        assert (await call("POST", f"/api/jobs/{parked}/cancel"))[0] == 200
         await call("GET", "/api/stats/slot-001")
         assert (await call("GET", "/api/stats/slot-001", params={"group_by": "year"}))[0] == 422
         assert (await call("GET", "/api/stats/slot-000"))[0] == 404
