@@ -14,12 +14,15 @@ Alerts:
 - `media_disk`: the media root's filesystem fuller than `alerts.media_disk_used_percent`;
 - `provider_failing:<provider>`: the last `alerts.provider_failures` jobs of a provider in the
   window all failed on the provider's side (provider_error, quota_exhausted, invalid_result);
+- `provider_down:<provider>`: the provider is down (photoslot/health_rule.py); announced the moment
+  a process makes the transition (`announce_if_changed`), checked again on every pass;
 - `quota:<provider>`: today's requests (UTC day, counted by photoslot.quotas across processes) at
   or above `alerts.quota_used_percent` of `providers.<provider>.requests_per_day`.
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import shutil
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from photoslot import quotas
+from photoslot import health_rule, quotas
 from photoslot.clock import rfc3339
 from photoslot.logs import event
 
@@ -108,6 +111,14 @@ async def checks(ctx, now: dt.datetime) -> list[Check]:
         out.append(Check(f"provider_failing:{provider}", failing, streak, n, "error",
                          f"{provider}: the last {streak} jobs failed on the provider's side (latest: {last})"))
 
+    # provider down (the health rule's state, shared through the provider_health table)
+    health = {r["provider_id"]: r for r in await db.fetchall("provider_health_all")}
+    for provider in sorted(set(health) | set((cfg.get("providers") or {}).keys())):
+        row = health.get(provider)
+        h = health_rule.Health(**{k: row[k] for k in row if k in HEALTH_FIELDS}) if row else \
+            health_rule.Health(provider_id=provider)
+        out.append(provider_down_check(h, now))
+
     # quota nearly spent (the daily window; a spent minute window heals by itself within a minute)
     qpct = float(cfg.get("alerts.quota_used_percent"))
     for provider, windows in sorted((await quotas.usage(db, cfg, now)).items()):
@@ -119,6 +130,24 @@ async def checks(ctx, now: dt.datetime) -> list[Check]:
                          f"{provider}: {day['used']} of {day['limit']} daily requests used "
                          f"({pct:.0f}%, alert at {qpct:.0f}%)"))
     return out
+
+
+HEALTH_FIELDS = frozenset(f.name for f in dataclasses.fields(health_rule.Health))
+
+
+def provider_down_check(h: health_rule.Health, now: dt.datetime) -> Check:
+    return Check(f"provider_down:{h.provider_id}", h.is_down, h.failures if h.is_down else 0, 1, "error",
+                 health_rule.describe(h, now))
+
+
+async def announce_if_changed(ctx, c: Check, *, now: dt.datetime) -> dict | None:
+    """One alert's state, evaluated now rather than at the next sweeper pass; announced (log +
+    webhook) only by the process whose conditional UPDATE made the transition."""
+    row = await ctx.db.fetchone("ops_alert_transition", name=c.name, active=c.active, severity=c.severity,
+                                value=float(c.value), threshold=float(c.threshold), message=c.message, now=now)
+    if row is None or (row["created"] and not row["active"]):
+        return None
+    return _announce(ctx, c, now)
 
 
 async def evaluate(ctx, *, now: dt.datetime) -> list[dict]:

@@ -69,6 +69,9 @@ DEFAULTS: dict[str, Any] = {
             "requests_per_minute": 500,
             "requests_per_day": 2000,
             "max_input_megapixels": 24,
+            "max_attempts": 3,  # requests per job at most (retries of 5xx, 429, connection errors, no image)
+            "down_after_failures": 5,  # consecutive failed calls that take the provider down
+            "down_cooldown_seconds": 15,  # down this long, then one probe call
         },
         "turbotext": {
             "api_key": None,
@@ -78,6 +81,9 @@ DEFAULTS: dict[str, Any] = {
             "requests_per_minute": None,
             "requests_per_day": None,
             "max_input_megapixels": 24,
+            "max_attempts": 3,  # requests per job at most (retries of 5xx, 429, connection errors, no image)
+            "down_after_failures": 5,  # consecutive failed calls that take the provider down
+            "down_cooldown_seconds": 15,  # down this long, then one probe call
         },
     },
     "sweeper": {

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from photoslot import db as dbmod
 from photoslot import jobs
+from photoslot.provider_health import CHANNEL as HEALTH_CHANNEL
+from photoslot.provider_health import HealthBoard
 from photoslot.clock import SystemClock
 from photoslot.media import MediaStore
 
@@ -28,6 +30,7 @@ class AppContext:
     media: MediaStore
     listener: dbmod.Listener | None = None
     waiters: jobs.DoneWaiters = field(default_factory=jobs.DoneWaiters)
+    health: HealthBoard = field(default_factory=HealthBoard)  # every provider's health, this process's copy
 
     @classmethod
     async def open(cls, cfg, *, clock=None, dsn: str | None = None, listen: bool = False) -> "AppContext":
@@ -40,13 +43,20 @@ class AppContext:
             ctx.listener = dbmod.Listener(dsn)
             ctx.listener.subscribe(jobs.DONE_CHANNEL, ctx.waiters.notify)
             ctx.listener.on_reconnect(ctx.waiters.wake_all)
+            ctx.listener.subscribe(HEALTH_CHANNEL, lambda _provider: ctx.health.changed(ctx.db))
+            ctx.listener.on_reconnect(lambda: ctx.health.changed(ctx.db))
         return ctx
 
     async def start_listener(self) -> None:
+        """The long-running processes' start: notifications, and the provider health copy (loaded
+        now, then kept fresh by its notification and a cheap poll)."""
         if self.listener is not None:
             await self.listener.start()
+        await self.health.refresh(self.db)
+        self.health.start(self.db)
 
     async def close(self) -> None:
+        await self.health.stop()
         if self.listener is not None:
             await self.listener.stop()
         await self.db.close()

@@ -63,6 +63,11 @@ async def record_provider(db, *, job_id, now, reference=None, response_id=None, 
                      provider_ms=provider_ms)
 
 
+async def note_problem(db, *, job_id, detail: str) -> None:
+    """What went wrong with the provider so far, on the running job; a timeout keeps it in its detail."""
+    await db.execute("job_note_problem", job_id=job_id, detail=detail[:1000])
+
+
 async def record_answer(db, *, job_id, answered_ms: int) -> None:
     await db.execute("job_record_answer", job_id=job_id, answered_ms=answered_ms)
 

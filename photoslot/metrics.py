@@ -24,6 +24,7 @@ from prometheus_client.core import GaugeMetricFamily
 from photoslot import SLOT_IDS, alerts, quotas
 from photoslot.alerts import PROVIDER_FAILURES, disk_usage
 from photoslot.db import DatabaseUnavailable
+from photoslot.providers import catalogue
 
 log = logging.getLogger("photoslot.metrics")
 
@@ -100,6 +101,8 @@ async def snapshot(ctx) -> dict:
     now = ctx.clock.now()
     snap: dict = {"now": now}
     snap["media"] = await asyncio.to_thread(media_usage, ctx.media)
+    # this process's copy of the shared provider health (photoslot/provider_health.py): no query needed
+    snap["providers_up"] = {p: 0 if ctx.health.get(p).is_down else 1 for p in catalogue.CATALOGUE}
     try:
         snap.update(await asyncio.wait_for(_db_values(ctx, now), timeout=SCRAPE_DB_TIMEOUT))
         snap["db_up"] = 1
@@ -178,6 +181,12 @@ class DatabaseCollector:
         used = GaugeMetricFamily("photoslot_media_disk_used_ratio", "Used share (0–1) of the media root's filesystem")
         used.add_metric([], media["disk_used"] / media["disk_total"] if media["disk_total"] else 0)
         yield used
+
+        pup = GaugeMetricFamily("photoslot_provider_up", "1 while the provider is up, 0 while it is down "
+                                "(consecutive failed calls; shared by all processes)", labels=["provider"])
+        for provider, value in sorted(s.get("providers_up", {}).items()):
+            pup.add_metric([provider], value)
+        yield pup
 
         if not s.get("db_up"):
             return

@@ -8,6 +8,7 @@ FAILURE_ANSWERS: dict[str, tuple[int, str]] = {
     "provider_refused": (502, "provider_refused"),
     "invalid_result": (502, "invalid_result"),
     "quota_exhausted": (503, "quota_exhausted"),
+    "provider_unavailable": (503, "provider_unavailable"),
     "cancelled": (503, "cancelled"),
     "admin_cancelled": (503, "admin_cancelled"),
     "client_gone": (499, "client_gone"),
@@ -31,8 +32,8 @@ def answer_for(reason: str) -> tuple[int, str]:
 def ingest_answer(job: dict) -> tuple[int, str]:
     """(HTTP status, JSON failure_reason) for a finalized, unsuccessful job.
 
-    A provider that was down is stored as `provider_error` with answer_status 503 and answered
-    as `provider_unavailable`, as the ingest contract (docs/API.md) lists it.
+    A provider that is down (or has no API key) is stored as `provider_unavailable`; rows written
+    before that reason existed hold `provider_error` with answer_status 503 and are answered the same.
     """
     reason = job.get("failure_reason") or "internal_error"
     status, label = answer_for(reason)

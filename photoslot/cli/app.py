@@ -12,6 +12,7 @@ from photoslot.cli import backup as backup_cli
 from photoslot.cli import doctor as doctor_cli
 from photoslot.cli import migrate as migrate_cli
 from photoslot.cli import common, jobs, media, settings, slot, template
+from photoslot.cli import providers as providers_cli
 from photoslot.cli import secrets as secrets_cli
 from photoslot.cli import stats as stats_cli
 from photoslot.cli import users as users_cli
@@ -25,6 +26,7 @@ app.add_typer(slot.app, name="slot")
 app.add_typer(settings.app, name="settings")
 app.add_typer(template.app, name="template")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(providers_cli.app, name="providers")
 app.command("stats")(stats_cli.stats)
 app.command("audit")(audit_cli.audit)
 app.add_typer(users_cli.app, name="users")
@@ -98,23 +100,6 @@ def sweep(as_json: bool = typer.Option(False, "--json", help="machine-readable o
             err_console.print(f"warning: sweep step failed: {err}", markup=False, highlight=False)
     if report["errors"]:
         raise typer.Exit(1)
-
-
-@app.command()
-def providers(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
-    """The provider/operation catalogue with parameters."""
-    data = catalogue.as_list()
-    if as_json:
-        print_json(data)
-        return
-    table = new_table("providers and operations", ("provider", "operation", "templates", "parameters"))
-    for p in data:
-        for op in p["operations"]:
-            params = ", ".join(
-                f"{k} ({v['type']}{', ' + str(v.get('minimum')) + '–' + str(v.get('maximum')) if 'minimum' in v else ''})"
-                for k, v in op["parameters"].items()) or "—"
-            table.add_row(p["id"], op["id"], ", ".join(op["needs"]) or "—", ("prompt; " if op["prompt_required"] else "") + params)
-    console.print(table)
 
 
 @app.command()

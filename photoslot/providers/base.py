@@ -7,6 +7,8 @@ result or the ProviderFailure.
 from __future__ import annotations
 
 import abc
+import collections
+import re
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
@@ -50,6 +52,37 @@ PollHook = Callable[[], Awaitable[None]]
 ReferenceHook = Callable[[str], Awaitable[None]]
 
 
+# Called after every call with what it says about the provider's health (photoslot/health_rule.py):
+# (False, problem) for a connection error, an HTTP 5xx or 429; (True, None) when the provider answered.
+HealthHook = Callable[[bool, "str | None"], Awaitable[None]]
+
+
+class Problems:
+    """The failed calls of one job, for the operator: "HTTP 503 × 17 from gemini, last: …"."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.kinds: collections.Counter[str] = collections.Counter()
+        self.last: str | None = None
+
+    def add(self, problem: str) -> None:
+        self.kinds[kind_of(problem)] += 1
+        self.last = problem
+
+    def __len__(self) -> int:
+        return sum(self.kinds.values())
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{k} × {n}" for k, n in self.kinds.most_common())
+        return f"{counts} from {self.provider}, last: {self.last}" if self.last else f"no failed call to {self.provider}"
+
+
+def kind_of(problem: str) -> str:
+    """"HTTP 503 UNAVAILABLE …" → "HTTP 503"; "ClientConnectorError: …" → "ClientConnectorError"."""
+    m = re.match(r"(HTTP \d{3})", problem)
+    return m.group(1) if m else problem.split(":", 1)[0][:60]
+
+
 async def _nothing(*_args) -> None:
     return None
 
@@ -64,8 +97,9 @@ class ProviderClient(abc.ABC):
     # and the templates (ProviderInput.urls) instead of passing their bytes.
     needs_public_links: bool = False
 
-    def __init__(self, api_key: str | None) -> None:
+    def __init__(self, api_key: str | None, max_attempts: int = 3) -> None:
         self.api_key = api_key
+        self.max_attempts = max(1, int(max_attempts))  # providers.<p>.max_attempts: a retry cap besides the deadline
 
     def use_key(self, key: str | None) -> None:
         """The key for the calls from now on; None keeps the current one."""
@@ -78,9 +112,10 @@ class ProviderClient(abc.ABC):
 
     @abc.abstractmethod
     async def run(self, operation: str, data: ProviderInput, *, deadline: float, on_request: RequestHook,
-                  on_poll: PollHook = NO_HOOK, on_reference: ReferenceHook = NO_HOOK) -> ProviderResult:
-        """Run one catalogue operation until `deadline` (event-loop time): a result, or ProviderFailure,
-        or asyncio.TimeoutError when the deadline cut it off."""
+                  on_poll: PollHook = NO_HOOK, on_reference: ReferenceHook = NO_HOOK,
+                  on_health: HealthHook = NO_HOOK) -> ProviderResult:
+        """Run one catalogue operation until `deadline` (event-loop time) and at most `max_attempts`
+        requests: a result, or ProviderFailure, or asyncio.TimeoutError when the deadline cut it off."""
 
     @abc.abstractmethod
     async def close(self) -> None:

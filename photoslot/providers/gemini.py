@@ -1,8 +1,9 @@
 """Google Gemini through the google-genai SDK's async client.
 
 The SDK's own retries are switched off (attempts=1): our loop retries NO_IMAGE answers, 429 and
-5xx with backoff, and every attempt runs under the job's deadline (asyncio.timeout), so nothing
-the SDK does can overrun it. 4xx other than 429 fail at once.
+5xx with backoff, at most `providers.gemini.max_attempts` requests, and every attempt runs under
+the job's deadline (asyncio.timeout), so nothing the SDK does can overrun it. 4xx other than 429
+fail at once. Each call's outcome goes to the health hook (photoslot/health_rule.py).
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from photoslot.providers.base import (NO_HOOK, PollHook, ProviderClient, ProviderFailure, ProviderInput,
-                                      ProviderResult, ReferenceHook, RequestHook)
+from photoslot.providers.base import (NO_HOOK, HealthHook, PollHook, Problems, ProviderClient, ProviderFailure,
+                                      ProviderInput, ProviderResult, ReferenceHook, RequestHook)
 
 log = logging.getLogger("photoslot.providers.gemini")
 
@@ -28,7 +29,7 @@ MIN_ATTEMPT_SECONDS = 0.2  # no point starting a call with less time than this l
 class GeminiClient(ProviderClient):
     def __init__(self, cfg) -> None:
         pcfg = cfg.provider("gemini")
-        super().__init__(pcfg["api_key"])
+        super().__init__(pcfg["api_key"], pcfg.get("max_attempts", 3))
         self.model = pcfg["model"]
         self._client: genai.Client | None = None
         self._base_url = pcfg["base_url"]
@@ -39,7 +40,7 @@ class GeminiClient(ProviderClient):
     def _sdk(self) -> genai.Client:
         if self._client is None:
             if not self.api_key:
-                raise ProviderFailure("provider_error", "Gemini API key is not configured "
+                raise ProviderFailure("provider_unavailable", "Gemini API key is not configured "
                                       "(providers.gemini.api_key or GEMINI_API_KEY)", 503)
             options = types.HttpOptions(
                 base_url=self._base_url or None,
@@ -83,30 +84,34 @@ class GeminiClient(ProviderClient):
         return parts
 
     async def run(self, operation: str, data: ProviderInput, *, deadline: float, on_request: RequestHook,
-                  on_poll: PollHook = NO_HOOK, on_reference: ReferenceHook = NO_HOOK) -> ProviderResult:
+                  on_poll: PollHook = NO_HOOK, on_reference: ReferenceHook = NO_HOOK,
+                  on_health: HealthHook = NO_HOOK) -> ProviderResult:
         contents = self.build_contents(operation, data)
         gen_config = types.GenerateContentConfig(
             response_modalities=["IMAGE"],
             temperature=data.params.get("temperature"),
             seed=data.params.get("seed"),
         )
-        return await self._generate(contents, gen_config, deadline=deadline, on_request=on_request)
+        return await self._generate(contents, gen_config, deadline=deadline, on_request=on_request,
+                                    on_health=on_health)
 
-    async def _generate(self, contents, gen_config, *, deadline: float, on_request: RequestHook) -> ProviderResult:
+    async def _generate(self, contents, gen_config, *, deadline: float, on_request: RequestHook,
+                        on_health: HealthHook = NO_HOOK) -> ProviderResult:
         loop = asyncio.get_running_loop()
         sdk = self._sdk()
         attempt = 0
         backoff = 0.5
         last_problem = "no attempt made"
+        problems = Problems("gemini")
         tokens = 0  # summed over attempts: an answer without an image is billed too
         while True:
             remaining = deadline - loop.time()
             if remaining < MIN_ATTEMPT_SECONDS:
-                raise asyncio.TimeoutError(f"deadline reached after {attempt} attempt(s); last: {last_problem}")
+                raise asyncio.TimeoutError(f"deadline reached after {attempt} attempt(s); {problems.summary()}")
             attempt += 1
             await on_request()
             if deadline - loop.time() < MIN_ATTEMPT_SECONDS / 2:  # the accounting write ate the time left
-                raise asyncio.TimeoutError(f"deadline reached after {attempt - 1} attempt(s); last: {last_problem}")
+                raise asyncio.TimeoutError(f"deadline reached after {attempt - 1} attempt(s); {problems.summary()}")
             try:
                 # timeout_at the absolute deadline: time spent above never extends the call
                 async with asyncio.timeout_at(deadline):
@@ -116,16 +121,23 @@ class GeminiClient(ProviderClient):
                 message = (getattr(exc, "message", None) or str(exc))[:300]
                 if code == 429 or code >= 500:
                     last_problem = f"HTTP {code} {getattr(exc, 'status', '') or ''} {message}".strip()
-                    log.info("gemini attempt %d: %s; retrying while the deadline allows", attempt, last_problem)
+                    problems.add(last_problem)
+                    await on_health(False, last_problem)
+                    log.info("gemini attempt %d: %s; retrying while the deadline and max_attempts allow",
+                             attempt, last_problem)
                 else:
+                    await on_health(True, None)  # it answered: the provider is there, the request is not right
                     raise ProviderFailure("provider_error", f"Gemini HTTP {code}: {message}", 502) from None
             except TimeoutError:
                 raise  # the job's deadline (asyncio.timeout); TimeoutError is an OSError, so first
             except (aiohttp.ClientError, OSError, ValueError) as exc:
                 # connection refused/reset, or a body that is not JSON
                 last_problem = f"{exc.__class__.__name__}: {str(exc)[:200]}"
+                problems.add(last_problem)
+                await on_health(False, last_problem)
                 log.info("gemini attempt %d failed: %s", attempt, last_problem)
             else:
+                await on_health(True, None)
                 usage = getattr(resp, "usage_metadata", None)
                 tokens += (getattr(usage, "total_token_count", None) or 0) if usage else 0
                 result = self._parse(resp, attempt)
@@ -133,7 +145,10 @@ class GeminiClient(ProviderClient):
                     result.tokens = tokens or None
                     return result
                 last_problem = result
+                problems.add(result)
                 log.info("gemini attempt %d returned no image (%s); retrying", attempt, result)
+            if attempt >= self.max_attempts:
+                raise ProviderFailure("provider_error", f"{problems.summary()} (max_attempts {self.max_attempts})", 502)
             delay = min(backoff, max(0.0, deadline - loop.time() - MIN_ATTEMPT_SECONDS))
             await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
             backoff = min(backoff * 2, 4.0)

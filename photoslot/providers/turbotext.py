@@ -15,8 +15,8 @@ import random
 
 import aiohttp
 
-from photoslot.providers.base import (NO_HOOK, PollHook, ProviderClient, ProviderFailure, ProviderInput,
-                                      ProviderResult, ReferenceHook, RequestHook)
+from photoslot.providers.base import (NO_HOOK, HealthHook, PollHook, Problems, ProviderClient, ProviderFailure,
+                                      ProviderInput, ProviderResult, ReferenceHook, RequestHook)
 
 log = logging.getLogger("photoslot.providers.turbotext")
 
@@ -37,14 +37,14 @@ class TurbotextClient(ProviderClient):
 
     def __init__(self, cfg) -> None:
         pcfg = cfg.provider("turbotext")
-        super().__init__(pcfg["api_key"])
+        super().__init__(pcfg["api_key"], pcfg.get("max_attempts", 3))
         self.base_url = (pcfg["base_url"] or DEFAULT_BASE_URL).rstrip("/")
         self.poll_interval = float(pcfg["poll_interval_seconds"])
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
         if not self.api_key:
-            raise ProviderFailure("provider_error", "Turbotext API key is not configured "
+            raise ProviderFailure("provider_unavailable", "Turbotext API key is not configured "
                                   "(providers.turbotext.api_key or TURBOTEXT_API_KEY)", 503)
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()
@@ -78,16 +78,18 @@ class TurbotextClient(ProviderClient):
         return form
 
     async def run(self, operation: str, data: ProviderInput, *, deadline: float, on_request: RequestHook,
-                  on_poll: PollHook = NO_HOOK, on_reference: ReferenceHook = NO_HOOK) -> ProviderResult:
+                  on_poll: PollHook = NO_HOOK, on_reference: ReferenceHook = NO_HOOK,
+                  on_health: HealthHook = NO_HOOK) -> ProviderResult:
         method = METHODS.get(operation)
         if method is None:
             raise ProviderFailure("internal_error", f"turbotext operation {operation!r} is not implemented")
         form = self.form_for(operation, data)
         http = self._http()
         endpoint = f"{self.base_url}/api_ai/{method}"
-        queueid, attempts = await self._create_queue(http, endpoint, form, deadline=deadline, on_request=on_request)
+        queueid, attempts = await self._create_queue(http, endpoint, form, deadline=deadline, on_request=on_request,
+                                                     on_health=on_health)
         await on_reference(queueid)
-        image_url = await self._poll(http, endpoint, queueid, deadline=deadline, on_poll=on_poll)
+        image_url = await self._poll(http, endpoint, queueid, deadline=deadline, on_poll=on_poll, on_health=on_health)
         image, mime = await self._download(http, image_url, deadline=deadline)
         return ProviderResult(image=image, mime=mime, response_id=None, tokens=None, attempts=attempts)
 
@@ -106,38 +108,48 @@ class TurbotextClient(ProviderClient):
                 return resp.status, body
 
     async def _create_queue(self, http, endpoint: str, form: dict, *, deadline: float,
-                            on_request: RequestHook) -> tuple[str, int]:
+                            on_request: RequestHook, on_health: HealthHook = NO_HOOK) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
         attempt = 0
         backoff = 0.5
-        last_problem = "no attempt made"
+        problems = Problems("turbotext")
         while True:
             if deadline - loop.time() < MIN_ATTEMPT_SECONDS:
-                raise asyncio.TimeoutError(f"deadline reached before Turbotext queued the job; last: {last_problem}")
+                raise asyncio.TimeoutError(f"deadline reached before Turbotext queued the job; {problems.summary()}")
             attempt += 1
             await on_request()
             try:
                 status, body = await self._post(http, endpoint, {"do": "create_queue", **form}, deadline=deadline)
             except (aiohttp.ClientError, OSError) as exc:
-                last_problem = f"{exc.__class__.__name__}: {str(exc)[:200]}"
+                problems.add(f"{exc.__class__.__name__}: {str(exc)[:200]}")
+                await on_health(False, problems.last)
             else:
                 if status == 429 or status >= 500:
-                    last_problem = f"HTTP {status}"
+                    problems.add(f"HTTP {status}")
+                    await on_health(False, problems.last)
                 elif status != 200 or not isinstance(body, dict):
+                    await on_health(True, None)
                     # Not retried: a garbled answer may still have queued (and billed) the job.
                     error = body.get("error") if isinstance(body, dict) else None
                     raise ProviderFailure("provider_error", f"Turbotext create_queue HTTP {status}: "
                                           f"{error or 'unreadable answer'}", 502)
                 elif body.get("success") and body.get("queueid") is not None:
+                    await on_health(True, None)
                     return str(body["queueid"]), attempt
                 else:
+                    await on_health(True, None)
                     raise self._failure(body.get("error"), "create_queue")
-            log.info("turbotext create_queue attempt %d: %s; retrying while the deadline allows", attempt, last_problem)
+            if attempt >= self.max_attempts:
+                raise ProviderFailure("provider_error", f"{problems.summary()} (create_queue, max_attempts "
+                                      f"{self.max_attempts})", 502)
+            log.info("turbotext create_queue attempt %d: %s; retrying while the deadline and max_attempts allow",
+                     attempt, problems.last)
             delay = min(backoff, max(0.0, deadline - loop.time() - MIN_ATTEMPT_SECONDS))
             await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
             backoff = min(backoff * 2, 4.0)
 
-    async def _poll(self, http, endpoint: str, queueid: str, *, deadline: float, on_poll: PollHook) -> str:
+    async def _poll(self, http, endpoint: str, queueid: str, *, deadline: float, on_poll: PollHook,
+                    on_health: HealthHook = NO_HOOK) -> str:
         loop = asyncio.get_running_loop()
         polls = 0
         last = "no answer yet"
@@ -156,10 +168,15 @@ class TurbotextClient(ProviderClient):
                                                 deadline=deadline)
             except (aiohttp.ClientError, OSError) as exc:
                 last = f"{exc.__class__.__name__}"
+                await on_health(False, f"get_result: {last}")
                 continue
+            if status == 429 or status >= 500:
+                last = f"HTTP {status}"
+                await on_health(False, f"{last} (get_result)")
+                continue  # a poll is free to repeat; the job is still queued on their side
             if status != 200 or not isinstance(body, dict):
                 last = f"HTTP {status}" if status != 200 else "unreadable answer"
-                continue  # a poll is free to repeat; the job is still queued on their side
+                continue
             if body.get("action") == "reconnect":
                 last = "reconnect"
                 continue

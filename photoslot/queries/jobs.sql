@@ -64,8 +64,13 @@ WHERE j.id = o.id AND NOT j.is_finalized
 RETURNING j.*, o.old_upload_path;
 
 -- name: job_finalize_failure
+-- A timeout keeps what the worker noted about the provider meanwhile (job_note_problem): the
+-- detail then says why there was no result ("…; the provider: HTTP 503 × 17 from gemini, last: …").
 UPDATE jobs j
-SET status = %(status)s, failure_reason = %(failure_reason)s, failure_detail = %(failure_detail)s,
+SET status = %(status)s, failure_reason = %(failure_reason)s,
+    failure_detail = CASE WHEN %(failure_reason)s = 'timeout' AND j.failure_detail IS NOT NULL
+                          THEN left(%(failure_detail)s || '; the provider: ' || j.failure_detail, 2000)
+                          ELSE %(failure_detail)s END,
     answer_status = %(answer_status)s, finalized_at = %(now)s, updated_at = %(now)s,
     lease_expires_at = NULL, upload_path = NULL
 FROM (SELECT id, upload_path AS old_upload_path FROM jobs WHERE id = %(job_id)s FOR UPDATE) o
@@ -119,3 +124,7 @@ WHERE (%(slot_id)s::text IS NULL OR j.slot_id = %(slot_id)s)
   AND (%(status)s::text IS NULL OR j.status = %(status)s)
   AND (%(is_finalized)s::boolean IS NULL OR j.is_finalized = %(is_finalized)s)
   AND (%(failure_reason)s::text IS NULL OR j.failure_reason = %(failure_reason)s);
+
+-- name: job_note_problem
+-- While the job runs: what went wrong with the provider so far (kept if the job times out).
+UPDATE jobs SET failure_detail = %(detail)s WHERE id = %(job_id)s AND NOT is_finalized;

@@ -6,7 +6,7 @@ import datetime as dt
 
 from aiohttp import web
 
-from photoslot import slots, stats
+from photoslot import provider_health, slots, stats
 from photoslot.errors import ValidationError
 from photoslot.providers import catalogue
 from photoslot.server.toolkit import actor, answer, endpoint, json_body, q_str
@@ -53,6 +53,13 @@ def precondition(body: dict, if_match: str | None) -> tuple[int | None, dt.datet
 @endpoint("slots:read")
 async def list_providers(request, ctx, claims):
     return answer(catalogue.as_list())
+
+
+@routes.get("/api/providers/health")
+@endpoint("slots:read")
+async def providers_health(request, ctx, claims):
+    """Every provider's health, read from the shared table now (provider_health.board_view)."""
+    return answer({"data": await provider_health.board_view(ctx, list(catalogue.CATALOGUE))})
 
 
 @routes.get("/api/slots")

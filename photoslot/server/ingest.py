@@ -3,7 +3,8 @@
 The whole answer (200 or an error) leaves within T_sync_response of the request's arrival. One
 shot goes through five stages, each a method below:
 
-1. admit   — slot id, the client's guess throttle, declared size, back-pressure and quota, before
+1. admit   — slot id, the client's guess throttle, declared size, the provider's health (a down
+             provider is refused 503 provider_unavailable from memory), back-pressure and quota, before
              a byte of the photo is read;
 2. receive — the form under the deadline: the password is checked as soon as it arrives, and
              only then does the photo go to uploads/ (a photo sent before the password waits in
@@ -233,6 +234,10 @@ class IngestHandler:
         if not is_configured(context) or not context["enabled"]:
             # Answered 404 only once the password is right (receive): no slot enumeration by guessers.
             return self._admission(shot, context, live, max_bytes, slot_ready=False)
+        down = self.ctx.health.refusal(context["provider_id"], shot.arrived)
+        if down is not None:  # from this process's copy of the provider health: no statement per shot
+            retry, why = down
+            raise IngestError(503, "provider_unavailable", why, retry_after=retry, unread_body=True)
         if context["pending_jobs"] >= int(self.cfg.get("ingest.max_pending_jobs")):
             raise IngestError(429, "queue_full", f"{context['pending_jobs']} jobs are waiting; retry shortly",
                               retry_after=RETRY_AFTER_QUEUE_FULL, unread_body=True)
@@ -542,7 +547,12 @@ class IngestHandler:
             resp.headers["Content-Disposition"] = f'inline; filename="{job["id"]}.{ext}"'
             return resp, "succeeded"
         status, label = ingest_answer(job)
-        return error_response(status, label, job.get("failure_detail") or label, job_id=job["id"]), label
+        retry = None
+        if label == "provider_unavailable":  # ended because its provider went down: say when to try again
+            down = self.ctx.health.refusal(job["provider_id"], self.ctx.clock.now())
+            retry = down[0] if down else 1
+        return error_response(status, label, job.get("failure_detail") or label, job_id=job["id"],
+                              retry_after=retry), label
 
     async def _finalize_quietly(self, job_id, reason: str, detail: str) -> None:
         try:

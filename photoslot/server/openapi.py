@@ -62,6 +62,11 @@ SCHEMAS: dict[str, dict] = {
                        "parameters": {"type": "object", "additionalProperties": _ref("Parameter")}}),
     "Provider": _obj({"id": STR, "name": STR, "operations": {"type": "array", "items": _ref("Operation")}},
                      ["id", "name", "operations"]),
+    "ProviderHealth": _obj({"provider": STR, "state": {"type": "string", "enum": ["up", "down"]}, "up": BOOL,
+                            "consecutive_failures": INT, "last_problem": _nullable(STR),
+                            "last_failure_at": _nullable(TIME), "down_since": _nullable(TIME),
+                            "retry_at": _nullable(TIME), "probe_running": BOOL, "retry_after_s": _nullable(INT),
+                            "changed_at": _nullable(TIME), "summary": STR}),
     "RecentResult": _obj({"job_id": UUID, "thumbnail_url": STR, "download_url": STR, "completed_at": TIME,
                           "result_expires_at": TIME, "mime": STR, "size_bytes": INT}),
     "Slot": _obj({"id": SLOT_ID, "name": STR, "provider_id": _nullable(STR), "operation_id": _nullable(STR),
@@ -192,6 +197,10 @@ PATHS: dict[str, dict] = {
                                      tag="docs")},
     "/api/providers": {"get": _op("The provider → operation → parameter catalogue", "slots:read", {
         "200": _json({"type": "array", "items": _ref("Provider")}, "providers")})},
+    "/api/providers/health": {"get": _op("Each provider's health, shared by every process: up or down "
+                                         "(consecutive failed calls), the last problem, when the next call may go",
+                                         "slots:read", {
+        "200": _json(_obj({"data": {"type": "array", "items": _ref("ProviderHealth")}}), "health")})},
     "/api/slots": {"get": _op("The 15 slots (without recent_results)", "slots:read", {
         "200": _json(_obj({"data": {"type": "array", "items": _ref("Slot")}}), "slots")},
         params=[_q("provider_id", STR), _q("operation_id", STR), _q("search", STR, "substring of the name")])},

@@ -13,15 +13,19 @@ import contextlib
 import logging
 import time
 
-from photoslot import jobs, media, metrics, public_media, quotas, templates
+from photoslot import jobs, media, metrics, provider_health, public_media, quotas, templates
 from photoslot import settings as live_settings
 from photoslot.db import DatabaseUnavailable
 from photoslot.errors import NotFound
 from photoslot.logs import event
 from photoslot.providers import catalogue
-from photoslot.providers.base import ProviderClient, ProviderFailure, ProviderInput, ProviderResult
+from photoslot.health_rule import describe
+from photoslot.providers.base import Problems, ProviderClient, ProviderFailure, ProviderInput, ProviderResult
 
 log = logging.getLogger("photoslot.worker")
+
+CALL_TIMEOUT_SLACK = 1.0  # a call still open this close to the deadline when the job ends counts as timed out
+_reports: set[asyncio.Task] = set()  # health reports made while the attempt itself is being cancelled
 
 
 class Attempt:
@@ -35,12 +39,16 @@ class Attempt:
         self.started = time.monotonic()
         self.requests = 0
         self.links: list[str] = []  # public links made for this job (Turbotext); closed before finalizing
+        self.problems = Problems(job["provider_id"])  # the failed calls, for the job's failure_detail
+        self.in_call = False  # a request is out and its outcome not reported yet
+        self.deadline = float("inf")
         self.fields = dict(job=str(job["id"]), slot=job["slot_id"], provider=job["provider_id"],
                            attempt=job["attempts"])
 
     async def run(self, deadline: float) -> None:
         """The whole attempt; `deadline` is the job's expires_at in event-loop time."""
         job = self.job
+        self.deadline = deadline
         try:
             data = await self._prepare()
             if data is None:
@@ -54,10 +62,18 @@ class Attempt:
             await self.fail(exc.reason, exc.detail, exc.answer_status)
         except (asyncio.TimeoutError, TimeoutError) as exc:
             self._observe("timeout", time.monotonic() - self.started)
+            if self.in_call:
+                await self._on_health(False, "no answer before the job's deadline")
             # The ingest answers 504 at the deadline and finalizes; the sweeper is the backstop.
             event(log, "job_deadline_reached", **self.fields, requests=self.requests,
                   last=str(exc) or "provider call cut off")
         except asyncio.CancelledError:
+            if self.in_call and asyncio.get_running_loop().time() >= self.deadline - CALL_TIMEOUT_SLACK:
+                # The ingest ended the job at its deadline with our call still open: a call timeout.
+                late = asyncio.ensure_future(self._on_health(False, "no answer before the job's deadline"))
+                _reports.add(late)
+                late.add_done_callback(_reports.discard)
+                late.add_done_callback(lambda t: t.cancelled() or t.exception())
             event(log, "job_abandoned", **self.fields, requests=self.requests,
                   why="finalized elsewhere or worker stopping")
             raise
@@ -125,7 +141,8 @@ class Attempt:
     async def _call(self, data: ProviderInput, deadline: float) -> tuple[ProviderResult, int]:
         call_started = time.monotonic()
         result = await self.client.run(self.job["operation_id"], data, deadline=deadline, on_request=self._on_request,
-                                       on_poll=self._on_poll, on_reference=self._on_reference)
+                                       on_poll=self._on_poll, on_reference=self._on_reference,
+                                       on_health=self._on_health)
         provider_ms = int((time.monotonic() - call_started) * 1000)
         self._observe("ok", provider_ms / 1000)
         return result, provider_ms
@@ -186,10 +203,35 @@ class Attempt:
 
     async def _on_request(self) -> None:
         ctx = self.ctx
+        provider = self.job["provider_id"]
+        if not ctx.health.may_call(provider, ctx.clock.now(), self.job_id):
+            # Down (another job's calls, maybe in another process, took it down): no more requests;
+            # a retry would only wait out the booth's window.
+            raise ProviderFailure("provider_unavailable", describe(ctx.health.get(provider), ctx.clock.now()), 503)
         # Quotas count every request, retries included; a spent one ends the job before sending.
         await quotas.take(ctx.db, ctx.cfg, self.job["provider_id"], ctx.clock.now())
         self.requests += 1
         await jobs.record_provider(ctx.db, job_id=self.job_id, now=ctx.clock.now(), requests=1)
+        self.in_call = True
+
+    async def _on_health(self, ok: bool, problem: str | None) -> None:
+        """A call's outcome: into the provider's shared health, and (a failure) into the job's detail
+        so far, which a timeout keeps ("HTTP 503 × 17 from gemini, last: …")."""
+        self.in_call = False
+        ctx = self.ctx
+        if not ok:
+            self.problems.add(problem or "unknown problem")
+            with contextlib.suppress(DatabaseUnavailable):
+                await jobs.note_problem(ctx.db, job_id=self.job_id, detail=self.problems.summary())
+        # Shielded: the report that takes the provider down ends this very job, whose notification
+        # cancels this attempt — the transition's alert and clean-up must still run to their end.
+        report = asyncio.ensure_future(provider_health.report(ctx, self.job["provider_id"], ok=ok, problem=problem,
+                                                              job_id=self.job_id))
+        _reports.add(report)
+        report.add_done_callback(_reports.discard)
+        report.add_done_callback(lambda t: t.cancelled() or t.exception())
+        with contextlib.suppress(DatabaseUnavailable):
+            await asyncio.shield(report)
 
     async def _on_poll(self) -> None:
         await jobs.record_provider(self.ctx.db, job_id=self.job_id, now=self.ctx.clock.now(), polls=1)

@@ -15,7 +15,7 @@ import random
 import socket
 import uuid
 
-from photoslot import jobs
+from photoslot import jobs, provider_health
 from photoslot.db import DatabaseUnavailable
 from photoslot.logs import event
 from photoslot.providers import catalogue
@@ -45,6 +45,8 @@ class WorkerPool:
             ctx.listener.subscribe(jobs.NEW_CHANNEL, lambda _payload: self._wake_one())
             ctx.listener.subscribe(jobs.DONE_CHANNEL, self._on_done)
             ctx.listener.on_reconnect(self._wake_all)
+            # a provider back up (or a probe due) has jobs waiting that no job-new notification announces
+            ctx.listener.subscribe(provider_health.CHANNEL, lambda _provider: self._wake_one())
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -101,10 +103,7 @@ class WorkerPool:
             try:
                 random.shuffle(providers)
                 for provider_id in providers:
-                    job = await jobs.claim(
-                        self.ctx.db, provider_id=provider_id, worker_id=self.worker_id, now=self.ctx.clock.now(),
-                        lease_seconds=self.lease, max_parallel=int(self.cfg.get(f"providers.{provider_id}.max_parallel")),
-                    )
+                    job = await self._claim(provider_id)
                     if job is not None:
                         break
             except DatabaseUnavailable as exc:
@@ -121,6 +120,24 @@ class WorkerPool:
                 continue
             self._wake_one()  # there may be more waiting: let one idle colleague look too
             await self._execute(job)
+
+    async def _claim(self, provider_id: str) -> dict | None:
+        """A job of this provider — unless it is down (photoslot/health_rule.py): then none while it
+        cools down, and after that only the one job that wins the probe; a job claimed and then
+        beaten to the probe by another process goes back to the queue."""
+        ctx = self.ctx
+        mode = ctx.health.claimable(provider_id, ctx.clock.now())
+        if mode is None:
+            return None
+        job = await jobs.claim(ctx.db, provider_id=provider_id, worker_id=self.worker_id, now=ctx.clock.now(),
+                               lease_seconds=self.lease,
+                               max_parallel=int(self.cfg.get(f"providers.{provider_id}.max_parallel")))
+        if job is None or mode == "yes":
+            return job
+        if await provider_health.take_probe(ctx, provider_id, job["id"]):
+            return job
+        await jobs.release(ctx.db, job_id=job["id"], worker_id=self.worker_id, now=ctx.clock.now())
+        return None
 
     async def _ticker(self) -> None:
         """The fallback for a missed NOTIFY (or poll-only mode): one idle worker looks every

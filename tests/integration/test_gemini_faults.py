@@ -40,7 +40,8 @@ async def test_no_image_twice_then_an_image_answers_200(make_cfg, pg_dsn, emulat
 async def test_no_image_forever_ends_504_inside_the_window_and_no_call_after_the_deadline(
         make_cfg, pg_dsn, emulator):
     await emulator_control(emulator, provider="gemini", no_image_rate=1.0, latency_seconds=0.2)
-    async with Studio(make_cfg(ingest__sync_response_seconds=2.5), pg_dsn) as s:
+    cfg = make_cfg(ingest__sync_response_seconds=2.5, providers__gemini__max_attempts=100)  # the deadline stops it
+    async with Studio(cfg, pg_dsn) as s:
         sent = time.time()
         status, body, job = await run_one(s)
         answered = time.time()
@@ -54,6 +55,48 @@ async def test_no_image_forever_ends_504_inside_the_window_and_no_call_after_the
     # every answer was NO_IMAGE; only the attempt in flight at the deadline may have been cut off
     assert set(outcomes[:-1]) == {"no_image"} and outcomes[-1] in ("no_image", "cancelled")
     assert max(c["received_at"] for c in calls) < sent + 2.5  # nothing sent after the deadline
+
+
+async def test_no_image_forever_stops_at_max_attempts_with_a_502_that_says_why(make_cfg, pg_dsn, emulator):
+    await emulator_control(emulator, provider="gemini", no_image_rate=1.0)
+    async with Studio(make_cfg(ingest__sync_response_seconds=20), pg_dsn) as s:
+        started = time.monotonic()
+        status, body, job = await run_one(s)
+        took = time.monotonic() - started
+    assert status == 502 and json.loads(body)["failure_reason"] == "provider_error"
+    assert job["provider_requests"] == 3 and len(await gemini_calls(emulator)) == 3  # the default max_attempts
+    assert job["failure_detail"].startswith("finish reason NO_IMAGE × 3 from gemini")
+    assert took < 10  # the cap, not the 20 s window
+
+
+async def test_503_on_every_call_ends_after_max_attempts_naming_the_status_and_count(make_cfg, pg_dsn, emulator):
+    await emulator_control(emulator, provider="gemini", fail_rate=1.0, fail_status=503)
+    cfg = make_cfg(ingest__sync_response_seconds=20, providers__gemini__max_attempts=2)
+    async with Studio(cfg, pg_dsn) as s:
+        status, body, job = await run_one(s)
+    assert status == 502 and job["failure_reason"] == "provider_error"
+    assert job["failure_detail"].startswith("HTTP 503 × 2 from gemini, last: HTTP 503")
+    assert len(await gemini_calls(emulator)) == 2
+
+
+async def test_a_timeout_detail_names_what_the_provider_answered_meanwhile(make_cfg, pg_dsn, emulator):
+    await emulator_control(emulator, provider="gemini", fail_rate=1.0, fail_status=503)
+    cfg = make_cfg(ingest__sync_response_seconds=2, providers__gemini__max_attempts=100,
+                   providers__gemini__down_after_failures=100)
+    async with Studio(cfg, pg_dsn) as s:
+        status, body, job = await run_one(s)
+    assert status == 504 and job["failure_reason"] == "timeout"
+    assert job["failure_detail"].startswith("no result within the response window; the provider: HTTP 503 × ")
+    assert "from gemini, last: HTTP 503" in job["failure_detail"]
+
+
+async def test_a_missing_api_key_is_stored_and_answered_as_provider_unavailable(make_cfg, pg_dsn, emulator):
+    async with Studio(make_cfg(providers__gemini__api_key=None), pg_dsn) as s:
+        status, body, job = await run_one(s)
+    assert status == 503 and json.loads(body)["failure_reason"] == "provider_unavailable"
+    assert job["status"] == "failed" and job["failure_reason"] == "provider_unavailable"
+    assert "API key is not configured" in job["failure_detail"]
+    assert await gemini_calls(emulator) == []
 
 
 async def test_429_then_success_is_retried_within_the_deadline(make_cfg, pg_dsn, emulator):

@@ -96,6 +96,7 @@ async def test_every_documented_status_of_every_endpoint_is_real(make_cfg, pg_ds
 
         # catalogue and slots
         await call("GET", "/api/providers")
+        await call("GET", "/api/providers/health")
         await call("GET", "/api/slots", params={"provider_id": "gemini"})
         _, _, slot = await call("GET", "/api/slots/slot-002")
         assert (await call("GET", "/api/slots/slot-099"))[0] == 404
