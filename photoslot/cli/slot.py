@@ -90,7 +90,7 @@ def set_(
     prompt: Optional[str] = typer.Option(None, "--prompt", help="what the AI should do with the photo"),
     param: List[str] = typer.Option([], "--param", help=catalogue.cli_help()["param"]),
     template: List[str] = typer.Option([], "--template", help=catalogue.cli_help()["template"]),
-    output_format: Optional[str] = typer.Option(None, "--output-format", help="jpeg (default), png or webp"),
+    output_format: Optional[str] = typer.Option(None, "--output-format", help="jpeg, png or webp (default: the format the booth sent)"),
     enable: Optional[bool] = typer.Option(None, "--enable/--disable", help="accept ingests or not"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
