@@ -7,8 +7,8 @@ import json
 import subprocess
 import sys
 
-from tests.acceptance.procs import cli, env_for, start_serve
-from tests.conftest import FIXTURES, INGEST_PASSWORD, free_port, write_config
+from tests.acceptance.procs import cli, env_for, post_photo, start_serve
+from tests.conftest import FIXTURES, INGEST_PASSWORD, emulator_control, free_port, write_config
 
 
 def run(config, env, *args) -> subprocess.CompletedProcess:
@@ -66,5 +66,10 @@ async def test_serve_on_another_port_gives_every_url_that_port(tmp_path, pg_dsn,
         assert r.returncode == 0, r.stdout + r.stderr
         shown = json.loads(cli(config, pg_dsn, "slot", "show", "slot-001", "--json").stdout)
         assert shown["recent_results"][0]["download_url"].startswith(f"{base}/public/results/")
+        # why a shot failed is in the `jobs` table itself, not only in the server log
+        await emulator_control(emulator, provider="gemini", script=["safety"])
+        assert (await post_photo(port, (FIXTURES / "dslr_landscape.jpg").read_bytes()))[0] == 502
+        table = cli(config, pg_dsn, "jobs", "--limit", "1").stdout
+        assert "detail" in table and "provider_refused" in table and "Gemini blocked the request: SAFETY" in table
     finally:
         await serve.stop()
