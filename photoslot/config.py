@@ -264,6 +264,9 @@ class Config:
     raw: dict = field(default_factory=lambda: copy.deepcopy(DEFAULTS))
     source: Path | None = None
     from_env: dict = field(default_factory=dict)  # dotted key → the variable that set it
+    # Where the last `serve` on this database listens (settings row, see settings.SERVED_BASE_URL_KEY):
+    # the links of every process follow the port serve really uses while public_base_url is unset.
+    served_base_url: str | None = None
 
     def get(self, dotted: str) -> Any:
         node: Any = self.raw
@@ -278,14 +281,26 @@ class Config:
             node = node[part]
         node[last] = value
 
+    def path(self, dotted: str) -> Path:
+        """A path key made absolute. A relative one written in the config file (or left at its
+        default while a file is used) is read from the file's folder, not from wherever the command
+        happens to run: `photoslot --config /studio/photoslot.yaml jobs` from any folder sees the
+        studio's data, never a new empty `./photoslot-data`. From the environment, or with no file,
+        it is read from the current folder, as a shell user expects.
+        """
+        given = Path(str(self.get(dotted))).expanduser()
+        if not given.is_absolute():
+            base = Path.cwd() if self.source is None or dotted in self.from_env else self.source.resolve().parent
+            given = base / given
+        return given.resolve()
+
     @property
     def data_dir(self) -> Path:
-        return Path(self.raw["data_dir"]).expanduser().resolve()
+        return self.path("data_dir")
 
     @property
     def media_root(self) -> Path:
-        configured = self.raw.get("media_root")
-        return Path(configured).expanduser().resolve() if configured else self.data_dir / "media"
+        return self.path("media_root") if self.raw.get("media_root") else self.data_dir / "media"
 
     @property
     def dsn(self) -> str | None:
@@ -295,14 +310,26 @@ class Config:
         return self.raw["providers"][name]
 
     def public_base_url(self) -> str:
+        """The one base of every URL photoslot prints or hands out (ingest URLs, result and
+        Turbotext links): `server.public_base_url`, else where the last `serve` listens, else this
+        config's own host and port. Bound to every interface means 127.0.0.1 — an address that works
+        on this PC whatever its network; booths on other PCs and Turbotext need public_base_url.
+        """
         url = self.raw["server"]["public_base_url"]
         if url:
             return url.rstrip("/")
+        if self.served_base_url:
+            return self.served_base_url
+        return self.listen_base_url()
+
+    def listen_base_url(self, port: int | None = None) -> str:
         host = self.raw["server"]["host"]
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
         scheme = "https" if self.raw["server"]["tls_cert_file"] else "http"
-        return f"{scheme}://{host}:{self.raw['server']['port']}"
+        return f"{scheme}://{host}:{port if port is not None else self.raw['server']['port']}"
 
 
 def _validate(cfg: Config) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from photoslot import db as dbmod
 from photoslot import jobs
+from photoslot import settings as live_settings
 from photoslot.provider_health import CHANNEL as HEALTH_CHANNEL
 from photoslot.provider_health import HealthBoard
 from photoslot.clock import SystemClock
@@ -39,6 +40,8 @@ class AppContext:
         media = MediaStore(cfg.media_root)
         media.ensure()
         ctx = cls(cfg=cfg, clock=clock or SystemClock(), db=database, media=media)
+        if hasattr(cfg, "served_base_url") and not cfg.get("server.public_base_url"):
+            cfg.served_base_url = await live_settings.served_base_url(database)  # links follow `serve --port`
         if listen and cfg.get("workers.notify"):
             ctx.listener = dbmod.Listener(dsn)
             ctx.listener.subscribe(jobs.DONE_CHANNEL, ctx.waiters.notify)

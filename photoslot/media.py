@@ -532,14 +532,24 @@ def _swap(im: Image.Image, new: Image.Image | None) -> Image.Image:
 
 # ------------------------------------------------------------------------------ from the provider
 
-def encode_output(data: bytes, output_format: str) -> tuple[bytes, str]:
-    """Validate a provider's image and re-encode it to the slot's output format.
+def output_mime(output_format: str | None, sent_mime: str | None) -> str:
+    """The type a booth gets back: the slot's `output_format` when it names one, else the type the
+    booth sent. DSLR Remote Pro saves the answer in place of the photo it uploaded, under the same
+    name, so a PNG booth that got a JPEG back would hold JPEG bytes in a .png file.
+    """
+    if output_format:
+        return FORMAT_MIME.get(output_format, "image/jpeg")
+    return sent_mime if sent_mime in PIL_FORMAT else "image/jpeg"
 
-    When the provider already answered in the slot's format, upright, the bytes are kept: the
+
+def encode_output(data: bytes, output_format: str | None, sent_mime: str | None = None) -> tuple[bytes, str]:
+    """Validate a provider's image and re-encode it to the type the booth gets back (output_mime).
+
+    When the provider already answered in that type, upright, the bytes are kept: the
     structural check (JPEG markers, PNG chunk checksums and image data) proves a usable image
     without a decode.
     """
-    target = FORMAT_MIME.get(output_format or "jpeg", "image/jpeg")
+    target = output_mime(output_format, sent_mime)
     try:
         photo = photos.inspect(data)
     except (photos.NotAPhoto, photos.DamagedPhoto) as exc:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 import sys
 from datetime import datetime, timezone
 
@@ -103,10 +102,14 @@ async def serve(cfg, *, host: str, port: int, workers: int, out=print) -> None:
     bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port
     scheme = "https" if certs else "http"
     out(f"photoslot serving on {scheme}://{host}:{bound}  (workers: {workers}, media: {ctx.media.root})")
-    # Bound to every interface: show the PC's name, which a booth on the LAN can resolve, not 0.0.0.0.
-    shown_host = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
-    base = cfg.public_base_url() if cfg.get("server.public_base_url") else f"{scheme}://{shown_host}:{bound}"
-    out(f"ingest URL pattern: {base}/ingest/slot-001 … slot-015  (form fields: password, fileToUpload)")
+    if not cfg.get("server.public_base_url"):
+        # Every URL any photoslot process prints or hands out (slot list, result links, the links
+        # Turbotext fetches) follows the port this serve really listens on.
+        cfg.served_base_url = cfg.listen_base_url(bound)
+        await live_settings.record_served_base_url(ctx.db, ctx.clock, cfg.served_base_url)
+    out(f"ingest URL pattern: {cfg.public_base_url()}/ingest/slot-001 … slot-015  (form fields: password, fileToUpload)")
+    if not cfg.get("server.public_base_url"):
+        out("(this PC only: for booths on other PCs and for Turbotext set server.public_base_url, docs/DEPLOY.md)")
     shown = []
     if first_password:
         shown.append(f"ingest password (shown once, change with `photoslot settings set --ingest-password`): "

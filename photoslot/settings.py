@@ -22,6 +22,8 @@ RETENTION_KEY = "result_retention_hours"
 PASSWORD_KEY = "ingest_password"
 PROVIDER_KEY_PREFIX = secrets.PROVIDER_KEY_PREFIX  # + provider id; the API key set over the admin API (wins over config)
 PROVIDER_NAMES = ("gemini", "turbotext")
+# Where the last `serve` listens ({scheme}://host:port); not a setting an admin changes.
+SERVED_BASE_URL_KEY = "served_base_url"
 # Anyone on the studio network may guess it, so the length is what the throttle buys time with:
 # 12 characters from a typed alphabet are out of reach at a few guesses per minute per address.
 INGEST_PASSWORD_MIN = 12
@@ -181,3 +183,14 @@ async def provider_api_key(db, cfg, name: str) -> str | None:
                     event(log, "provider_key_unreadable", logging.ERROR, provider=name, error=exc.message)
                 break
     return cfg.get(f"providers.{name}.api_key")
+
+
+async def record_served_base_url(db, clock, url: str) -> None:
+    """`serve` says where it listens, so `slot list` in another shell and `work` on another host hand
+    out links to the port it really uses (`serve --port 8090`), not the config file's."""
+    await db.execute("setting_upsert", key=SERVED_BASE_URL_KEY, value=Json(url), now=clock.now(), actor="serve")
+
+
+async def served_base_url(db) -> str | None:
+    row = await db.fetchone("setting_get", key=SERVED_BASE_URL_KEY)
+    return row["value"] if row else None

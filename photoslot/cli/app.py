@@ -64,6 +64,7 @@ def serve(host: Optional[str] = typer.Option(None, "--host", help="listen addres
     from photoslot import runtime  # here, not at the top: it loads the server, the workers and the SDKs
 
     cfg = config()
+    common.note_where(cfg)
     logs.setup(cfg.get("logging.level"))
     if host is not None:
         cfg.set("server.host", host)
@@ -83,6 +84,7 @@ def work(concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1,
     from photoslot import runtime  # here, not at the top: see serve
 
     cfg = config()
+    common.note_where(cfg)
     logs.setup(cfg.get("logging.level"))
     run_async(runtime.work(cfg, concurrency=concurrency or int(cfg.get("workers.in_process"))))
 
@@ -129,4 +131,19 @@ def _optional_values(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    app(args=_optional_values(sys.argv[1:]), prog_name="photoslot")
+    """Run the CLI; a usage error is one line on stderr too (click would draw a box or three lines)."""
+    from typer._click import exceptions as click_errors
+
+    try:
+        code = app(args=_optional_values(sys.argv[1:]), prog_name="photoslot", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:  # the help is already on stdout
+        sys.exit(exc.exit_code)
+    except click_errors.ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None and isinstance(exc, click_errors.UsageError) else ""
+        sys.stderr.write("error: " + " ".join(exc.format_message().split()) + hint + "\n")
+        sys.exit(exc.exit_code)
+    except click_errors.Abort:
+        sys.stderr.write("error: aborted\n")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

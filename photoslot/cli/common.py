@@ -4,8 +4,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import re
 import sys
 import uuid
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable
 
 import typer
@@ -20,7 +23,9 @@ from photoslot.errors import PhotoslotError
 
 # Piped output (scripts, logs, tests) gets a wide table, so ids and URLs are never cut or wrapped.
 console = Console(width=None if sys.stdout.isatty() else 220)
-err_console = Console(stderr=True)
+# soft_wrap: a message is one line however long (a path, a DSN) — in a pipe or file too, where
+# rich would otherwise wrap at 80 columns; scripts and the CLI's promise count on one line.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class State:
@@ -38,8 +43,7 @@ def config():
 
 
 def fail(message: str, code: int = 1):
-    # soft_wrap: one line however long (a path, a DSN), as scripts and the CLI's promise expect
-    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    err_console.print(f"error: {message}", markup=False, highlight=False)
     raise typer.Exit(code)
 
 
@@ -53,9 +57,51 @@ def run_async(coro):
         fail(exc.message, exc.exit_code)
 
 
+def where(cfg) -> str:
+    """The studio a command works on: the embedded database's data dir, or the DSN without its password."""
+    if not cfg.dsn:
+        return f"data dir {cfg.data_dir}"
+    dsn = re.sub(r"(://[^:/@]*:).*@", r"\1***@", cfg.dsn)
+    return "database " + re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", dsn)
+
+
+def _last_used_file() -> Path:
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    else:
+        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "photoslot" / "last-used"
+
+
+def note_where(cfg) -> None:
+    """One stderr line when this command's studio is not the one the previous command used.
+
+    A relative data dir, a different --config or PHOTOSLOT_DSN silently meant another (often new,
+    empty) studio: `jobs` showing nothing, a `slot set` nobody serves. The line says so at once.
+    """
+    now = where(cfg)
+    record = _last_used_file()
+    try:
+        before = record.read_text(encoding="utf-8").strip()
+    except OSError:
+        before = None
+    if before is not None and before != now:
+        err_console.print(f"note: using {now} (the previous photoslot command used {before})",
+                          markup=False, highlight=False)
+    if before != now:
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            temp = record.with_name(f"last-used.{os.getpid()}")
+            temp.write_text(now + "\n", encoding="utf-8")
+            os.replace(temp, record)  # whole or not at all, when two commands run at once
+        except OSError:
+            pass  # a read-only home: the note is a help, never a reason to fail
+
+
 def with_context(fn: Callable[[AppContext], Awaitable[Any]]) -> Any:
     """Open the database (embedded or DSN), run `fn`, close; domain errors become one stderr line."""
     cfg = config()
+    note_where(cfg)
     logs.setup(cfg.get("logging.level") if cfg.get("logging.level") != "INFO" else "WARNING")
 
     async def main():

@@ -5,6 +5,7 @@ import uuid
 from typing import Optional
 
 import typer
+from rich.text import Text
 
 from photoslot import audit, job_control
 from photoslot import jobs as jobs_mod
@@ -12,6 +13,8 @@ from photoslot.cli.common import console, fail, fmt_time, new_table, print_json,
 from photoslot.errors import NotFound
 
 STATUSES = jobs_mod.STATES
+# Why a shot failed, in the list itself; long enough for a provider's message, short enough for a row.
+DETAIL_CHARS = 100
 
 
 def job_view(job: dict) -> dict:
@@ -56,11 +59,19 @@ def jobs(
     if as_json:
         print_json(rows)
         return
-    table = new_table("recent jobs", ("created", "job", "slot", "provider", "status", "reason", "total ms", "attempts"))
+    table = new_table("recent jobs", ("created", "job", "slot", "provider", "status", "reason", "total ms", "attempts",
+                                      "detail"))
+    cut = False
     for r in rows:
+        detail = r["failure_detail"] or "—"
+        if len(detail) > DETAIL_CHARS:
+            detail, cut = detail[:DETAIL_CHARS - 1] + "…", True
         table.add_row(fmt_time(r["created_at"]), r["id"], r["slot_id"], r["provider_id"], r["status"],
-                      r["failure_reason"] or "—", str(r["total_elapsed_ms"] or "—"), str(r["attempts"]))
+                      r["failure_reason"] or "—", str(r["total_elapsed_ms"] or "—"), str(r["attempts"]),
+                      Text(detail))  # Text: a provider's message is never read as rich markup
     console.print(table)
+    if cut:
+        console.print("a detail ending in … is cut short: `photoslot job JOB_ID` shows it whole", markup=False)
 
 
 def job(job_id: str = typer.Argument(..., metavar="JOB_ID"),

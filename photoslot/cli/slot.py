@@ -90,7 +90,7 @@ def set_(
     prompt: Optional[str] = typer.Option(None, "--prompt", help="what the AI should do with the photo"),
     param: List[str] = typer.Option([], "--param", help=catalogue.cli_help()["param"]),
     template: List[str] = typer.Option([], "--template", help=catalogue.cli_help()["template"]),
-    output_format: Optional[str] = typer.Option(None, "--output-format", help="jpeg (default), png or webp"),
+    output_format: Optional[str] = typer.Option(None, "--output-format", help="jpeg, png or webp (default: the format the booth sent)"),
     enable: Optional[bool] = typer.Option(None, "--enable/--disable", help="accept ingests or not"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
@@ -156,7 +156,11 @@ def test(
     out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="where to save the result"),
     password: Optional[str] = typer.Option(None, "--password", envvar="PHOTOSLOT_INGEST_PASSWORD",
                                            help="the ingest password (asked for without echo if not given)"),
-    url: Optional[str] = typer.Option(None, "--url", help="server base URL (default: server.public_base_url)"),
+    url: Optional[str] = typer.Option(None, "--url", help="server base URL (default: the slot's ingest URL, as "
+                                                          "`slot list` shows it)"),
+    ca_file: Optional[Path] = typer.Option(None, "--ca-file", metavar="FILE", exists=True, dir_okay=False, readable=True,
+                                           help="PEM certificate(s) to trust for an https server whose certificate "
+                                                "is self-signed or from a private CA (the certificate itself will do)"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Run one real ingest for SLOT through the running server, as DSLR Remote Pro would, and save the result."""
@@ -167,8 +171,17 @@ def test(
         fail(str(exc), 2)
     if password is None:
         password = typer.prompt("ingest password", hide_input=True)
-    base = (url or cfg.public_base_url()).rstrip("/")
-    report = run_async(_post_test_shot(f"{base}/ingest/{slot_id}", image, password,
+    if url is None:  # the address `serve` recorded (`serve --port 8090`), as slot list shows it
+        url = with_context(lambda ctx: _base_url(ctx))
+    ssl_context = None
+    if ca_file is not None:
+        import ssl
+
+        try:
+            ssl_context = ssl.create_default_context(cafile=str(ca_file))
+        except (ssl.SSLError, ValueError) as exc:
+            fail(f"--ca-file {ca_file}: not a PEM certificate ({exc})", 2)
+    report = run_async(_post_test_shot(f"{url.rstrip('/')}/ingest/{slot_id}", image, password, ssl_context=ssl_context,
                                        timeout=float(cfg.get("ingest.sync_response_bounds")[1]) + 10))
     if report["status"] == 200:
         target = out or Path(f"{image.stem}-{slot_id}.{report['ext']}")
@@ -187,13 +200,18 @@ def test(
         raise typer.Exit(1)
 
 
-async def _post_test_shot(url: str, image: Path, password: str, *, timeout: float) -> dict:
+async def _base_url(ctx) -> str:
+    return ctx.cfg.public_base_url()
+
+
+async def _post_test_shot(url: str, image: Path, password: str, *, timeout: float, ssl_context=None) -> dict:
     form = aiohttp.FormData()
     form.add_field("password", password)
     form.add_field("fileToUpload", image.read_bytes(), filename=image.name, content_type="application/octet-stream")
     started = time.perf_counter()
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout),
+                                         connector=aiohttp.TCPConnector(ssl=ssl_context or True)) as session:
             async with session.post(url, data=form) as resp:
                 body = await resp.read()
                 report = {"status": resp.status, "job_id": resp.headers.get("X-Job-Id"),

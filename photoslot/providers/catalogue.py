@@ -252,8 +252,8 @@ def validate(provider_id: Any, operation_id: Any, settings: Any) -> dict[str, st
         errors["settings_json.prompt"] = f"a prompt is required for {provider.id}/{operation.id}"
     elif prompt and len(prompt) > 4000:
         errors["settings_json.prompt"] = "must be at most 4000 characters"
-    fmt = settings.get("output_format", "jpeg")
-    if fmt not in OUTPUT_FORMATS:
+    fmt = settings.get("output_format")
+    if fmt is not None and fmt not in OUTPUT_FORMATS:
         errors["settings_json.output_format"] = f"must be one of: {', '.join(OUTPUT_FORMATS)}"
     params = settings.get("params", {})
     if not isinstance(params, dict):

@@ -15,3 +15,6 @@ INSERT INTO settings (key, value, updated_at, updated_by)
 VALUES (%(key)s, %(value)s, %(now)s, %(actor)s)
 ON CONFLICT (key) DO NOTHING
 RETURNING key;
+
+-- name: setting_get
+SELECT key, value, updated_at, updated_by FROM settings WHERE key = %(key)s;

@@ -152,7 +152,7 @@ class Attempt:
         ctx = self.ctx
         try:
             body, out_mime = await media.off_loop(media.encode_output, result.image,
-                                                  self.settings.get("output_format", "jpeg"))
+                                                  self.settings.get("output_format"), self.job["upload_mime"])
         except media.InvalidImage as exc:
             await self.fail("invalid_result", str(exc), 502)
             return None

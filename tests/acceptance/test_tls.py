@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from tests.acceptance.procs import cli, start
-from tests.conftest import INGEST_PASSWORD, free_port, write_config
+from tests.conftest import FIXTURES, INGEST_PASSWORD, free_port, write_config
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command"),
@@ -145,5 +145,21 @@ async def test_sighup_reloads_the_certificate_at_once(tmp_path, pg_dsn, emulator
         await serve.wait_for_line("event=tls_reload_failed", timeout=10)
         assert await new_connection_peer(port) == der(b[0])
         assert serve.proc.returncode is None
+    finally:
+        await serve.stop()
+
+
+async def test_slot_test_trusts_a_self_signed_server_with_ca_file(tmp_path, pg_dsn, emulator, clean_state):
+    serve, port, a, _b, live = await start_tls_studio(tmp_path, pg_dsn, emulator, clean_state, check_seconds=5)
+    photo = tmp_path / "shot.jpg"
+    photo.write_bytes((FIXTURES / "dslr_landscape.jpg").read_bytes())
+    try:
+        shot = ("slot", "test", "slot-001", str(photo), "--password", INGEST_PASSWORD, "--out", str(tmp_path / "r.jpg"))
+        r = await asyncio.to_thread(cli, tmp_path / "photoslot.yaml", pg_dsn, *shot)
+        assert r.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in r.stderr  # refused, not silently trusted
+        assert len(r.stderr.strip().splitlines()) == 1
+        r = await asyncio.to_thread(cli, tmp_path / "photoslot.yaml", pg_dsn, *shot, "--ca-file", str(live[0]))
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "r.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
     finally:
         await serve.stop()

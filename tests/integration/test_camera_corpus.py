@@ -64,7 +64,8 @@ async def test_every_camera_photo_gets_through_upright_as_its_main_image_only(ma
                                                                                    entry["main_bytes"]):
                 problems.append(f"{name}: the provider did not get exactly the main image")
             with Image.open(io.BytesIO(body)) as answer:
-                if answer.format != "JPEG" or list(answer.size) != entry["upright_size"]:
+                sent_format = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[name.rsplit(".", 1)[1]]
+                if answer.format != sent_format or list(answer.size) != entry["upright_size"]:  # the booth's own format
                     problems.append(f"{name}: answered {answer.format} {answer.size}")
                 elif not mark_is_top_left(answer):
                     problems.append(f"{name}: the answer is not upright (orientation mark misplaced)")

@@ -249,3 +249,17 @@ async def test_with_notifications_off_the_fallback_polls_still_deliver_every_ans
         await s.configure("slot-001")
         results = await asyncio.gather(*(s.ingest("slot-001", photo_bytes) for _ in range(4)))
         assert [r[0] for r in results] == [200] * 4
+
+
+async def test_a_booth_gets_back_the_format_it_sent_unless_the_slot_says_otherwise(make_cfg, pg_dsn):
+    png = (FIXTURES / "small_photo.png").read_bytes()
+    jpeg = (FIXTURES / "dslr_landscape.jpg").read_bytes()
+    async with Studio(make_cfg(), pg_dsn) as s:
+        await s.set_password()
+        await s.configure("slot-001")  # no output_format: the booth's own format back
+        for sent, mime in ((png, "image/png"), (jpeg, "image/jpeg")):
+            status, headers, body = await s.ingest("slot-001", sent)
+            assert status == 200 and headers["Content-Type"] == mime, (status, headers)
+        await s.configure("slot-001", output_format="webp")
+        status, headers, body = await s.ingest("slot-001", png)
+        assert status == 200 and headers["Content-Type"] == "image/webp" and body[8:12] == b"WEBP"

@@ -80,3 +80,41 @@ def test_public_base_url_defaults_to_a_reachable_loopback_address(tmp_path):
     assert load_config(path, environ={}).public_base_url() == "http://127.0.0.1:8123"
     path.write_text("server: {public_base_url: 'https://studio.example/'}\n")
     assert load_config(path, environ={}).public_base_url() == "https://studio.example"
+
+
+def test_a_relative_data_dir_is_read_from_the_config_files_folder_not_the_current_one(tmp_path, monkeypatch):
+    studio = tmp_path / "studio"
+    studio.mkdir()
+    (studio / "photoslot.yaml").write_text("data_dir: ./data\nmedia_root: ../shared-media\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(studio / "photoslot.yaml", environ={})
+    assert cfg.data_dir == (studio / "data").resolve()
+    assert cfg.media_root == (tmp_path / "shared-media").resolve()
+    (studio / "photoslot.yaml").write_text("server: {port: 8090}\n")  # the default ./photoslot-data too
+    assert load_config(studio / "photoslot.yaml", environ={}).data_dir == (studio / "photoslot-data").resolve()
+
+
+def test_a_relative_data_dir_from_the_environment_is_read_from_the_current_folder(tmp_path, monkeypatch):
+    (tmp_path / "studio").mkdir()
+    (tmp_path / "studio" / "photoslot.yaml").write_text("data_dir: ./data\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(tmp_path / "studio" / "photoslot.yaml", environ={"PHOTOSLOT_DATA_DIR": "here"})
+    assert cfg.data_dir == (tmp_path / "here").resolve()
+    absolute = tmp_path / "abs"
+    (tmp_path / "studio" / "photoslot.yaml").write_text(f"data_dir: {absolute}\n")
+    assert load_config(tmp_path / "studio" / "photoslot.yaml", environ={}).data_dir == absolute.resolve()
+
+
+def test_links_follow_where_serve_listens_until_a_public_base_url_is_set(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("server: {port: 8080}\n")
+    cfg = load_config(path, environ={})
+    cfg.served_base_url = "http://127.0.0.1:8090"  # what `serve --port 8090` recorded in the database
+    assert cfg.public_base_url() == "http://127.0.0.1:8090"
+    assert cfg.listen_base_url(8091) == "http://127.0.0.1:8091"
+    path.write_text("server: {public_base_url: 'https://studio.example/'}\n")
+    cfg = load_config(path, environ={})
+    cfg.served_base_url = "http://127.0.0.1:8090"
+    assert cfg.public_base_url() == "https://studio.example"

@@ -46,6 +46,16 @@ def test_provider_png_is_re_encoded_to_the_slots_jpeg():
     assert same == png and mime2 == "image/png"
 
 
+def test_a_booth_gets_back_the_format_it_sent_unless_the_slot_names_one():
+    png = (FIXTURES / "small_photo.png").read_bytes()
+    assert media.encode_output(png, None, "image/png") == (png, "image/png")  # a PNG booth: PNG back
+    out, mime = media.encode_output(png, None, "image/jpeg")  # a JPEG booth, a PNG-answering provider
+    assert mime == "image/jpeg" and out[:3] == b"\xff\xd8\xff"
+    out, mime = media.encode_output(png, "webp", "image/png")  # the slot's --output-format wins
+    assert mime == "image/webp" and out[8:12] == b"WEBP"
+    assert media.output_mime(None, None) == "image/jpeg"  # a job from before the type was recorded
+
+
 def test_non_image_from_provider_is_an_invalid_result():
     with pytest.raises(media.InvalidImage):
         media.encode_output(b"this is not an image", "jpeg")

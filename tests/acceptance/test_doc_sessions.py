@@ -1,0 +1,40 @@
+"""Every shell session README.md and docs/ADMIN.md show is run as written, against a real `serve`
+and `photoslot emulate`, and what it prints is compared with the doc (tests/acceptance/docsession.py
+says how: placeholders for ids, times and passwords; runs of spaces count as one)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.acceptance.docsession import Session, parse
+from tests.conftest import ROOT, free_port
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the sessions are bash sessions")
+
+DOCS = ["README.md", "docs/ADMIN.md"]
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_session_in_the_doc_runs_as_written(doc, tmp_path, pg_dsn, clean_state):
+    blocks = parse(ROOT / doc)
+    assert blocks, f"{doc} shows no marked session (<!-- doc-session --> before a fence)"
+    folder = tmp_path / "session"
+    (folder / "tests").mkdir(parents=True)
+    (folder / "tests" / "fixtures").symlink_to(ROOT / "tests" / "fixtures")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHOTOSLOT_")}
+    env.update(PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
+               PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+               PHOTOSLOT_DSN=pg_dsn,  # the suite's PostgreSQL stands in for the embedded one
+               XDG_STATE_HOME=str(tmp_path / "state"), COLUMNS="200", TERM="dumb")
+    ports = {"8080": str(free_port()), "8765": str(free_port())}
+    env["PHOTOSLOT_SERVER_PORT"] = ports["8080"]  # the doc's serve listens on the default port
+    session = Session(folder, env, ports=ports)
+    try:
+        for block in blocks:
+            session.run_block(block, doc)
+    finally:
+        session.stop()
+    assert not session.problems, "\n\n".join(session.problems)
