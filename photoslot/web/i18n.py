@@ -1,6 +1,6 @@
 """Russian and English from one message catalogue (locale/ru.po, read with Babel at start-up).
 
-Every string a page shows is written in English in the code and the templates, as `_("…")`; the
+Every string a page shows is written in English in the code and the templates, wrapped in `_()`; the
 catalogue gives its Russian. The language is the `photoslot_lang` cookie when set (the switch on
 every page), else the best match of the browser's Accept-Language, else English. The .po file is
 read as it is — no compile step, nothing generated to keep in step.
