@@ -167,3 +167,21 @@ async def reset_stats(ctx, slot_id: str, *, actor: str, source: str) -> dict:
     await audit.record(ctx.db, ctx.clock, actor=actor, source=source, action="slot.reset_stats", target=slot_id,
                        details={"last_reset_at": row["last_reset_at"].isoformat()})
     return row
+
+
+CHART_PERIODS = {"24h": (dt.timedelta(hours=24), "hour"), "7d": (dt.timedelta(days=7), "day"),
+                 "30d": (dt.timedelta(days=30), "day")}
+
+
+async def series(ctx, *, slot_id: str | None, period: str) -> dict:
+    """GET /api/stats/series and the web admin's charts: one slot or all, over the last 24 h (per
+    hour), 7 or 30 days (per day), counted from the slot's last reset — the same figures as above."""
+    if period not in CHART_PERIODS:
+        raise ValidationError({"period": f"must be one of: {', '.join(CHART_PERIODS)}"})
+    span, unit = CHART_PERIODS[period]
+    now = ctx.clock.now()
+    if slot_id is not None:
+        return {**await slot_stats(ctx, slot_id, from_=now - span, to=now, group_by=unit), "period": period}
+    summary, periods = await _collect(ctx, slot_id=None, start=now - span, end=now, unit=unit)
+    return {"slot_id": None, "period": period, "range": {"from": now - span, "to": now, "group_by": unit},
+            "summary": summary, "metrics": periods}

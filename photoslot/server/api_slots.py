@@ -6,10 +6,11 @@ import datetime as dt
 
 from aiohttp import web
 
-from photoslot import provider_health, slots, stats
+from photoslot import media, provider_health, slots, stats
 from photoslot.errors import ValidationError
 from photoslot.providers import catalogue
-from photoslot.server.toolkit import actor, answer, endpoint, json_body, q_str
+from photoslot.server.keys import INGEST
+from photoslot.server.toolkit import actor, answer, endpoint, json_body, q_str, read_upload
 
 routes = web.RouteTableDef()
 
@@ -101,3 +102,16 @@ async def put_slot(request, ctx, claims):
 async def reset_slot_stats(request, ctx, claims):
     await stats.reset_stats(ctx, request.match_info["slot_id"], actor=actor(claims), source="http")
     return web.Response(status=204)
+
+
+@routes.post("/api/slots/{slot_id}/test_shot")
+@endpoint("slots:write")
+async def test_shot(request, ctx, claims):
+    """A rehearsal shot through the real queue and provider, without the ingest password (the
+    admin's token stands in for it): the answer a booth would get, plus the job id and the time."""
+    slot_id = slots.check_slot_id(request.match_info["slot_id"])
+    _fields, data = await read_upload(request, media.max_upload_bytes(ctx.cfg))
+    response, outcome, job_id, ms = await request.app[INGEST].rehearse(slot_id, data)
+    response.headers["X-Test-Shot-Ms"] = str(ms)
+    response.headers["X-Test-Shot-Outcome"] = outcome
+    return response

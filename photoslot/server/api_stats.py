@@ -19,6 +19,12 @@ async def global_stats(request, ctx, claims):
         sort_by=q_str(request, "sort_by") or "period_start", sort_order=q_str(request, "sort_order") or "asc"))
 
 
+@routes.get("/api/stats/series")
+@endpoint("stats:read")
+async def stats_series(request, ctx, claims):
+    return answer(await stats.series(ctx, slot_id=q_str(request, "slot_id"), period=q_str(request, "period") or "24h"))
+
+
 @routes.get("/api/stats/{slot_id}")
 @endpoint("stats:read")
 async def slot_stats(request, ctx, claims):

@@ -17,6 +17,7 @@ from photoslot.server.ingest import IngestHandler
 from photoslot.server.ingest_answers import ingest_http_errors
 from photoslot.server.keys import CTX, INGEST
 from photoslot.server.toolkit import api_errors
+from photoslot.web import site as web_admin
 
 ROUTE_TABLES = (
     health.routes,
@@ -39,6 +40,7 @@ def build_app(ctx, *, shutdown: asyncio.Event | None = None) -> web.Application:
     app.router.add_post("/ingest/{slot_id}", ingest.handle)
     for table in ROUTE_TABLES:
         app.router.add_routes(table)
+    web_admin.install(app)  # the web admin's pages at /admin/ (and / → /admin/)
     app.cleanup_ctx.append(_waiter_poll)
     return app
 

@@ -193,6 +193,52 @@ class IngestHandler:
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "exception not retrieved"
 
+    async def rehearse(self, slot_id: str, data: bytes) -> tuple[web.StreamResponse, str, uuid.UUID | None, int]:
+        """A test shot by a signed-in admin (the web admin's Slot page, POST /api/slots/{id}/test_shot):
+        the photo goes through the stages a booth's goes through — slot, queue and quota checks,
+        the photo checks, the real queue and provider, the same window — minus the ingest password,
+        which the admin's session stands in for. Returns (the booth's answer, its outcome label,
+        the job id when one was queued, the milliseconds it took)."""
+        loop = asyncio.get_running_loop()
+        shot = Shot(slot_id=slot_id, t0=loop.time(), started=time.perf_counter(), arrived=self.ctx.clock.now(),
+                    client="admin-test-shot")
+        answer: web.StreamResponse | None = None
+        outcome = "internal_error"
+        try:
+            try:
+                answer, outcome = await self._rehearse_stages(shot, data)
+            except IngestError as exc:
+                outcome = exc.reason
+                answer = error_response(exc.status, exc.reason, exc.details, job_id=shot.answered_job)
+        finally:
+            self._account(shot, answer, outcome)
+        if shot.queued:
+            self._background(jobs.record_answer(self.ctx.db, job_id=shot.job_id, answered_ms=shot.answered_ms))
+        return answer, outcome, shot.answered_job, shot.answered_ms
+
+    async def _rehearse_stages(self, shot: Shot, data: bytes) -> tuple[web.StreamResponse, str]:
+        admission = await self._admit_context(shot, declared_size=len(data))
+        if not admission.slot_ready:
+            raise IngestError(404, "slot_not_found", f"{shot.slot_id} is not configured or is disabled")
+        if len(data) > admission.max_bytes:
+            raise self._too_large()
+        shot.job_id = jobs.new_job_id()
+        shot.password_checked = True
+
+        async def fill(write) -> int:
+            for at in range(0, len(data), CHUNK):
+                write(data[at:at + CHUNK])
+            return len(data)
+
+        await self._write_upload(shot, fill)
+        await self._check(shot, admission)
+        waiter = self.ctx.waiters.register(shot.job_id)
+        try:
+            await self._queue(shot, admission)
+            return await self._wait_and_answer(shot.job_id, waiter, admission.deadline, admission.hard_deadline)
+        finally:
+            self.ctx.waiters.unregister(shot.job_id)
+
     # ---------------------------------------------------------------- 1. admit
 
     async def _admit_gated(self, request: web.Request, shot: Shot) -> Admission:
@@ -222,8 +268,12 @@ class IngestHandler:
             raise IngestError(429, "too_many_attempts",
                               f"too many wrong passwords from this address; retry in {retry} s",
                               retry_after=retry, unread_body=True)
+        return await self._admit_context(shot, declared_size=request.content_length)
+
+    async def _admit_context(self, shot: Shot, *, declared_size: int | None) -> Admission:
+        """The admit stage's checks of the slot, the queue and the quota (booths and test shots alike)."""
         max_bytes = media_mod.max_upload_bytes(self.cfg)
-        if request.content_length is not None and request.content_length > max_bytes + 256 * 1024:
+        if declared_size is not None and declared_size > max_bytes + 256 * 1024:
             raise IngestError(413, "payload_too_large", f"upload is larger than {self.cfg.get('ingest.max_upload_mb')} MB",
                               unread_body=True)
         context = await _reachable(self.ctx.db.fetchone("ingest_context", slot_id=shot.slot_id), unread_body=True)

@@ -1,0 +1,64 @@
+"""Russian and English from one message catalogue (locale/ru.po, read with Babel at start-up).
+
+Every string a page shows is written in English in the code and the templates, wrapped in `_()`; the
+catalogue gives its Russian. The language is the `photoslot_lang` cookie when set (the switch on
+every page), else the best match of the browser's Accept-Language, else English. The .po file is
+read as it is — no compile step, nothing generated to keep in step.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from babel import Locale, UnknownLocaleError
+from babel.messages.pofile import read_po
+
+LANGUAGES = ("en", "ru")
+DEFAULT = "en"
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+
+
+@lru_cache(maxsize=None)
+def catalogue(lang: str) -> dict[str, str]:
+    if lang == DEFAULT:
+        return {}
+    with open(LOCALE_DIR / f"{lang}.po", "rb") as fh:
+        cat = read_po(fh, locale=lang)
+    return {m.id: m.string for m in cat if m.id and isinstance(m.id, str) and m.string and not m.fuzzy}
+
+
+def translator(lang: str):
+    messages = catalogue(lang)
+
+    def gettext(text: str, **values) -> str:
+        out = messages.get(text, text)
+        return out.format(**values) if values else out
+
+    return gettext
+
+
+def negotiate(accept_language: str | None) -> str:
+    """The first of LANGUAGES the browser asks for (by its q order), else English."""
+    wanted = []
+    for i, item in enumerate((accept_language or "").split(",")):
+        tag, _, params = item.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        if tag:
+            wanted.append((-q, i, tag.replace("_", "-")))
+    for _q, _i, tag in sorted(wanted):
+        try:
+            lang = Locale.parse(tag, sep="-").language
+        except (ValueError, UnknownLocaleError):
+            continue
+        if lang in LANGUAGES:
+            return lang
+    return DEFAULT
+
+
+def choose(cookie: str | None, accept_language: str | None) -> str:
+    return cookie if cookie in LANGUAGES else negotiate(accept_language)

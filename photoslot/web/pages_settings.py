@@ -1,0 +1,95 @@
+"""Settings (the response window, retention, the ingest password, provider keys, the media purge)
+and Audit. Every change is `settings.update` or `purge.request_purge` — the functions behind
+`PUT /api/settings`, `POST /api/media/cache/purge` and `photoslot settings set` — so the bounds,
+the hashing and the audit entry are theirs."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from photoslot import audit, purge
+from photoslot import settings as live_settings
+from photoslot.errors import ValidationError
+from photoslot.passwords import generate_password
+from photoslot.web import render
+from photoslot.web.session import action, page
+
+routes = web.RouteTableDef()
+
+
+async def render_settings(request, ctx, session, *, status=200, errors=None, notice=None, new_password=None,
+                          values=None):
+    s = await live_settings.load(ctx.db, ctx.cfg)
+    return render.page(request, "settings.html", session, status=status, active="settings", title="Settings",
+                       s=s, view=live_settings.public_view(s, ctx.cfg), errors=errors or {}, notice=notice,
+                       new_password=new_password, values=values or {}, providers=live_settings.PROVIDER_NAMES,
+                       can_write=session.can("settings:write"), min_password=live_settings.INGEST_PASSWORD_MIN)
+
+
+@routes.get("/admin/settings")
+@page("settings:read")
+async def settings_page(request, ctx, session):
+    _ = render.translate(request)
+    notice = {"saved": _("Saved."), "purge": _("Purge queued; the sweeper carries it out within seconds.")}.get(
+        request.query.get("done", ""))
+    return await render_settings(request, ctx, session, notice=notice)
+
+
+def _number(raw: str):
+    raw = raw.strip().replace(",", ".")
+    if raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return raw  # settings.update names the field
+
+
+@routes.post("/admin/settings")
+@action("settings:write")
+async def save_settings(request, ctx, session):
+    """One form: the window, the retention, optionally a new ingest password (typed, or generated
+    when "generate" is ticked — shown once on the answer page, never again)."""
+    form = await request.post()
+    password = str(form.get("ingest_password", ""))
+    generated = None
+    if form.get("generate") == "on":
+        generated = password = generate_password(live_settings.GENERATED_PASSWORD_BYTES)
+    keys = {name: str(form.get(f"key.{name}", "")).strip() for name in live_settings.PROVIDER_NAMES}
+    try:
+        await live_settings.update(ctx.db, ctx.cfg, ctx.clock, actor=session.actor, source="web",
+                                   sync_response_seconds=_number(str(form.get("sync_response_seconds", ""))),
+                                   result_retention_hours=_number(str(form.get("result_retention_hours", ""))),
+                                   ingest_password=password or None,
+                                   provider_keys={k: v for k, v in keys.items() if v} or None)
+    except ValidationError as exc:
+        values = {"sync_response_seconds": form.get("sync_response_seconds", ""),
+                  "result_retention_hours": form.get("result_retention_hours", "")}
+        return await render_settings(request, ctx, session, status=422, errors=exc.details, values=values)
+    if password:
+        _ = render.translate(request)
+        return await render_settings(request, ctx, session, notice=_("Saved."), new_password=password)
+    raise web.HTTPSeeOther("/admin/settings?done=saved")
+
+
+@routes.post("/admin/settings/purge")
+@action("settings:write")
+async def purge_media(request, ctx, session):
+    form = await request.post()
+    if form.get("confirm") != "on":
+        _ = render.translate(request)
+        return await render_settings(request, ctx, session, status=422,
+                                     errors={"purge": _("Tick the confirmation to purge.")})
+    await purge.request_purge(ctx, str(form.get("scope", "")), actor=session.actor, source="web")
+    raise web.HTTPSeeOther("/admin/settings?done=purge")
+
+
+@routes.get("/admin/audit")
+@page("settings:read")
+async def audit_page(request, ctx, session):
+    user = request.query.get("user", "").strip()
+    rows = await audit.entries(ctx.db, limit=500)
+    if user:
+        rows = [r for r in rows if r["actor"].split(":", 1)[-1] == user or r["actor"] == user]
+    actors = sorted({r["actor"] for r in await audit.entries(ctx.db, limit=500)})
+    return render.page(request, "audit.html", session, active="audit", title="Audit", rows=rows[:200], user=user,
+                       actors=actors)

@@ -1,0 +1,77 @@
+"""Rendering a page: Jinja2 (autoescaped: whatever an admin typed is shown as text), the language,
+the navigation, the session's CSRF token, and the page headers; and the error page middleware."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from photoslot import auth
+from photoslot.db import DatabaseUnavailable
+from photoslot.errors import PhotoslotError
+from photoslot.logs import event
+from photoslot.web import i18n
+from photoslot.web.session import LANG_COOKIE, PAGE_HEADERS, Session
+
+log = logging.getLogger("photoslot.web")
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
+NAV = (("slots", "/admin/", "Slots"), ("jobs", "/admin/jobs", "Jobs"), ("stats", "/admin/stats", "Statistics"),
+       ("settings", "/admin/settings", "Settings"), ("audit", "/admin/audit", "Audit"))
+
+
+def setup(app: web.Application) -> None:
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+                         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+                         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    app.middlewares.append(page_errors)
+
+
+def lang_of(request: web.Request) -> str:
+    return i18n.choose(request.cookies.get(LANG_COOKIE), request.headers.get("Accept-Language"))
+
+
+def page(request: web.Request, template: str, session: Session | None, *, status: int = 200, active: str = "",
+         title: str = "", **context) -> web.Response:
+    lang = lang_of(request)
+    _ = i18n.translator(lang)
+    response = aiohttp_jinja2.render_template(template, request, {
+        "_": _, "lang": lang, "session": session, "csrf": session.csrf if session else "",
+        "nav": NAV, "active": active, "title": _(title) if title else "", "path": request.path_qs,
+        **context}, status=status)
+    response.headers.update(PAGE_HEADERS)
+    response.headers["Content-Language"] = lang
+    return response
+
+
+def translate(request: web.Request):
+    return i18n.translator(lang_of(request))
+
+
+@web.middleware
+async def page_errors(request: web.Request, handler):
+    """Under /admin/: a refusal or failure is a page in the admin's language, never a traceback."""
+    if not request.path.startswith("/admin"):
+        return await handler(request)
+    _ = translate(request)
+    try:
+        return await handler(request)
+    except auth.Forbidden as exc:
+        status, message = 403, _("Not allowed: {reason}", reason=exc.message)
+    except PhotoslotError as exc:
+        status, message = exc.http_status, exc.message
+    except DatabaseUnavailable:
+        status, message = 503, _("The database is not reachable; retry shortly.")
+    except web.HTTPException as exc:
+        if exc.status < 400 or request.path.startswith("/admin/static/"):
+            raise
+        status, message = exc.status, exc.reason
+    except Exception:
+        log.exception("admin page %s %s failed", request.method, request.path)
+        status, message = 500, _("Internal error; see the server log.")
+    event(log, "admin_page_refused", logging.INFO, path=request.path, status=status)
+    return page(request, "error.html", None, status=status, title="Error", message=message, status_code=status)
