@@ -101,7 +101,9 @@ async def test_turbotext_identity_transfer_swaps_face_from_template(make_cfg, pg
                          params={"face_restore": True})
         status, headers, body = await s.ingest("slot-005", photo, content_type="image/png")
         assert status == 200, body[:300]
-        assert_valid_jpeg_of(body, (451, 300))
+        with Image.open(io.BytesIO(body)) as out:  # a PNG shot comes back PNG: the booth's own format
+            assert out.format == "PNG" and out.size == (451, 300)
+        assert headers["Content-Type"] == "image/png"
         assert s.files("templates")  # a template's file is only borrowed by the link
     (create,) = [r for r in await emulator_requests(emulator) if r.get("do") == "create_queue"]
     assert create["path"] == "/api_ai/deepfake_photo" and create["fields"] == {"face_restore": "1"}
