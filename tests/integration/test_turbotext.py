@@ -107,3 +107,18 @@ async def test_wrong_api_key_fails_with_turbotexts_answer(make_cfg, pg_dsn, emul
         status, body, job = await ingest(s)
     assert status == 502
     assert job["failure_reason"] == "provider_error" and "Invalid API key" in job["failure_detail"]
+
+
+async def test_create_queue_failing_stops_at_max_attempts_with_the_count_in_the_detail(make_cfg, pg_dsn, emulator):
+    await emulator_control(emulator, provider="turbotext", fail_rate=1.0, fail_status=502)
+    cfg = tt_cfg(make_cfg, ingest__sync_response_seconds=20, providers__turbotext__max_attempts=2)
+    async with Studio(cfg, pg_dsn) as s:
+        await s.set_password()
+        await setup_slot(s, "slot-001", "turbotext", "image_edit", prompt="sepia")
+        started = time.monotonic()
+        status, body, job = await ingest(s)
+        assert time.monotonic() - started < 10  # the cap, not the 20 s window
+    assert status == 502 and job["failure_reason"] == "provider_error"
+    assert job["failure_detail"].startswith("HTTP 502 × 2 from turbotext")
+    assert job["provider_requests"] == 2
+    assert len([r for r in await turbotext_log(emulator) if r.get("do") == "create_queue"]) == 2
