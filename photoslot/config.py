@@ -86,6 +86,10 @@ DEFAULTS: dict[str, Any] = {
             "down_cooldown_seconds": 15,  # down this long, then one probe call
         },
     },
+    "stats": {
+        "rollup_retention_days": 400,  # hourly figures of every ingest request are kept this long
+        "flush_seconds": 5,  # refused requests are counted in memory and written this often
+    },
     "sweeper": {
         "interval_seconds": 15,
         "orphan_grace_seconds": 120,

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 
 from photoslot import db as dbmod
-from photoslot import jobs
+from photoslot import jobs, rollups
 from photoslot import settings as live_settings
 from photoslot.provider_health import CHANNEL as HEALTH_CHANNEL
 from photoslot.provider_health import HealthBoard
@@ -32,6 +32,7 @@ class AppContext:
     listener: dbmod.Listener | None = None
     waiters: jobs.DoneWaiters = field(default_factory=jobs.DoneWaiters)
     health: HealthBoard = field(default_factory=HealthBoard)  # every provider's health, this process's copy
+    refusals: rollups.Tally = field(default_factory=rollups.Tally)  # refused ingests, counted until the next flush
 
     @classmethod
     async def open(cls, cfg, *, clock=None, dsn: str | None = None, listen: bool = False) -> "AppContext":
@@ -57,9 +58,11 @@ class AppContext:
             await self.listener.start()
         await self.health.refresh(self.db)
         self.health.start(self.db)
+        self.refusals.start(self.db, float(self.cfg.get("stats.flush_seconds")))
 
     async def close(self) -> None:
         await self.health.stop()
+        await self.refusals.stop(self.db)  # the last refusals counted are written before the pool closes
         if self.listener is not None:
             await self.listener.stop()
         await self.db.close()

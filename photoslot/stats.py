@@ -1,20 +1,27 @@
 """Stats for admins and operations: outcomes, ingest time, timeout share, provider spend.
 
 One implementation behind `GET /api/stats/{slot_id}`, `GET /api/stats/global` and `photoslot
-stats`. Counts come from the jobs table (queries/stats.sql); spend is Gemini token usage and
-Turbotext attempts priced by the `pricing.*` config rates, because the operations team controls
-provider costs. A slot's stats count from its last `reset_stats`.
+stats`. Counts come from the hourly rollups of every ingest request, refused ones included
+(photoslot/rollups.py, queries/stats.sql), kept `stats.rollup_retention_days` (400) — not from the
+job rows, which the sweeper prunes after 30 days. Spend is Gemini token usage and Turbotext
+attempts priced by the `pricing.*` config rates, because the operations team controls provider
+costs. A slot's stats count from its last `reset_stats`.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 
 from photoslot import audit, slots
+from photoslot.db import DatabaseUnavailable
 from photoslot.errors import ValidationError
+from photoslot.providers import catalogue
 
 COUNT_FIELDS = ("ingest_count", "success", "timeouts", "provider_errors", "cancelled", "internal_errors",
-                "errors", "finalized", "gemini_tokens", "gemini_requests", "turbotext_attempts")
+                "errors", "finalized", "gemini_tokens", "gemini_requests", "turbotext_attempts",
+                # every request, refused ones included (the business's "answered 200" figure)
+                "requests", "refused", "answered_200", "answered_504", "provider_unavailable")
 SLOT_GROUPS = ("hour", "day", "week")
 GLOBAL_GROUPS = ("day", "week", "month")
 GLOBAL_SORTS = ("period_start", "success", "errors", "ingest_count")
@@ -84,6 +91,10 @@ def priced(row: dict, cfg) -> dict:
         value = row.get(key)
         out[key] = int(round(value)) if value is not None else None
     out["timeout_share"] = round(out["timeouts"] / out["finalized"], 4) if out["finalized"] else 0.0
+    for share, count in (("answered_200_share", "answered_200"), ("answered_504_share", "answered_504"),
+                         ("provider_unavailable_share", "provider_unavailable")):
+        out[share] = round(out[count] / out["requests"], 4) if out["requests"] else 0.0
+    out["provider_calls"] = out["gemini_requests"] + out["turbotext_attempts"]
     gemini_rate = float(cfg.get("pricing.gemini_usd_per_1k_tokens"))
     turbotext_rate = float(cfg.get("pricing.turbotext_usd_per_request"))
     out["gemini_cost"] = round(out["gemini_tokens"] / 1000 * gemini_rate, 6)
@@ -93,26 +104,35 @@ def priced(row: dict, cfg) -> dict:
     return out
 
 
-async def _collect(ctx, *, slot_id, start, end, unit, count_from=None) -> tuple[dict, list[dict]]:
+def check_provider(provider_id) -> None:
+    if provider_id is not None and provider_id not in catalogue.CATALOGUE:
+        raise ValidationError({"provider_id": f"must be one of: {', '.join(catalogue.CATALOGUE)}"})
+
+
+async def _collect(ctx, *, slot_id, start, end, unit, reset_at=None, provider_id=None) -> tuple[dict, list[dict]]:
     """(the whole window's figures, one entry per period): one query, the aggregate written once."""
-    whole, *rows = await ctx.db.fetchall("stats", slot_id=slot_id, unit=unit, count_from=count_from or start,
-                                         **{"from": start, "to": end})
+    check_provider(provider_id)
+    with contextlib.suppress(DatabaseUnavailable):  # this process's refusals not written yet: now
+        await ctx.refusals.flush(ctx.db)
+    whole, *rows = await ctx.db.fetchall("stats", slot_id=slot_id, unit=unit, reset_at=reset_at,
+                                         provider_id=provider_id, **{"from": start, "to": end})
     periods = [{"period_start": row["period_start"], "period_end": row["period_end"], **priced(row, ctx.cfg)}
                for row in rows]
     return priced(whole, ctx.cfg), periods
 
 
-async def slot_stats(ctx, slot_id: str, *, from_=None, to=None, group_by: str | None = None) -> dict:
+async def slot_stats(ctx, slot_id: str, *, from_=None, to=None, group_by: str | None = None,
+                     provider_id: str | None = None, max_days: int = SLOT_MAX_DAYS) -> dict:
     """GET /api/stats/{slot_id}: counts since the slot's last reset, per period."""
     slot = await slots.get(ctx.db, slot_id)
     group_by = group_by or "hour"
     if group_by not in SLOT_GROUPS:
         raise ValidationError({"group_by": f"must be one of: {', '.join(SLOT_GROUPS)}"})
-    start, end = window(ctx.clock.now(), from_, to, default=dt.timedelta(days=1), max_days=SLOT_MAX_DAYS)
+    start, end = window(ctx.clock.now(), from_, to, default=dt.timedelta(days=1), max_days=max_days)
     reset_at = slot["last_reset_at"]
     count_from = min(max(start, reset_at), end) if reset_at else start
     summary, periods = await _collect(ctx, slot_id=slot_id, start=start, end=end, unit=group_by,
-                                      count_from=count_from)
+                                      reset_at=reset_at, provider_id=provider_id)
     summary["last_reset_at"] = reset_at
     summary["counted_from"] = count_from
     return {"slot_id": slot_id, "range": {"from": start, "to": end, "group_by": group_by},
@@ -137,12 +157,13 @@ def check_global_query(*, group_by: str, sort_by: str, sort_order: str, page, pa
 
 
 async def global_stats(ctx, *, from_=None, to=None, group_by: str | None = None, page: int = 1,
-                       page_size: int = 20, sort_by: str = "period_start", sort_order: str = "asc") -> dict:
-    """GET /api/stats/global: every slot, per period, sortable and paged."""
+                       page_size: int = 20, sort_by: str = "period_start", sort_order: str = "asc",
+                       provider_id: str | None = None, max_days: int = GLOBAL_MAX_DAYS) -> dict:
+    """GET /api/stats/global: every slot (or one provider's), per period, sortable and paged."""
     group_by = group_by or "day"
     check_global_query(group_by=group_by, sort_by=sort_by, sort_order=sort_order, page=page, page_size=page_size)
-    start, end = window(ctx.clock.now(), from_, to, default=dt.timedelta(days=7), max_days=GLOBAL_MAX_DAYS)
-    summary, periods = await _collect(ctx, slot_id=None, start=start, end=end, unit=group_by)
+    start, end = window(ctx.clock.now(), from_, to, default=dt.timedelta(days=7), max_days=max_days)
+    summary, periods = await _collect(ctx, slot_id=None, start=start, end=end, unit=group_by, provider_id=provider_id)
     periods.sort(key=lambda p: (p[sort_by], p["period_start"]), reverse=sort_order == "desc")
     first = (page - 1) * page_size
     return {"range": {"from": start, "to": end, "group_by": group_by}, "summary": summary,
@@ -151,13 +172,18 @@ async def global_stats(ctx, *, from_=None, to=None, group_by: str | None = None,
                      "sort_by": sort_by, "sort_order": sort_order}}
 
 
-async def recent(ctx, *, slot_id: str | None, since: dt.timedelta) -> dict:
-    """`photoslot stats [--slot S] [--since DURATION]`: the same figures over the last `since`."""
+async def recent(ctx, *, slot_id: str | None, since: dt.timedelta, provider_id: str | None = None) -> dict:
+    """`photoslot stats [--slot S] [--provider P] [--since DURATION]`: the same figures over the last
+    `since`, as far back as the rollups are kept (the API's range limits are for its pages)."""
     now = ctx.clock.now()
+    keep = int(float(ctx.cfg.get("stats.rollup_retention_days"))) + 1
     if slot_id is not None:
         group = "hour" if since <= dt.timedelta(days=2) else "day"
-        return await slot_stats(ctx, slot_id, from_=now - since, to=now, group_by=group)
-    return await global_stats(ctx, from_=now - since, to=now, group_by="day", page_size=50)
+        return await slot_stats(ctx, slot_id, from_=now - since, to=now, group_by=group, provider_id=provider_id,
+                                max_days=max(keep, SLOT_MAX_DAYS))
+    group = "day" if since <= dt.timedelta(days=60) else "week" if since <= dt.timedelta(days=366) else "month"
+    return await global_stats(ctx, from_=now - since, to=now, group_by=group, page_size=50, provider_id=provider_id,
+                              max_days=max(keep, GLOBAL_MAX_DAYS))
 
 
 async def reset_stats(ctx, slot_id: str, *, actor: str, source: str) -> dict:

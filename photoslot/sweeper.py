@@ -13,7 +13,8 @@ Runs every `sweeper.interval_seconds` inside `serve` (APScheduler), and once per
 5. removes orphan files under uploads/, results/ and templates/ that no row points to and that
    are older than `sweeper.orphan_grace_seconds` (an upload being written has no row yet);
 6. deletes finished job rows older than `sweeper.job_row_retention_days` whose result is gone,
-   and quota windows that can no longer matter;
+   quota windows that can no longer matter, and statistics rollups older than
+   `stats.rollup_retention_days` (400);
 7. evaluates the alerts.
 
 Safe to run from two processes at once: every row change is a conditional UPDATE/DELETE over rows
@@ -28,7 +29,7 @@ import logging
 import time
 from pathlib import Path
 
-from photoslot import alerts, public_media, purge, quotas
+from photoslot import alerts, public_media, purge, quotas, rollups
 from photoslot.db import DatabaseUnavailable
 from photoslot.logs import event
 
@@ -172,6 +173,7 @@ def _norm(path) -> str:
 
 async def _prune_job_rows(ctx, now, report) -> None:
     await quotas.prune(ctx.db, now)
+    await rollups.prune(ctx.db, ctx.cfg, now)  # the statistics' hourly rows: kept far longer than jobs
     days = float(ctx.cfg.get("sweeper.job_row_retention_days"))
     if days <= 0:
         return

@@ -1,14 +1,14 @@
--- Stats over the jobs table: counts by outcome, ingest time percentiles, provider spend.
--- The window is always passed in (from/to from the request or the injected clock), never SQL's now().
--- "Ingest time" is answered_ms (request arrival → answer, recorded by the ingest handler), or
--- created_at → finalized_at while that is not recorded yet (the answer leaves at finalization).
--- Periods are computed on UTC wall time so day/week/month boundaries do not depend on the
--- session's time zone.
+-- Stats over the hourly rollups (migrations/0003_ingest_rollups.sql, photoslot/rollups.py): every
+-- ingest request, refused ones included, so pruning job rows loses nothing. The window is always
+-- passed in (from/to from the request or the injected clock), never SQL's now(), and is counted in
+-- whole hours: a row belongs to the window when its hour starts in [the hour of `from`, `to`).
+-- "Ingest time" is a job's arrival → end (its answer leaves at its end). Periods are computed on
+-- UTC wall time so day/week/month boundaries do not depend on the session's time zone.
 
 -- name: stats
 -- The aggregate, written once, grouped two ways in one pass: one row for the whole window
 -- (period_start NULL, first) and one per period in [from, to), empty periods included (zeros),
--- oldest first. Jobs count from count_from (≥ from: a slot's reset_stats moves it).
+-- oldest first. `reset_at` (a slot's last reset_stats) keeps only what was counted after it.
 WITH bounds AS (
     SELECT (%(from)s::timestamptz AT TIME ZONE 'UTC') AS lo,
            (%(to)s::timestamptz AT TIME ZONE 'UTC') AS hi,
@@ -16,33 +16,65 @@ WITH bounds AS (
 ), periods AS (
     SELECT p AS ps, p + b.step AS pe
     FROM bounds b, generate_series(date_trunc(%(unit)s, b.lo), b.hi - interval '1 microsecond', b.step) AS p
-), agg AS (
-    SELECT date_trunc(%(unit)s, created_at AT TIME ZONE 'UTC') AS ps,
-           grouping(date_trunc(%(unit)s, created_at AT TIME ZONE 'UTC')) = 1 AS whole_window,
-           count(*) AS ingest_count,
-           count(*) FILTER (WHERE status = 'succeeded') AS success,
-           count(*) FILTER (WHERE failure_reason = 'timeout') AS timeouts,
-           count(*) FILTER (WHERE failure_reason IN ('provider_error', 'provider_refused', 'quota_exhausted',
-                                                     'invalid_result')) AS provider_errors,
-           count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
-           count(*) FILTER (WHERE failure_reason = 'internal_error') AS internal_errors,
-           count(*) FILTER (WHERE is_finalized AND status <> 'succeeded') AS errors,
-           count(*) FILTER (WHERE is_finalized) AS finalized,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY coalesce(answered_ms, extract(epoch FROM finalized_at - created_at) * 1000))
-               FILTER (WHERE is_finalized) AS p50_ms,
-           percentile_cont(0.95) WITHIN GROUP (ORDER BY coalesce(answered_ms, extract(epoch FROM finalized_at - created_at) * 1000))
-               FILTER (WHERE is_finalized) AS p95_ms,
+), r AS (
+    SELECT *, date_trunc(%(unit)s, hour AT TIME ZONE 'UTC') AS ps
+    FROM ingest_rollups
+    WHERE (%(slot_id)s::text IS NULL OR slot_id = %(slot_id)s)
+      AND (%(provider_id)s::text IS NULL OR provider_id = %(provider_id)s)
+      AND (%(reset_at)s::timestamptz IS NULL OR reset_at >= %(reset_at)s)
+      AND hour >= date_trunc('hour', %(from)s::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+      AND hour < %(to)s
+), counts AS (
+    SELECT ps, grouping(ps) = 1 AS whole_window,
+           coalesce(sum(requests), 0) AS requests,
+           coalesce(sum(requests) FILTER (WHERE outcome <> 'refused'), 0) AS ingest_count,
+           coalesce(sum(requests) FILTER (WHERE outcome = 'refused'), 0) AS refused,
+           coalesce(sum(requests) FILTER (WHERE status = 200), 0) AS answered_200,
+           coalesce(sum(requests) FILTER (WHERE status = 504), 0) AS answered_504,
+           coalesce(sum(requests) FILTER (WHERE reason = 'provider_unavailable'), 0) AS provider_unavailable,
+           coalesce(sum(requests) FILTER (WHERE outcome = 'succeeded'), 0) AS success,
+           coalesce(sum(requests) FILTER (WHERE outcome <> 'refused' AND reason = 'timeout'), 0) AS timeouts,
+           coalesce(sum(requests) FILTER (WHERE outcome <> 'refused' AND reason IN (
+               'provider_error', 'provider_refused', 'quota_exhausted', 'invalid_result')), 0) AS provider_errors,
+           coalesce(sum(requests) FILTER (WHERE outcome = 'cancelled'), 0) AS cancelled,
+           coalesce(sum(requests) FILTER (WHERE outcome <> 'refused' AND reason = 'internal_error'), 0) AS internal_errors,
+           coalesce(sum(requests) FILTER (WHERE outcome NOT IN ('succeeded', 'refused')), 0) AS errors,
+           coalesce(sum(requests) FILTER (WHERE outcome <> 'refused'), 0) AS finalized,
            coalesce(sum(provider_tokens) FILTER (WHERE provider_id = 'gemini'), 0) AS gemini_tokens,
            coalesce(sum(provider_requests) FILTER (WHERE provider_id = 'gemini'), 0) AS gemini_requests,
            coalesce(sum(provider_requests) FILTER (WHERE provider_id = 'turbotext'), 0) AS turbotext_attempts
-    FROM jobs
-    WHERE (%(slot_id)s::text IS NULL OR slot_id = %(slot_id)s)
-      AND created_at >= %(count_from)s AND created_at < %(to)s
-    GROUP BY GROUPING SETS ((date_trunc(%(unit)s, created_at AT TIME ZONE 'UTC')), ())
+    FROM r
+    GROUP BY GROUPING SETS ((ps), ())
+), times AS (
+    SELECT ps, grouping(ps) = 1 AS whole_window,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50_ms,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95_ms
+    FROM r, unnest(r.ingest_ms) AS ms
+    GROUP BY GROUPING SETS ((ps), ())
+), agg AS (
+    SELECT c.*, t.p50_ms, t.p95_ms
+    FROM counts c LEFT JOIN times t ON t.whole_window = c.whole_window AND t.ps IS NOT DISTINCT FROM c.ps
 )
 SELECT NULL::timestamptz AS period_start, NULL::timestamptz AS period_end, agg.*
-FROM agg WHERE agg.whole_window
+FROM (SELECT 1) one LEFT JOIN agg ON agg.whole_window
 UNION ALL
 SELECT (periods.ps AT TIME ZONE 'UTC'), (periods.pe AT TIME ZONE 'UTC'), agg.*
 FROM periods LEFT JOIN agg ON agg.ps = periods.ps AND NOT agg.whole_window
 ORDER BY period_start NULLS FIRST;
+
+-- name: rollups_add_refused
+-- One flush of the refusals counted in memory (photoslot/rollups.py), whatever their number.
+INSERT INTO ingest_rollups AS r (hour, slot_id, provider_id, outcome, reason, status, reset_at, requests)
+SELECT t.hour, t.slot_id, t.provider_id, 'refused', t.reason, t.status,
+       coalesce((SELECT last_reset_at FROM slots WHERE id = t.slot_id), '-infinity'), t.n
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS t(hour timestamptz, slot_id text, provider_id text, reason text,
+                                              status integer, n bigint)
+ON CONFLICT (hour, slot_id, provider_id, outcome, reason, status, reset_at) DO UPDATE
+SET requests = r.requests + EXCLUDED.requests;
+
+-- name: rollups_prune
+DELETE FROM ingest_rollups WHERE hour < %(cutoff)s;
+
+-- name: stats_rollup_rows
+-- How many rollup rows and requests are stored (doctor, tests).
+SELECT count(*) AS n, coalesce(sum(requests), 0) AS requests FROM ingest_rollups;

@@ -16,7 +16,8 @@ async def global_stats(request, ctx, claims):
     return answer(await stats.global_stats(
         ctx, from_=q_str(request, "from"), to=q_str(request, "to"), group_by=q_str(request, "group_by"),
         page=q_int(request, "page", 1), page_size=q_int(request, "page_size", 20),
-        sort_by=q_str(request, "sort_by") or "period_start", sort_order=q_str(request, "sort_order") or "asc"))
+        sort_by=q_str(request, "sort_by") or "period_start", sort_order=q_str(request, "sort_order") or "asc",
+        provider_id=q_str(request, "provider_id")))
 
 
 @routes.get("/api/stats/series")
@@ -29,4 +30,5 @@ async def stats_series(request, ctx, claims):
 @endpoint("stats:read")
 async def slot_stats(request, ctx, claims):
     return answer(await stats.slot_stats(ctx, request.match_info["slot_id"], from_=q_str(request, "from"),
-                                         to=q_str(request, "to"), group_by=q_str(request, "group_by")))
+                                         to=q_str(request, "to"), group_by=q_str(request, "group_by"),
+                                         provider_id=q_str(request, "provider_id")))

@@ -78,6 +78,7 @@ class Shot:
     held_taken: int = 0        # bytes of the process-wide buffer budget this shot holds
     metadata: dict = field(default_factory=dict)
     filename: str | None = None  # as the booth named the photo (logged, escaped, never used as a path)
+    provider: str | None = None  # the slot's provider, once the slot was read (for the rollups)
     answered_ms: int = 0
 
     @property
@@ -183,9 +184,11 @@ class IngestHandler:
         if outcome not in QUIET_OUTCOMES:
             event(log, "ingest", job=str(shot.job_id) if shot.queued else None, slot=shot.slot_id, outcome=outcome,
                   status=status, ms=shot.answered_ms)
-        metrics.safe(metrics.of(self.ctx).observe_ingest, shot.slot_id, outcome,
-                     status if status is not None else 499 if outcome == "client_gone" else 500,
-                     shot.answered_ms / 1000)
+        answered = status if status is not None else 499 if outcome == "client_gone" else 500
+        metrics.safe(metrics.of(self.ctx).observe_ingest, shot.slot_id, outcome, answered, shot.answered_ms / 1000)
+        if not shot.queued:  # a job is counted when it is finalized; a refusal here, in memory (rollups.py)
+            self.ctx.refusals.add(at=shot.arrived, slot_id=shot.slot_id, provider_id=shot.provider, reason=outcome,
+                                  status=answered)
 
     def _background(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -277,6 +280,7 @@ class IngestHandler:
             raise IngestError(413, "payload_too_large", f"upload is larger than {self.cfg.get('ingest.max_upload_mb')} MB",
                               unread_body=True)
         context = await _reachable(self.ctx.db.fetchone("ingest_context", slot_id=shot.slot_id), unread_body=True)
+        shot.provider = context["provider_id"] if context is not None else None
         if context is None:
             raise IngestError(404, "slot_not_found", f"{shot.slot_id} is not configured or is disabled",
                               unread_body=True)

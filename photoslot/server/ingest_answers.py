@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from photoslot.server.keys import CTX
+
 
 class IngestError(Exception):
     """Ends an ingest with an error answer. `unread_body`: the request body was not read to its
@@ -68,6 +70,10 @@ async def ingest_http_errors(request: web.Request, handler):
         if exc.status < 400:
             raise
         reason, details = http_refusal(exc.status, exc.reason)
+        ctx = request.app.get(CTX)
+        if ctx is not None:  # counted like every other ingest request (photoslot/rollups.py)
+            ctx.refusals.add(at=ctx.clock.now(), slot_id=request.match_info.get("slot_id", ""), provider_id=None,
+                             reason=reason, status=exc.status)
         resp = error_response(exc.status, reason, details, close=True)
         if exc.status == 405:
             resp.headers["Allow"] = "POST"

@@ -48,6 +48,8 @@ COUNTS = {
     "p50_ms": _nullable(INT), "p95_ms": _nullable(INT), "timeout_share": NUM,
     "gemini_tokens": INT, "gemini_requests": INT, "turbotext_attempts": INT,
     "gemini_cost": NUM, "turbotext_cost": NUM, "estimated_cost": NUM, "currency": STR,
+    "requests": INT, "refused": INT, "answered_200": INT, "answered_504": INT, "provider_unavailable": INT,
+    "answered_200_share": NUM, "answered_504_share": NUM, "provider_unavailable_share": NUM, "provider_calls": INT,
 }
 
 SCHEMAS: dict[str, dict] = {
@@ -266,13 +268,15 @@ PATHS: dict[str, dict] = {
                 _q("page", {"type": "integer", "minimum": 1}),
                 _q("page_size", {"type": "integer", "minimum": 1, "maximum": 50}),
                 _q("sort_by", {"type": "string", "enum": ["period_start", "success", "errors", "ingest_count"]}),
-                _q("sort_order", {"type": "string", "enum": ["asc", "desc"]})])},
+                _q("sort_order", {"type": "string", "enum": ["asc", "desc"]}),
+                _q("provider_id", {"type": "string", "enum": ["gemini", "turbotext"]})])},
     "/api/stats/{slot_id}": {"get": _op("One slot since its last reset: counts, ingest time, timeout share, "
                                         "provider spend per period", "stats:read", {
         "200": _json(_ref("SlotStats"), "stats"), "404": _err("no such slot"),
         "422": _err("bad range or grouping")},
         params=[_p("slot_id", SLOT_ID), _q("from", TIME), _q("to", TIME, "at most 31 days after from"),
-                _q("group_by", {"type": "string", "enum": ["hour", "day", "week"]})])},
+                _q("group_by", {"type": "string", "enum": ["hour", "day", "week"]}),
+                _q("provider_id", {"type": "string", "enum": ["gemini", "turbotext"]})])},
     "/api/audit": {"get": _op("The audit log of admin writes (HTTP and CLI), newest first", "settings:read", {
         "200": _json(_ref("AuditPage"), "entries"), "422": _err("bad limit")},
         params=[_q("limit", {"type": "integer", "minimum": 1, "maximum": 1000}), _q("action", STR)])},
