@@ -108,12 +108,17 @@ async def users(db, template_id) -> list[dict]:
     return await db.fetchall("template_users", template_id=str(_parse_id(template_id)))
 
 
+def _needed(b: dict) -> bool:
+    """Does the binding's slot need this role to run (its operation requires the template)?"""
+    return (b["provider_id"] in catalogue.CATALOGUE
+            and b["operation_id"] in catalogue.CATALOGUE[b["provider_id"]].operations
+            and b["role"] in catalogue.get_operation(b["provider_id"], b["operation_id"]).needs)
+
+
 async def _unbind(ctx, tx, template_id: str, bindings: list[dict], *, actor: str, source: str) -> list[dict]:
     done = []
     for b in bindings:
-        needed = (b["provider_id"] in catalogue.CATALOGUE
-                  and b["operation_id"] in catalogue.CATALOGUE[b["provider_id"]].operations
-                  and b["role"] in catalogue.get_operation(b["provider_id"], b["operation_id"]).needs)
+        needed = _needed(b)
         row = await tx.fetchone("template_unbind", slot_id=b["slot_id"], role=b["role"], template_id=template_id,
                                 disable=needed, now=ctx.clock.now())
         if row is None:
@@ -140,16 +145,26 @@ def _describe(bindings: list[dict]) -> str:
 async def unbind(ctx, template_id, *, slot_id: str, role: str, force: bool, actor: str, source: str) -> dict:
     """DELETE /api/template-media/{id}: unbind from slot_id/role; the file goes when nobody uses it.
 
-    404 unknown template; 409 while another slot still uses it and force is not set (force unbinds
-    it everywhere).
+    404 unknown template; 409 without `force` when unbinding it would disable an enabled slot that
+    needs it (the answer names the slot), or while another slot still uses it (force unbinds it
+    everywhere). The result's `disabled` lists the slots the unbinding disabled.
     """
     template = await get(ctx.db, template_id)
     tid = template["id"]
     bindings = await users(ctx.db, tid)
     others = [b for b in bindings if (b["slot_id"], b["role"]) != (slot_id, role)]
+    mine = [b for b in bindings if (b["slot_id"], b["role"]) == (slot_id, role)]
+    disabling = [b for b in (bindings if others else mine) if b["enabled"] and _needed(b)]
     if others and not force:
-        raise Conflict(f"template {tid} is still used by {_describe(others)}; use force to unbind it everywhere",
-                       {"used_by": [{"slot_id": b["slot_id"], "role": b["role"]} for b in others]})
+        warn = f" (and disable {', '.join(b['slot_id'] for b in disabling)})" if disabling else ""
+        raise Conflict(f"template {tid} is still used by {_describe(others)}; use force to unbind it everywhere{warn}",
+                       {"used_by": [{"slot_id": b["slot_id"], "role": b["role"]} for b in others],
+                        "disables": [b["slot_id"] for b in disabling]})
+    if disabling and not force:
+        b = disabling[0]
+        raise Conflict(f"{b['slot_id']} is enabled and {b['provider_id']}/{b['operation_id']} needs its {b['role']!r} "
+                       f"template: unbinding it disables {b['slot_id']} (its booth gets 404); use force to unbind "
+                       "and disable it", {"disables": [b["slot_id"]], "slot_id": b["slot_id"], "role": b["role"]})
     targets = bindings if force else [b for b in bindings if (b["slot_id"], b["role"]) == (slot_id, role)]
     async with ctx.db.transaction() as tx:
         done = await _unbind(ctx, tx, tid, targets, actor=actor, source=source)
@@ -158,7 +173,7 @@ async def unbind(ctx, template_id, *, slot_id: str, role: str, force: bool, acto
             removed = await _delete_in_tx(ctx, tx, tid, actor=actor, source=source)
     if removed:
         ctx.media.remove(template["file_path"])
-    return {"removed": removed, "unbound_from": done}
+    return {"removed": removed, "unbound_from": done, "disabled": [d["slot_id"] for d in done if d["disabled"]]}
 
 
 async def _delete_in_tx(ctx, tx, tid: str, *, actor: str, source: str) -> bool:

@@ -1,4 +1,4 @@
-"""photoslot template add|list|rm"""
+"""photoslot template add|list|rm|unbind"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -66,3 +66,29 @@ def rm(template_id: str = typer.Argument(..., metavar="ID"),
     for b in report["unbound_from"]:
         console.print(f"unbound from {b['slot_id']} ({b['role']})"
                       + ("; the slot is now disabled until it gets a new template" if b["disabled"] else ""))
+
+
+@app.command("unbind")
+def unbind(template_id: str = typer.Argument(..., metavar="ID"),
+           slot: str = typer.Option(..., "--slot", help="the slot to unbind it from"),
+           role: str = typer.Option(..., "--role", help="the template role there (style, face)"),
+           force: bool = typer.Option(False, "--force",
+                                      help="also when the slot needs it (the slot is disabled) or other slots use it "
+                                           "(unbound everywhere)"),
+           as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """Unbind a template from one slot's role (DELETE /api/template-media/{id}); refused without --force when
+    an enabled slot needs it, naming the slot that would be disabled."""
+
+    async def go(ctx):
+        return await templates.unbind(ctx, template_id, slot_id=slot, role=role, force=force,
+                                      actor=audit.os_actor(), source="cli")
+
+    report = with_context(go)
+    if as_json:
+        print_json(report)
+        return
+    for b in report["unbound_from"]:
+        console.print(f"unbound from {b['slot_id']} ({b['role']})"
+                      + ("; the slot is now disabled until it gets a new template" if b["disabled"] else ""))
+    if report["removed"]:
+        console.print(f"template {template_id} removed (no slot uses it any more)")

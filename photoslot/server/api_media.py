@@ -43,10 +43,13 @@ async def register_template(request, ctx, claims):
 @routes.delete("/api/template-media/{template_id}")
 @endpoint("media:write")
 async def delete_template(request, ctx, claims):
-    await templates.unbind(ctx, request.match_info["template_id"], slot_id=q_str(request, "slot_id"),
-                           role=q_str(request, "setting_key"), force=bool(q_bool(request, "force")),
-                           actor=actor(claims), source="http")
-    return web.Response(status=204)
+    done = await templates.unbind(ctx, request.match_info["template_id"], slot_id=q_str(request, "slot_id"),
+                                  role=q_str(request, "setting_key"), force=bool(q_bool(request, "force")),
+                                  actor=actor(claims), source="http")
+    resp = web.Response(status=204)
+    if done["disabled"]:  # only with force: the slots this disabled, named as the 409 named them
+        resp.headers["X-Slots-Disabled"] = ",".join(done["disabled"])
+    return resp
 
 
 @routes.post("/api/media/cache/purge")

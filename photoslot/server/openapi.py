@@ -239,8 +239,10 @@ PATHS: dict[str, dict] = {
         body=_body(MULTIPART_TEMPLATE, "multipart/form-data"))},
     "/api/template-media/{template_id}": {"delete": _op("Unbind a template from a slot's role; the file goes "
                                                         "when no slot uses it", "media:write", {
-        "204": {"description": "unbound"}, "404": _err("no such template"),
-        "409": _err("another slot still uses it and force is not set")},
+        "204": {"description": "unbound; with force, `X-Slots-Disabled` names the slots it disabled"},
+        "404": _err("no such template"),
+        "409": _err("force is not set and an enabled slot needs it (details.disables names the slot), or another "
+                    "slot still uses it")},
         params=[_p("template_id", UUID), _q("slot_id", SLOT_ID), _q("setting_key", STR), _q("force", BOOL)])},
     "/api/media/cache/purge": {"post": _op("Queue a media cache purge for the sweeper", "settings:write", {
         "202": _json(_ref("PurgeAccepted"), "queued"), "400": _err("malformed body"),

@@ -85,3 +85,17 @@ def test_providers_lists_every_operation_with_parameters_and_roles(config, pg_ds
     assert ops["identity_transfer"]["needs"] == ["face"]
     r = cli(config, pg_dsn, "slot", "set", "--help")
     assert "style_transfer" in r.stdout and "strength" in r.stdout
+
+
+def test_template_unbind_from_an_enabled_slot_that_needs_it_asks_for_force_and_names_the_slot(config, pg_dsn):
+    r = cli(config, pg_dsn, "slot", "set", "slot-004", "--provider", "gemini", "--operation", "style_transfer",
+            "--prompt", "in this style", "--template", f"style={STYLE}", "--json")
+    assert r.returncode == 0, r.stderr
+    style = json.loads(r.stdout)["settings_json"]["templates"]["style"]
+    r = cli(config, pg_dsn, "template", "unbind", style, "--slot", "slot-004", "--role", "style")
+    assert r.returncode == 1 and "disables slot-004" in r.stderr and "force" in r.stderr
+    assert json.loads(cli(config, pg_dsn, "slot", "show", "slot-004", "--json").stdout)["enabled"] is True
+    r = cli(config, pg_dsn, "template", "unbind", style, "--slot", "slot-004", "--role", "style", "--force")
+    assert r.returncode == 0, r.stderr
+    assert "unbound from slot-004 (style)" in r.stdout and "disabled" in r.stdout
+    assert json.loads(cli(config, pg_dsn, "slot", "show", "slot-004", "--json").stdout)["enabled"] is False

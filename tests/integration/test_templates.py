@@ -126,10 +126,36 @@ async def test_unbind_from_one_slot_is_refused_while_another_slot_uses_it(make_c
         tid2 = await _face(s)
         await slots.configure(s.ctx.db, s.clock, "slot-006", actor="t", source="test", provider_id="turbotext",
                               operation_id="identity_transfer", settings_json={"templates": {"face": tid2}})
-        out = await templates.unbind(s.ctx, tid2, slot_id="slot-006", role="face", force=False, actor="t",
+        with pytest.raises(Conflict) as guard:  # slot-006 is enabled and needs its face: not without force
+            await templates.unbind(s.ctx, tid2, slot_id="slot-006", role="face", force=False, actor="t",
+                                   source="test")
+        assert guard.value.details["disables"] == ["slot-006"] and "disables slot-006" in guard.value.message
+        assert (await slots.get(s.ctx.db, "slot-006"))["enabled"] is True  # nothing changed
+        out = await templates.unbind(s.ctx, tid2, slot_id="slot-006", role="face", force=True, actor="t",
                                      source="test")
-        assert out == {"removed": True, "unbound_from": [{"slot_id": "slot-006", "role": "face", "disabled": True}]}
+        assert out == {"removed": True, "unbound_from": [{"slot_id": "slot-006", "role": "face", "disabled": True}],
+                       "disabled": ["slot-006"]}
+        assert (await slots.get(s.ctx.db, "slot-006"))["enabled"] is False
         assert s.files("templates") == []
+
+
+async def test_unbinding_a_template_an_enabled_slot_needs_asks_for_force_over_the_api(
+        make_cfg, pg_dsn):
+    from tests.integration.adminapi import logged_in
+
+    async with Studio(make_cfg(), pg_dsn, workers=0) as s:
+        tid = await _face(s)
+        await slots.configure(s.ctx.db, s.clock, "slot-007", actor="t", source="test", provider_id="turbotext",
+                              operation_id="identity_transfer", settings_json={"templates": {"face": tid}})
+        api = await logged_in(s)
+        path = f"/api/template-media/{tid}"
+        status, _, body = await api.call("DELETE", path, params={"slot_id": "slot-007", "setting_key": "face"})
+        assert status == 409 and body["error"]["details"]["disables"] == ["slot-007"]
+        assert "disables slot-007" in body["error"]["message"]
+        status, headers, _ = await api.call("DELETE", path, params={"slot_id": "slot-007", "setting_key": "face",
+                                                                    "force": "true"})
+        assert status == 204 and headers["X-Slots-Disabled"] == "slot-007"
+
 
 
 async def test_slot_validation_rejects_missing_or_malformed_template_bindings(make_cfg, pg_dsn):
