@@ -31,6 +31,26 @@ MAX_FETCH_BYTES = 64 * 1024 * 1024
 HUGE_BYTES = 30 * 1024 * 1024
 
 
+# generate_image2image's numeric fields as Turbotext documents them: name → (min, max, integer?)
+RANGES = {"generate_image2image": {"seed": (1, 10 ** 10, True), "user_id": (1, None, True),
+                                   "strength": (0, 80, True), "scale": (0.1, 20, False)}}
+
+
+def _check_ranges(method: str, form) -> str | None:
+    """Turbotext's answer to a value outside its documented range (what a real call would get)."""
+    for name, (low, high, integer) in RANGES.get(method, {}).items():
+        raw = form.get(name)
+        if raw is None:
+            continue
+        try:
+            value = int(raw) if integer else float(raw)
+        except (TypeError, ValueError):
+            return f"Invalid parameter: {name}"
+        if value < low or (high is not None and value > high):
+            return f"Invalid parameter: {name} must be between {low} and {high if high is not None else 'any'}"
+    return None
+
+
 @dataclasses.dataclass
 class QueueItem:
     queueid: int
@@ -154,6 +174,11 @@ async def _create_queue(request: web.Request, state: EmulatorState, method: str,
             entry["outcome"] = "bad_request"
             _count(state, "bad_request")
             return "bad_request", _fail(f"Missing parameter: {name}")
+    problem = _check_ranges(method, form)
+    if problem is not None:
+        entry["outcome"] = "bad_request"
+        _count(state, "bad_request")
+        return "bad_request", _fail(problem)
 
     try:
         outcome = await state.outcome_after_hangs("turbotext")

@@ -140,11 +140,14 @@ TURBOTEXT = Provider(
             description="/api_ai/generate_image2image: the photo is redrawn from the prompt (content).",
             params={
                 "strength": Param("int", "how far the result may move away from the photo (0 = keep it)", 40, 0, 80),
-                "seed": Param("int", "fixed seed for repeatable results", None, 0, 2**31 - 1),
+                # As Turbotext documents generate_image2image: seed 1–10^10 (random when not sent),
+                # the prompt's language `ru` unless told, user_id 1; the defaults are sent.
+                "seed": Param("int", "fixed seed for repeatable results (random when unset)", None, 1, 10 ** 10),
                 "scale": Param("float", "how strictly the prompt is followed", 7.5, 0.1, 20.0),
                 "negative_prompt": Param("str", "what must not appear in the result", None, max_length=1000),
-                "original_language": Param("str", "language the prompt is written in (e.g. en, ru)", None,
+                "original_language": Param("str", "language the prompt is written in (e.g. en, ru)", "ru",
                                            max_length=8),
+                "user_id": Param("int", "Turbotext's user id for the request", 1, 1, 2 ** 31 - 1),
             },
         ),
         "style_transfer": Operation(

@@ -61,7 +61,7 @@ class TurbotextClient(ProviderClient):
         p = data.params
         if operation == "image_edit":
             form = {"url": data.urls["photo"], "content": data.prompt}
-            for key in ("strength", "seed", "scale", "negative_prompt", "original_language"):
+            for key in ("strength", "seed", "scale", "negative_prompt", "original_language", "user_id"):
                 if p.get(key) is not None:
                     form[key] = str(p[key])
         elif operation == "style_transfer":

@@ -599,3 +599,14 @@ async def test_run_prints_banner_and_stops_on_sigterm():
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_turbotext_image2image_refuses_values_outside_turbotexts_documented_ranges(emulator, http, image_host):
+    media, _ = image_host
+    base = {"do": "create_queue", "url": f"{media}/small_photo.png", "content": "x"}
+    for field, value in (("seed", "0"), ("seed", str(10 ** 10 + 1)), ("user_id", "0"), ("strength", "81")):
+        _, body = await tt_post(http, emulator, "generate_image2image", {**base, field: value})
+        assert body["success"] is False and field in body["error"], (field, body)
+    _, body = await tt_post(http, emulator, "generate_image2image", {**base, "seed": str(10 ** 10), "user_id": "1",
+                                                                     "original_language": "ru"})
+    assert body["success"] is True

@@ -71,7 +71,8 @@ async def test_turbotext_image_edit_posts_photo_link_and_parameters(make_cfg, pg
     assert len(create) == 1 and create[0]["path"] == "/api_ai/generate_image2image"
     assert str(create[0]["queueid"]) == job["provider_job_reference"]
     assert create[0]["fields"] == {"content": "a watercolour portrait", "strength": "55", "seed": "42",
-                                   "scale": "9.5", "negative_prompt": "blur", "original_language": "en"}
+                                   "scale": "9.5", "negative_prompt": "blur", "original_language": "en",
+                                   "user_id": "1"}
     (photo,) = create[0]["images"]
     assert photo["role"] == "url" and photo["sha256"] == media.sha256_hex(photo_bytes)
     assert photo["source"].startswith(f"{s.base_url}/public/media/")
@@ -126,3 +127,14 @@ async def test_turbotext_failure_text_lands_in_the_job_detail(make_cfg, pg_dsn, 
         assert job["status"] == "failed" and job["failure_reason"] == "provider_error"
         assert "No image generated" in job["failure_detail"]
         assert s.files("uploads") == [] and s.files("public") == []
+
+
+async def test_turbotext_image_edit_sends_turbotexts_documented_defaults(make_cfg, pg_dsn, emulator, photo_bytes):
+    async with Studio(make_cfg(**TT), pg_dsn) as s:
+        await s.set_password()
+        await setup_slot(s, "slot-003", "turbotext", "image_edit", prompt="a watercolour portrait")
+        status, _, body = await s.ingest("slot-003", photo_bytes)
+        assert status == 200, body[:300]
+    create = [r for r in await emulator_requests(emulator) if r.get("do") == "create_queue"]
+    assert create[0]["fields"] == {"content": "a watercolour portrait", "strength": "40", "scale": "7.5",
+                                   "original_language": "ru", "user_id": "1"}  # no seed: Turbotext picks one

@@ -52,7 +52,8 @@ def test_turbotext_image_edit_parameter_ranges(params, field, words):
 
 def test_valid_settings_pass_and_defaults_fill_in():
     assert catalogue.validate("turbotext", "image_edit", {"prompt": "p", "params": {"strength": 80, "scale": 0.1}}) == {}
-    assert catalogue.effective_params("turbotext", "image_edit", {"seed": 3}) == {"strength": 40, "scale": 7.5, "seed": 3}
+    assert catalogue.effective_params("turbotext", "image_edit", {"seed": 3}) == {
+        "strength": 40, "scale": 7.5, "original_language": "ru", "user_id": 1, "seed": 3}
     assert catalogue.validate("turbotext", "identity_transfer", {"templates": {"face": TID}}) == {}
     assert catalogue.validate("gemini", "identity_transfer", {"prompt": "p", "templates": {"face": TID, "style": TID}}) == {}
 
@@ -88,3 +89,11 @@ def test_turbotext_forms_put_the_photo_and_templates_in_the_documented_fields():
     assert form == {"url": "http://s/f", "url_image_target": "http://s/p", "face_restore": "0"}
     form = TurbotextClient.form_for("image_edit", ProviderInput(b"", "image/jpeg", "c", {"strength": 10}, urls=urls))
     assert form == {"url": "http://s/p", "content": "c", "strength": "10"}
+
+
+
+def test_turbotext_image_edit_parameters_follow_turbotexts_documented_ranges():
+    ok = {"provider_id": "turbotext", "operation_id": "image_edit", "settings_json": {"prompt": "p"}}
+    for seed, good in ((0, False), (1, True), (10 ** 10, True), (10 ** 10 + 1, False)):
+        errors = catalogue.validate(ok["provider_id"], ok["operation_id"], {"prompt": "p", "params": {"seed": seed}})
+        assert (not errors) is good, (seed, errors)
