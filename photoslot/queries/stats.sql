@@ -46,11 +46,18 @@ WITH bounds AS (
     FROM r
     GROUP BY GROUPING SETS ((ps), ())
 ), times AS (
-    SELECT ps, grouping(ps) = 1 AS whole_window,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50_ms,
-           percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95_ms
-    FROM r, unnest(r.ingest_ms) AS ms
-    GROUP BY GROUPING SETS ((ps), ())
+    -- every job's time once per count: percentiles exactly as over the job rows themselves
+    SELECT date_trunc(%(unit)s, t.hour AT TIME ZONE 'UTC') AS ps,
+           grouping(date_trunc(%(unit)s, t.hour AT TIME ZONE 'UTC')) = 1 AS whole_window,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY t.ms) AS p50_ms,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY t.ms) AS p95_ms
+    FROM ingest_times t, generate_series(1, t.n)
+    WHERE (%(slot_id)s::text IS NULL OR t.slot_id = %(slot_id)s)
+      AND (%(provider_id)s::text IS NULL OR t.provider_id = %(provider_id)s)
+      AND (%(reset_at)s::timestamptz IS NULL OR t.reset_at >= %(reset_at)s)
+      AND t.hour >= date_trunc('hour', %(from)s::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+      AND t.hour < %(to)s
+    GROUP BY GROUPING SETS ((date_trunc(%(unit)s, t.hour AT TIME ZONE 'UTC')), ())
 ), agg AS (
     SELECT c.*, t.p50_ms, t.p95_ms
     FROM counts c LEFT JOIN times t ON t.whole_window = c.whole_window AND t.ps IS NOT DISTINCT FROM c.ps
@@ -73,6 +80,7 @@ ON CONFLICT (hour, slot_id, provider_id, outcome, reason, status, reset_at) DO U
 SET requests = r.requests + EXCLUDED.requests;
 
 -- name: rollups_prune
+WITH times AS (DELETE FROM ingest_times WHERE hour < %(cutoff)s)
 DELETE FROM ingest_rollups WHERE hour < %(cutoff)s;
 
 -- name: stats_rollup_rows
