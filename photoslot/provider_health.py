@@ -123,8 +123,9 @@ async def report(ctx, provider_id: str, *, ok: bool, problem: str | None = None,
         if went_down or probe_failed:  # the shots admitted for the probe waited on it: they end too
             ended = await tx.fetchall("jobs_end_provider_down", provider_id=provider_id, now=now,
                                       detail=health_rule.describe(after, now)[:2000])
-        if went_down or came_up or after.retry_at != current.retry_at:
-            await tx.execute("provider_health_announce", provider_id=provider_id)
+        # Every change, failures counted included: a process whose copy still says "no failures"
+        # would skip writing the success that must reset the count (the happy path's shortcut).
+        await tx.execute("provider_health_announce", provider_id=provider_id)
     board.put(after)
     for row in ended:
         ctx.media.remove(row["old_upload_path"])
