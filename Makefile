@@ -13,7 +13,7 @@ endif
 # run or checkout reuses it instead of starting over.
 export PYINSTALLER_CONFIG_DIR := $(CURDIR)/build/pyinstaller-cache
 
-.PHONY: run test bench docs dist clean
+.PHONY: run test bench docs diagrams dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ bench: $(VENV)/.installed-test
 # docs/CLI.md's command reference, from the real `--help` of every command
 docs: $(VENV)/.installed
 	$(BIN)/python docs/cli_reference.py
+
+# docs/diagrams/*.svg from their Graphviz sources (Debian: apt-get install graphviz); commit both.
+# tests/unit/test_diagrams.py fails when a committed SVG is not what its .dot renders to.
+diagrams:
+	for f in docs/diagrams/*.dot; do dot -Tsvg "$$f" -o "$${f%.dot}.svg" || exit 1; done
 
 dist: $(DIST_BIN)
 

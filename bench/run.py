@@ -3,7 +3,7 @@
 One command starts everything it needs (embedded PostgreSQL, `photoslot emulate`, `photoslot
 serve` as real processes), runs the scenarios, stops everything and prints a table:
 
-    python bench/run.py                       # all scenarios, defaults below
+    python bench/run.py                       # the default scenarios (below), default settings
     python bench/run.py --scenarios steady --clients 1,10,50 --latency 2
 
 Scenarios
@@ -20,7 +20,7 @@ Scenarios
 - split:    the steady scenario with `serve --workers 0` + `--split` `photoslot work` processes.
 - claims:   the queue alone (bench/claim_loop.py): claim+finalize per second across 1, 2, 4 processes.
 
-Default scenarios: steady,deadline,upload. All: steady,poll,deadline,upload,uploads20,held,queue,claims.
+Default scenarios: steady,deadline,upload. All: steady,poll,split,deadline,upload,uploads20,held,queue,claims.
 """
 from __future__ import annotations
 

@@ -143,7 +143,7 @@ def main() -> None:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None and isinstance(exc, click_errors.UsageError) else ""
         sys.stderr.write("error: " + " ".join(exc.format_message().split()) + hint + "\n")
         sys.exit(exc.exit_code)
-    except click_errors.Abort:
+    except typer.Abort:
         sys.stderr.write("error: aborted\n")
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

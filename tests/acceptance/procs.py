@@ -8,6 +8,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import aiohttp
@@ -24,6 +25,9 @@ def env_for(dsn: str) -> dict:
     env["PHOTOSLOT_DSN"] = dsn
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("PHOTOSLOT_CONFIG", None)
+    # the "which studio did the last command use" record (the CLI's note line) stays out of the
+    # tester's home: tests switch studios all the time
+    env["XDG_STATE_HOME"] = str(Path(tempfile.gettempdir()) / "photoslot-test-state")
     return env
 
 

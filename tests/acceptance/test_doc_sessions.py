@@ -4,6 +4,7 @@ says how: placeholders for ids, times and passwords; runs of spaces count as one
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -12,7 +13,10 @@ import pytest
 from tests.acceptance.docsession import Session, parse
 from tests.conftest import ROOT, free_port
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the sessions are bash sessions")
+pytestmark = [
+    pytest.mark.skipif(sys.platform == "win32", reason="the sessions are bash sessions"),
+    pytest.mark.skipif(not all(shutil.which(c) for c in ("bash", "curl", "jq")), reason="the sessions use bash, curl and jq"),
+]
 
 DOCS = ["README.md", "docs/ADMIN.md"]
 
