@@ -260,7 +260,9 @@ PATHS: dict[str, dict] = {
     "/api/jobs": {"get": _op("Jobs, filtered, sorted and paged", "stats:read", {
         "200": _json(_ref("JobsPage"), "one page"), "404": _err("no such slot"), "422": _err("bad filter")},
         params=[_q("status", {"type": "string", "enum": list(JOB_STATES)}), _q("is_finalized", BOOL),
-                _q("failure_reason", STR), _q("slot_id", SLOT_ID), _q("page", {"type": "integer", "minimum": 1}),
+                _q("failure_reason", STR), _q("slot_id", SLOT_ID),
+                _q("from", TIME, "only jobs created at or after"), _q("to", TIME, "only jobs created before"),
+                _q("page", {"type": "integer", "minimum": 1}),
                 _q("page_size", {"type": "integer", "minimum": 1, "maximum": 100}),
                 _q("sort_by", {"type": "string", "enum": ["created_at", "expires_at"]}),
                 _q("sort_order", {"type": "string", "enum": ["asc", "desc"]})])},

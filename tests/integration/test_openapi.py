@@ -177,6 +177,9 @@ async def test_every_documented_status_of_every_endpoint_is_real(make_cfg, pg_ds
         assert status == 200, _
         job_id = headers["X-Job-Id"]
         await call("GET", "/api/jobs", params={"is_finalized": "true"})
+        _, _, window = await call("GET", "/api/jobs", params={"from": "2000-01-01T00:00:00Z", "to": "2000-01-02T00:00:00Z"})
+        assert window["meta"]["total"] == 0
+        assert (await call("GET", "/api/jobs", params={"from": "yesterday"}))[0] == 422
         assert (await call("GET", "/api/jobs", params={"page": "0"}))[0] == 422
         assert (await call("GET", "/api/jobs", params={"slot_id": "slot-777"}))[0] == 404
         await call("GET", f"/api/jobs/{job_id}")
