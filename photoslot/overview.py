@@ -32,7 +32,7 @@ async def slot_cards(ctx) -> list[dict]:
             card["last_result"] = {"job_id": str(result["id"]), "completed_at": result["finalized_at"]} if result else None
             card["today"] = {k: int(today[slot["id"]][k]) for k in ("ingest_count", "success", "timeouts", "errors")}
             provider = slot["provider_id"]
-            if f"provider_failing:{provider}" in alerts:
+            if f"provider_failing:{provider}" in alerts or f"provider_down:{provider}" in alerts:
                 card["badges"].append("provider_failing")
             if f"quota:{provider}" in alerts:
                 card["badges"].append("quota_low")

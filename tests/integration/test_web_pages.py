@@ -89,3 +89,57 @@ async def test_the_language_follows_the_browser_and_the_switch(make_cfg, pg_dsn)
                 assert r.headers["Location"] == "/admin/"
             async with http.get(s.base_url + "/admin/lang/en?next=//evil.example/admin", allow_redirects=False) as r:
                 assert r.headers["Location"] == "/admin/"
+
+
+async def signed_in(s, cfg) -> tuple[aiohttp.ClientSession, str]:
+    """A browser-like session signed in through the form, and its CSRF token."""
+    http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with http.post(s.base_url + "/admin/login", data={"username": "serg", "password": password_of(cfg, "serg")}) as r:
+        page = await r.text()
+        assert r.status == 200
+    return http, re.search(r'name="csrf" value="(\w+)"', page).group(1)
+
+
+async def test_the_slots_page_counts_todays_answers_and_flags_a_failing_provider(make_cfg, pg_dsn, emulator,
+                                                                                 photo_bytes):
+    cfg = make_cfg()
+    async with Studio(cfg, pg_dsn) as s:
+        await s.set_password()
+        await s.configure("slot-001")
+        assert (await s.ingest("slot-001", photo_bytes))[0] == 200
+        http, _ = await signed_in(s, cfg)
+        async with http:
+            async with http.get(s.base_url + "/admin/") as r:
+                page = await r.text()
+            card = page[page.index('href="/admin/slots/slot-001"'):page.index('href="/admin/slots/slot-002"')]
+            assert "200 × 1" in card and "504 × 0" in card and 'alt="Last result"' in card
+            assert "provider failing" not in card
+            await s.ctx.db.execute("ops_alert_transition", name="provider_failing:gemini", active=True,
+                                   severity="error", value=3.0, threshold=3.0, message="test", now=s.clock.now())
+            async with http.get(s.base_url + "/admin/") as r:
+                page = await r.text()
+            card = page[page.index('href="/admin/slots/slot-001"'):page.index('href="/admin/slots/slot-002"')]
+            assert "provider failing" in card
+
+
+async def test_a_save_over_someone_elses_says_so_and_changes_nothing(make_cfg, pg_dsn):
+    cfg = make_cfg()
+    async with Studio(cfg, pg_dsn, workers=0) as s:
+        first = await s.configure("slot-003", prompt="first")
+        http, csrf = await signed_in(s, cfg)
+        async with http:
+            s.clock.advance(1)
+            await s.configure("slot-003", prompt="someone else's")  # saved meanwhile: version + 1
+            form = {"csrf": csrf, "version": str(first["version"]), "name": "mine", "provider_id": "gemini",
+                    "operation_id": "image_edit", "prompt": "mine", "enabled": "on", "output_format": "jpeg"}
+            async with http.post(s.base_url + "/admin/slots/slot-003", data=form) as r:
+                assert r.status == 409
+                assert "Someone else saved this slot meanwhile" in await r.text()
+            current = await s.ctx.db.fetchone("slot_get", slot_id="slot-003")
+            assert current["settings_json"]["prompt"] == "someone else's"
+            # per-field messages from the service, next to the fields
+            form = {**form, "version": str(current["version"]), "prompt": ""}
+            async with http.post(s.base_url + "/admin/slots/slot-003", data=form) as r:
+                page = await r.text()
+                assert r.status == 422
+                assert re.search(r'id="err-settings_json-prompt">a prompt is required', page)
