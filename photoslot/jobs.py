@@ -106,8 +106,10 @@ async def get(db, job_id) -> dict | None:
     return await db.fetchone("job_get", job_id=job_id)
 
 
-async def list_recent(db, *, slot_id=None, status=None, limit: int = 20) -> list[dict]:
-    return await db.fetchall("job_list", slot_id=slot_id, status=status, limit=limit)
+async def list_recent(db, *, slot_id=None, status=None, limit: int = 20,
+                      created_from: dt.datetime | None = None) -> list[dict]:
+    """`photoslot jobs`: the newest jobs, optionally only those created since `created_from`."""
+    return await db.fetchall("job_list", slot_id=slot_id, status=status, limit=limit, created_from=created_from)
 
 
 # ---------------------------------------------------------------- the admin view (GET /api/jobs)

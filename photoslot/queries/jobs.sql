@@ -14,6 +14,7 @@ SELECT * FROM jobs WHERE id = %(job_id)s;
 SELECT * FROM jobs
 WHERE (%(slot_id)s::text IS NULL OR slot_id = %(slot_id)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(created_from)s::timestamptz IS NULL OR created_at >= %(created_from)s)
 ORDER BY created_at DESC
 LIMIT %(limit)s;
 
