@@ -13,7 +13,7 @@ endif
 # run or checkout reuses it instead of starting over.
 export PYINSTALLER_CONFIG_DIR := $(CURDIR)/build/pyinstaller-cache
 
-.PHONY: run test bench docs diagrams dist clean
+.PHONY: run test bench docs diagrams dist clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run.py
+
+# docs/images/: the web admin's pages, as the browser tests see them (docs/ADMIN.md shows them)
+screenshots: $(VENV)/.installed-test
+	PHOTOSLOT_SCREENSHOTS=$(CURDIR)/docs/images $(BIN)/python -m pytest -q tests/acceptance/test_web_admin.py
 
 # docs/CLI.md's command reference, from the real `--help` of every command
 docs: $(VENV)/.installed

@@ -106,8 +106,10 @@ async def get(db, job_id) -> dict | None:
     return await db.fetchone("job_get", job_id=job_id)
 
 
-async def list_recent(db, *, slot_id=None, status=None, limit: int = 20) -> list[dict]:
-    return await db.fetchall("job_list", slot_id=slot_id, status=status, limit=limit)
+async def list_recent(db, *, slot_id=None, status=None, limit: int = 20,
+                      created_from: dt.datetime | None = None) -> list[dict]:
+    """`photoslot jobs`: the newest jobs, optionally only those created since `created_from`."""
+    return await db.fetchall("job_list", slot_id=slot_id, status=status, limit=limit, created_from=created_from)
 
 
 # ---------------------------------------------------------------- the admin view (GET /api/jobs)
@@ -136,11 +138,16 @@ def check_list_filters(*, status=None, failure_reason=None, page: int = 1, page_
 
 
 async def admin_list(db, *, slot_id=None, status=None, is_finalized=None, failure_reason=None, page: int = 1,
-                     page_size: int = 20, sort_by: str = "created_at", sort_order: str = "desc") -> tuple[list, int]:
-    """One page of jobs and the total matching; the filters are checked first (check_list_filters)."""
+                     page_size: int = 20, sort_by: str = "created_at", sort_order: str = "desc",
+                     created_from: dt.datetime | None = None, created_to: dt.datetime | None = None) -> tuple[list, int]:
+    """One page of jobs and the total matching; the filters are checked first (check_list_filters).
+    `created_from` / `created_to`: only jobs created in [from, to)."""
     check_list_filters(status=status, failure_reason=failure_reason, page=page, page_size=page_size,
                        sort_by=sort_by, sort_order=sort_order)
-    filters = dict(slot_id=slot_id, status=status, is_finalized=is_finalized, failure_reason=failure_reason)
+    if created_from is not None and created_to is not None and created_from >= created_to:
+        raise ValidationError({"from": "must be before 'to'"})
+    filters = dict(slot_id=slot_id, status=status, is_finalized=is_finalized, failure_reason=failure_reason,
+                   created_from=created_from, created_to=created_to)
     # a page past the end is empty, however far: PostgreSQL's OFFSET stops at bigint
     rows = await db.fetchall("admin_jobs_page", **filters, sort_by=sort_by, descending=sort_order == "desc",
                              limit=page_size, offset=min((page - 1) * page_size, 2 ** 63 - 1))

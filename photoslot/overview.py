@@ -1,11 +1,11 @@
 """The studio at a glance: every slot with its last result, today's shots and the alerts that
-touch it — what the web admin's Slots page shows, read through the same service functions the
-API and the CLI use (slots, stats, recent results, the alert states the sweeper keeps)."""
+touch it — what the web admin's Slots page shows (queries/overview.sql: two statements for all 15
+slots, counted as stats.sql counts; the alert states are the sweeper's)."""
 from __future__ import annotations
 
 import datetime as dt
 
-from photoslot import slots, stats
+from photoslot import slots
 
 
 async def active_alerts(db) -> dict[str, dict]:
@@ -21,19 +21,18 @@ async def slot_cards(ctx) -> list[dict]:
     """One card per slot: the Slot view, its last live result, today's counts (UTC day, since its
     last reset) and badges for a failing provider or a nearly spent quota."""
     now = ctx.clock.now()
-    day = start_of_day(now)
     alerts = await active_alerts(ctx.db)
+    today = {r["slot_id"]: r for r in await ctx.db.fetchall("overview_today", day=start_of_day(now), to=now)}
+    last = {r["slot_id"]: r for r in await ctx.db.fetchall("overview_last_results", now=now)}
     cards = []
     for slot in await slots.list_all(ctx.db):
         card = {"slot": slots.view(ctx.cfg, slot), "last_result": None, "today": None, "badges": []}
         if slots.is_configured(slot):
-            recent = await slots.recent_results(ctx.db, ctx.cfg, slot["id"], 1, now=now)
-            card["last_result"] = recent[0] if recent else None
-            figures = await stats.slot_stats(ctx, slot["id"], from_=day, to=now + dt.timedelta(seconds=1),
-                                             group_by="day")
-            card["today"] = figures["summary"]
+            result = last.get(slot["id"])
+            card["last_result"] = {"job_id": str(result["id"]), "completed_at": result["finalized_at"]} if result else None
+            card["today"] = {k: int(today[slot["id"]][k]) for k in ("ingest_count", "success", "timeouts", "errors")}
             provider = slot["provider_id"]
-            if f"provider_failing:{provider}" in alerts:
+            if f"provider_failing:{provider}" in alerts or f"provider_down:{provider}" in alerts:
                 card["badges"].append("provider_failing")
             if f"quota:{provider}" in alerts:
                 card["badges"].append("quota_low")

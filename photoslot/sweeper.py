@@ -142,7 +142,9 @@ async def _remove_orphans(ctx, now, report) -> None:
     job_files = [r["path"] for r in await ctx.db.fetchall("ops_referenced_job_files")]
     # A live result's thumbnail is kept with it; one whose result is gone is an orphan.
     referenced = {_norm(p) for p in job_files} | {_norm(ctx.media.thumbnail_path(p)) for p in job_files}
-    referenced |= {_norm(r["path"]) for r in await ctx.db.fetchall("ops_referenced_template_files")}
+    # A template's preview (the web admin's, made on first view) is kept with it, likewise.
+    template_files = [r["path"] for r in await ctx.db.fetchall("ops_referenced_template_files")]
+    referenced |= {_norm(p) for p in template_files} | {_norm(ctx.media.thumbnail_path(p)) for p in template_files}
     for path in candidates:
         if _norm(path) in referenced:
             continue

@@ -8,9 +8,10 @@ import typer
 from rich.text import Text
 
 from photoslot import audit, job_control
+from photoslot import stats as stats_mod
 from photoslot import jobs as jobs_mod
 from photoslot.cli.common import console, fail, fmt_time, new_table, print_json, with_context
-from photoslot.errors import NotFound
+from photoslot.errors import NotFound, ValidationError
 
 STATUSES = jobs_mod.STATES
 # Why a shot failed, in the list itself; long enough for a provider's message, short enough for a row.
@@ -44,6 +45,8 @@ def jobs(
     slot: Optional[str] = typer.Option(None, "--slot", help="only this slot"),
     status: Optional[str] = typer.Option(None, "--status", help=f"one of: {', '.join(STATUSES)}"),
     limit: int = typer.Option(20, "--limit", min=1, max=1000, help="how many, newest first"),
+    since: Optional[str] = typer.Option(None, "--since", metavar="DURATION",
+                                        help="only jobs created within this window: 30m, 24h, 7d …"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Recent jobs with state, reason, timings (`jobs cancel JOB_ID` cancels one)."""
@@ -52,8 +55,15 @@ def jobs(
     if status is not None and status not in STATUSES:
         fail(f"--status must be one of: {', '.join(STATUSES)}", 2)
 
+    try:
+        window = stats_mod.parse_duration(since) if since else None
+    except ValidationError as exc:
+        fail(f"--since: {next(iter(exc.details.values()), exc.message)}", 2)
+
     async def go(ctx):
-        return [job_view(j) for j in await jobs_mod.list_recent(ctx.db, slot_id=slot, status=status, limit=limit)]
+        created_from = ctx.clock.now() - window if window else None
+        return [job_view(j) for j in await jobs_mod.list_recent(ctx.db, slot_id=slot, status=status, limit=limit,
+                                                                created_from=created_from)]
 
     rows = with_context(go)
     if as_json:

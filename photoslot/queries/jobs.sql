@@ -14,6 +14,7 @@ SELECT * FROM jobs WHERE id = %(job_id)s;
 SELECT * FROM jobs
 WHERE (%(slot_id)s::text IS NULL OR slot_id = %(slot_id)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(created_from)s::timestamptz IS NULL OR created_at >= %(created_from)s)
 ORDER BY created_at DESC
 LIMIT %(limit)s;
 
@@ -109,6 +110,8 @@ WHERE (%(slot_id)s::text IS NULL OR j.slot_id = %(slot_id)s)
   AND (%(status)s::text IS NULL OR j.status = %(status)s)
   AND (%(is_finalized)s::boolean IS NULL OR j.is_finalized = %(is_finalized)s)
   AND (%(failure_reason)s::text IS NULL OR j.failure_reason = %(failure_reason)s)
+  AND (%(created_from)s::timestamptz IS NULL OR j.created_at >= %(created_from)s)
+  AND (%(created_to)s::timestamptz IS NULL OR j.created_at < %(created_to)s)
 ORDER BY
   CASE WHEN %(sort_by)s = 'created_at' AND %(descending)s THEN j.created_at END DESC,
   CASE WHEN %(sort_by)s = 'created_at' AND NOT %(descending)s THEN j.created_at END ASC,
@@ -123,7 +126,9 @@ FROM jobs j
 WHERE (%(slot_id)s::text IS NULL OR j.slot_id = %(slot_id)s)
   AND (%(status)s::text IS NULL OR j.status = %(status)s)
   AND (%(is_finalized)s::boolean IS NULL OR j.is_finalized = %(is_finalized)s)
-  AND (%(failure_reason)s::text IS NULL OR j.failure_reason = %(failure_reason)s);
+  AND (%(failure_reason)s::text IS NULL OR j.failure_reason = %(failure_reason)s)
+  AND (%(created_from)s::timestamptz IS NULL OR j.created_at >= %(created_from)s)
+  AND (%(created_to)s::timestamptz IS NULL OR j.created_at < %(created_to)s);
 
 -- name: job_note_problem
 -- While the job runs: what went wrong with the provider so far (kept if the job times out).

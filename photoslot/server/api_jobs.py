@@ -6,7 +6,7 @@ import uuid
 
 from aiohttp import web
 
-from photoslot import job_control, jobs, slots
+from photoslot import job_control, jobs, slots, stats
 from photoslot.errors import NotFound
 from photoslot.server.toolkit import actor, answer, endpoint, q_bool, q_int, q_str
 
@@ -23,7 +23,8 @@ async def list_jobs(request, ctx, claims):
     rows, total = await jobs.admin_list(
         ctx.db, slot_id=slot_id, status=q_str(request, "status"), is_finalized=q_bool(request, "is_finalized"),
         failure_reason=q_str(request, "failure_reason"), page=page, page_size=page_size,
-        sort_by=q_str(request, "sort_by") or "created_at", sort_order=q_str(request, "sort_order") or "desc")
+        sort_by=q_str(request, "sort_by") or "created_at", sort_order=q_str(request, "sort_order") or "desc",
+        created_from=stats.parse_time(q_str(request, "from"), "from"), created_to=stats.parse_time(q_str(request, "to"), "to"))
     now = ctx.clock.now()
     return answer({"data": [jobs.admin_view(j, ctx.cfg, now) for j in rows],
                    "meta": {"page": page, "page_size": page_size, "total": total}})

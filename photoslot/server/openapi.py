@@ -133,6 +133,11 @@ SCHEMAS: dict[str, dict] = {
         "summary": _obj({**COUNTS, "last_reset_at": _nullable(TIME), "counted_from": TIME}),
         "metrics": {"type": "array", "items": _ref("PeriodCounts")},
     }),
+    "StatsSeries": _obj({
+        "slot_id": _nullable(SLOT_ID), "period": {"type": "string", "enum": ["24h", "7d", "30d"]},
+        "range": _ref("StatsRange"), "summary": _ref("Counts"),
+        "metrics": {"type": "array", "items": _ref("PeriodCounts")},
+    }),
     "GlobalStats": _obj({"range": _ref("StatsRange"), "summary": _ref("Counts"),
                          "data": {"type": "array", "items": _ref("PeriodCounts")}, "meta": _ref("PageMeta")}),
     "AuditEntry": _obj({"id": INT, "at": TIME, "actor": STR, "source": STR, "action": STR,
@@ -218,6 +223,15 @@ PATHS: dict[str, dict] = {
     },
     "/api/slots/{slot_id}/reset_stats": {"post": _op("The slot's stats count from now", "slots:write", {
         "204": {"description": "reset"}, "404": _err("no such slot")}, params=[_p("slot_id", SLOT_ID)])},
+    "/api/slots/{slot_id}/test_shot": {"post": _op(
+        "A test shot: the photo goes through the real queue and provider under the slot's window, as a booth's "
+        "would, without the ingest password; the answer is the booth's (the image, or the ingest's JSON error), "
+        "with X-Job-Id, X-Test-Shot-Ms and X-Test-Shot-Outcome", "slots:write", {
+            "200": {"description": "the processed image", "content": {"image/jpeg": {"schema": BINARY},
+                                                                      "image/png": {"schema": BINARY},
+                                                                      "image/webp": {"schema": BINARY}}},
+            "400": _err("not multipart"), "404": _err("no such slot"), "422": _err("no file")},
+        params=[_p("slot_id", SLOT_ID)], body=_body(_obj({"file": BINARY}, ["file"]), "multipart/form-data"))},
     "/api/settings": {
         "get": _op("Live settings, never a secret value", "settings:read", {"200": _json(_ref("Settings"),
                                                                                            "settings")}),
@@ -250,7 +264,9 @@ PATHS: dict[str, dict] = {
     "/api/jobs": {"get": _op("Jobs, filtered, sorted and paged", "stats:read", {
         "200": _json(_ref("JobsPage"), "one page"), "404": _err("no such slot"), "422": _err("bad filter")},
         params=[_q("status", {"type": "string", "enum": list(JOB_STATES)}), _q("is_finalized", BOOL),
-                _q("failure_reason", STR), _q("slot_id", SLOT_ID), _q("page", {"type": "integer", "minimum": 1}),
+                _q("failure_reason", STR), _q("slot_id", SLOT_ID),
+                _q("from", TIME, "only jobs created at or after"), _q("to", TIME, "only jobs created before"),
+                _q("page", {"type": "integer", "minimum": 1}),
                 _q("page_size", {"type": "integer", "minimum": 1, "maximum": 100}),
                 _q("sort_by", {"type": "string", "enum": ["created_at", "expires_at"]}),
                 _q("sort_order", {"type": "string", "enum": ["asc", "desc"]})])},
@@ -272,6 +288,11 @@ PATHS: dict[str, dict] = {
                 _q("sort_by", {"type": "string", "enum": ["period_start", "success", "errors", "ingest_count"]}),
                 _q("sort_order", {"type": "string", "enum": ["asc", "desc"]}),
                 _q("provider_id", {"type": "string", "enum": ["gemini", "turbotext"]})])},
+    "/api/stats/series": {"get": _op("The charts' series: one slot or all, the last 24 h per hour or 7 / 30 "
+                                     "days per day", "stats:read", {
+        "200": _json(_ref("StatsSeries"), "the series"), "404": _err("no such slot"), "422": _err("bad period")},
+        params=[_q("slot_id", SLOT_ID, "omit for all slots"),
+                _q("period", {"type": "string", "enum": ["24h", "7d", "30d"]})])},
     "/api/stats/{slot_id}": {"get": _op("One slot since its last reset: counts, ingest time, timeout share, "
                                         "provider spend per period", "stats:read", {
         "200": _json(_ref("SlotStats"), "stats"), "404": _err("no such slot"),

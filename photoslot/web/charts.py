@@ -5,7 +5,7 @@ from __future__ import annotations
 from markupsafe import Markup, escape
 
 W, H = 640, 220
-LEFT, RIGHT, TOP, BOTTOM = 48, 8, 10, 28
+LEFT, RIGHT, TOP, BOTTOM = 60, 8, 10, 28
 COLORS = {"ok": "#2a9d8f", "timeout": "#e9c46a", "error": "#e76f51", "line": "#264653", "ref": "#9b2c14"}
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from babel import Locale, UnknownLocaleError
 from babel.messages.pofile import read_po
 
 LANGUAGES = ("en", "ru")
@@ -23,7 +22,7 @@ def catalogue(lang: str) -> dict[str, str]:
     if lang == DEFAULT:
         return {}
     with open(LOCALE_DIR / f"{lang}.po", "rb") as fh:
-        cat = read_po(fh, locale=lang)
+        cat = read_po(fh)  # no locale: only the messages are needed, not Babel's locale data
     return {m.id: m.string for m in cat if m.id and isinstance(m.id, str) and m.string and not m.fuzzy}
 
 
@@ -51,10 +50,7 @@ def negotiate(accept_language: str | None) -> str:
         if tag:
             wanted.append((-q, i, tag.replace("_", "-")))
     for _q, _i, tag in sorted(wanted):
-        try:
-            lang = Locale.parse(tag, sep="-").language
-        except (ValueError, UnknownLocaleError):
-            continue
+        lang = tag.split("-", 1)[0].strip().lower()
         if lang in LANGUAGES:
             return lang
     return DEFAULT

@@ -173,9 +173,12 @@ async def upload_template(request, ctx, session):
 @routes.get("/admin/templates/{template_id}")
 @page("slots:read")
 async def template_image(request, ctx, session):
-    """A template's image for its preview on the Slot page (signed-in admins only)."""
+    """A template's preview on the Slot page (signed-in admins only): a small JPEG made on first view
+    and kept beside the template (the sweeper keeps it while the template lives), not the template
+    itself, which may be megabytes."""
     row = await templates.get(ctx.db, request.match_info["template_id"])
-    return web.FileResponse(row["file_path"], headers={"Content-Type": row["mime"], "Cache-Control": "private, max-age=3600"})
+    preview = await media.thumbnail(row["file_path"], ctx.media.thumbnail_path(row["file_path"]))
+    return web.FileResponse(preview, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, max-age=3600"})
 
 
 def preview_data_url(data: bytes) -> str | None:

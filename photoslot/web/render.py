@@ -2,6 +2,7 @@
 the navigation, the session's CSRF token, and the page headers; and the error page middleware."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from photoslot.db import DatabaseUnavailable
 from photoslot.errors import PhotoslotError
 from photoslot.logs import event
 from photoslot.web import i18n
-from photoslot.web.session import LANG_COOKIE, PAGE_HEADERS, Session
+from photoslot.server.keys import CTX
+from photoslot.web.session import LANG_COOKIE, PAGE_HEADERS, Session, current_claims
 
 log = logging.getLogger("photoslot.web")
 
@@ -74,4 +76,9 @@ async def page_errors(request: web.Request, handler):
         log.exception("admin page %s %s failed", request.method, request.path)
         status, message = 500, _("Internal error; see the server log.")
     event(log, "admin_page_refused", logging.INFO, path=request.path, status=status)
-    return page(request, "error.html", None, status=status, title="Error", message=message, status_code=status)
+    session = None
+    if status != 503:  # signed in: the error page keeps the navigation and Sign out
+        with contextlib.suppress(Exception):
+            claims = await current_claims(request)
+            session = Session(request.app[CTX].cfg, claims) if claims else None
+    return page(request, "error.html", session, status=status, title="Error", message=message, status_code=status)

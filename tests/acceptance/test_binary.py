@@ -146,6 +146,13 @@ async def test_the_binary_runs_a_studio_end_to_end_without_python(binary, pg_saf
             assert r.returncode == 0, r.stderr
         serve = await box.start("--config", "photoslot.yaml", "serve", ready="photoslot serving on", name="serve")
         assert_processed_jpeg(*await booth_post(port))
+        # the web admin's templates, static files and Russian catalogue travel inside the binary
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/admin/login", headers={"Accept-Language": "ru"}) as r:
+                assert r.status == 200 and "Войти" in await r.text()
+            for asset in ("admin.css", "admin.js", "favicon.svg"):
+                async with http.get(f"http://127.0.0.1:{port}/admin/static/{asset}") as r:
+                    assert r.status == 200, asset
 
         r = await box.arun("doctor", "--json")
         report = json.loads(r.stdout)

@@ -138,3 +138,8 @@ async def test_jobs_cancel_finalizes_a_pending_job_as_the_os_user_and_refuses_a_
     assert entry["actor"].startswith("os:")
     listed = json.loads(cli(config, pg_dsn, "jobs", "--status", "cancelled", "--json").stdout)
     assert [j["id"] for j in listed] == [str(job_id)]
+    # --since: only jobs created within the window (the web admin's Jobs period filter, the API's from/to)
+    recent = json.loads(cli(config, pg_dsn, "jobs", "--since", "1h", "--json").stdout)
+    assert [j["id"] for j in recent] == [str(job_id)]
+    r = cli(config, pg_dsn, "jobs", "--since", "yesterday")
+    assert r.returncode == 2 and "--since" in r.stderr

@@ -310,3 +310,36 @@ async def test_a_read_only_session_sees_no_save_and_its_writes_are_refused(page,
     assert slot_row(studio, "slot-001") == before
     await page.goto(studio.base + "/admin/settings")
     await expect(page.get_by_role("button", name="Save")).to_have_count(0)
+
+
+async def test_an_admin_cancels_a_stuck_job_and_the_booth_gets_its_answer_at_once(page, studio):
+    r = procs.cli(studio.config, studio.dsn, "slot", "set", "slot-006", "--provider", "gemini", "--operation",
+                  "image_edit", "--prompt", "hold still")
+    assert r.returncode == 0, r.stderr
+    async with aiohttp.ClientSession() as s:
+        async with s.post(studio.emulator_url + "/emulator/control", json={"hang": True}) as resp:
+            assert resp.status == 200
+    booth = asyncio.create_task(ingest(studio, "slot-006", studio.ingest_password))
+    try:
+        rows = await procs.wait_for_row(studio.dsn, "SELECT id FROM jobs WHERE slot_id = 'slot-006' "
+                                                    "AND status = 'processing'", timeout=10)
+        job_id = str(rows[0][0])
+        await sign_in(page, studio)
+        await page.get_by_role("link", name="Jobs").click()
+        await page.get_by_label("Status").select_option("processing")
+        await page.get_by_role("button", name="Filter").click()
+        await page.get_by_role("link").filter(has_text=":").first.click()
+        await expect(page).to_have_url(f"{studio.base}/admin/jobs/{job_id}")
+        await page.get_by_role("button", name="Cancel job").click()
+        await expect(page.get_by_role("status")).to_have_text("Cancelled.")
+        await expect(page.locator("#job-status")).to_have_text("cancelled")
+        await expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
+        status = await asyncio.wait_for(booth, 5)  # not at the end of its 15 s window
+        assert status != 200
+        assert procs.db_rows(studio.dsn, "SELECT status, failure_reason FROM jobs WHERE id = %s",
+                             job_id) == [("cancelled", "admin_cancelled")]
+    finally:
+        async with aiohttp.ClientSession() as s:
+            await s.post(studio.emulator_url + "/emulator/control", json={"hang": False})
+        if not booth.done():
+            booth.cancel()

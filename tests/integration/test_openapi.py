@@ -177,6 +177,9 @@ async def test_every_documented_status_of_every_endpoint_is_real(make_cfg, pg_ds
         assert status == 200, _
         job_id = headers["X-Job-Id"]
         await call("GET", "/api/jobs", params={"is_finalized": "true"})
+        _, _, window = await call("GET", "/api/jobs", params={"from": "2000-01-01T00:00:00Z", "to": "2000-01-02T00:00:00Z"})
+        assert window["meta"]["total"] == 0
+        assert (await call("GET", "/api/jobs", params={"from": "yesterday"}))[0] == 422
         assert (await call("GET", "/api/jobs", params={"page": "0"}))[0] == 422
         assert (await call("GET", "/api/jobs", params={"slot_id": "slot-777"}))[0] == 404
         await call("GET", f"/api/jobs/{job_id}")
@@ -189,6 +192,19 @@ async def test_every_documented_status_of_every_endpoint_is_real(make_cfg, pg_ds
         await call("GET", "/api/stats/slot-001")
         assert (await call("GET", "/api/stats/slot-001", params={"group_by": "year"}))[0] == 422
         assert (await call("GET", "/api/stats/slot-000"))[0] == 404
+        await call("GET", "/api/stats/series", params={"slot_id": "slot-001", "period": "7d"})
+        _, _, series = await call("GET", "/api/stats/series")
+        assert series["slot_id"] is None and series["summary"]["success"] >= 1
+        assert (await call("GET", "/api/stats/series", params={"period": "1y"}))[0] == 422
+        assert (await call("GET", "/api/stats/series", params={"slot_id": "slot-000"}))[0] == 404
+        status, shot_headers, _ = await call("POST", "/api/slots/slot-001/test_shot", data=_form(small))
+        assert status == 200 and shot_headers["X-Test-Shot-Outcome"] == "succeeded"
+        assert (await call("POST", "/api/slots/slot-001/test_shot", data=b"x",
+                           headers={"Content-Type": "text/plain"}))[0] == 400
+        no_file = aiohttp.FormData()
+        no_file.add_field("label", b"x", filename="x.txt")  # multipart, but no `file` field
+        assert (await call("POST", "/api/slots/slot-001/test_shot", data=no_file))[0] == 422
+        assert (await call("POST", "/api/slots/slot-099/test_shot", data=_form(small)))[0] == 404
         await call("GET", "/api/stats/global", params={"group_by": "week"})
         assert (await call("GET", "/api/stats/global", params={"page": "-1"}))[0] == 422
         await call("GET", "/api/audit", params={"limit": "5"})

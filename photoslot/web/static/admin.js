@@ -47,6 +47,20 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   });
   document.querySelectorAll("[data-js-hide]").forEach(function (el) { el.hidden = true; });
+  // Drop a photo on the test-shot (or template) box: it becomes the form's file.
+  document.querySelectorAll("[data-drop]").forEach(function (zone) {
+    var input = document.getElementById(zone.getAttribute("data-drop"));
+    if (!input || typeof DataTransfer === "undefined") return;
+    zone.addEventListener("dragover", function (e) { e.preventDefault(); zone.classList.add("drop-over"); });
+    zone.addEventListener("dragleave", function () { zone.classList.remove("drop-over"); });
+    zone.addEventListener("drop", function (e) {
+      e.preventDefault(); zone.classList.remove("drop-over");
+      if (e.dataTransfer && e.dataTransfer.files.length) {
+        input.files = e.dataTransfer.files;
+        input.dispatchEvent(new Event("change"));
+      }
+    });
+  });
   // A chosen test photo or template is shown before it is sent.
   document.querySelectorAll("input[type=file][data-preview]").forEach(function (input) {
     input.addEventListener("change", function () {

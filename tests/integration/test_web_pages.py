@@ -1,0 +1,145 @@
+"""The web admin's pages over HTTP, in process (the browser tests in tests/acceptance walk them in
+Chromium): sign-in through the login throttle, the cookie, the page headers, the language."""
+from __future__ import annotations
+
+import re
+
+import aiohttp
+import pytest
+
+from photoslot import users
+from tests import logscan
+from tests.integration.studio import Studio
+
+pytestmark = pytest.mark.usefixtures("clean_state")
+
+
+def password_of(cfg, name: str) -> str:
+    password = users.reset(cfg, name)
+    logscan.secret(password)
+    return password
+
+
+async def test_root_redirects_to_the_admin_and_the_admin_to_sign_in(make_cfg, pg_dsn):
+    async with Studio(make_cfg(), pg_dsn, workers=0) as s:
+        async with s.http.get(s.base_url + "/", allow_redirects=False) as r:
+            assert r.status == 302 and r.headers["Location"] == "/admin/"
+        async with s.http.get(s.base_url + "/admin/", allow_redirects=False) as r:
+            assert r.status == 303 and r.headers["Location"] == "/admin/login"
+        async with s.http.get(s.base_url + "/admin/login") as r:
+            body = await r.text()
+            csp = r.headers["Content-Security-Policy"]
+            assert r.status == 200 and "script-src 'self'" in csp and "'unsafe-inline'" not in csp
+            assert "frame-ancestors 'none'" in csp
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
+            assert r.headers["Referrer-Policy"] == "same-origin"
+            assert "<script>" not in body and 'src="/admin/static/admin.js"' in body
+        async with s.http.get(s.base_url + "/admin/static/admin.js") as r:
+            assert r.status == 200 and r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_sign_in_sets_an_httponly_strict_cookie_and_sign_out_ends_the_token(make_cfg, pg_dsn):
+    cfg = make_cfg()
+    password = password_of(cfg, "serg")
+    async with Studio(cfg, pg_dsn, workers=0) as s:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            async with http.post(s.base_url + "/admin/login", data={"username": "serg", "password": password},
+                                 allow_redirects=False) as r:
+                assert r.status == 303
+                cookie = r.headers["Set-Cookie"]
+                assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+                token = r.cookies["photoslot_session"].value
+            async with http.get(s.base_url + "/admin/") as r:
+                page = await r.text()
+                assert r.status == 200 and page.count('class="slot-card"') == 15
+            csrf = re.search(r'name="csrf" value="(\w+)"', page).group(1)
+            async with http.post(s.base_url + "/admin/logout", data={"csrf": csrf}, allow_redirects=False) as r:
+                assert r.status == 303 and r.headers["Location"] == "/admin/login"
+        async with s.http.get(s.base_url + "/api/slots", headers={"Authorization": f"Bearer {token}"}) as r:
+            assert r.status == 401
+
+
+async def test_the_login_throttle_applies_to_the_form(make_cfg, pg_dsn):
+    cfg = make_cfg(auth__login_max_failures=2, auth__login_backoff_seconds=60)
+    password = password_of(cfg, "igor")
+    async with Studio(cfg, pg_dsn, workers=0) as s:
+        for _ in range(2):
+            async with s.http.post(s.base_url + "/admin/login", data={"username": "igor", "password": "wrong"}) as r:
+                assert r.status == 401 and "Wrong user or password." in await r.text()
+        async with s.http.post(s.base_url + "/admin/login", data={"username": "igor", "password": password},
+                               allow_redirects=False) as r:
+            assert r.status == 429 and int(r.headers["Retry-After"]) > 0
+        # and the API sees the same throttle: one rule for both doors
+        async with s.http.post(s.base_url + "/api/login", json={"username": "igor", "password": password}) as r:
+            assert r.status == 429
+
+
+async def test_the_language_follows_the_browser_and_the_switch(make_cfg, pg_dsn):
+    async with Studio(make_cfg(), pg_dsn, workers=0) as s:
+        async with s.http.get(s.base_url + "/admin/login", headers={"Accept-Language": "ru-RU,ru;q=0.9"}) as r:
+            body = await r.text()
+            assert 'lang="ru"' in body and "Пользователь" in body and "Войти" in body
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            async with http.get(s.base_url + "/admin/lang/ru?next=/admin/login", allow_redirects=False) as r:
+                assert r.status == 303 and r.headers["Location"] == "/admin/login"
+            async with http.get(s.base_url + "/admin/login", headers={"Accept-Language": "en"}) as r:
+                assert "Войти" in await r.text()
+            # the switch goes back to our own pages only
+            async with http.get(s.base_url + "/admin/lang/en?next=https://evil.example/", allow_redirects=False) as r:
+                assert r.headers["Location"] == "/admin/"
+            async with http.get(s.base_url + "/admin/lang/en?next=//evil.example/admin", allow_redirects=False) as r:
+                assert r.headers["Location"] == "/admin/"
+
+
+async def signed_in(s, cfg) -> tuple[aiohttp.ClientSession, str]:
+    """A browser-like session signed in through the form, and its CSRF token."""
+    http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with http.post(s.base_url + "/admin/login", data={"username": "serg", "password": password_of(cfg, "serg")}) as r:
+        page = await r.text()
+        assert r.status == 200
+    return http, re.search(r'name="csrf" value="(\w+)"', page).group(1)
+
+
+async def test_the_slots_page_counts_todays_answers_and_flags_a_failing_provider(make_cfg, pg_dsn, emulator,
+                                                                                 photo_bytes):
+    cfg = make_cfg()
+    async with Studio(cfg, pg_dsn) as s:
+        await s.set_password()
+        await s.configure("slot-001")
+        assert (await s.ingest("slot-001", photo_bytes))[0] == 200
+        http, _ = await signed_in(s, cfg)
+        async with http:
+            async with http.get(s.base_url + "/admin/") as r:
+                page = await r.text()
+            card = page[page.index('href="/admin/slots/slot-001"'):page.index('href="/admin/slots/slot-002"')]
+            assert "200 × 1" in card and "504 × 0" in card and 'alt="Last result"' in card
+            assert "provider failing" not in card
+            await s.ctx.db.execute("ops_alert_transition", name="provider_failing:gemini", active=True,
+                                   severity="error", value=3.0, threshold=3.0, message="test", now=s.clock.now())
+            async with http.get(s.base_url + "/admin/") as r:
+                page = await r.text()
+            card = page[page.index('href="/admin/slots/slot-001"'):page.index('href="/admin/slots/slot-002"')]
+            assert "provider failing" in card
+
+
+async def test_a_save_over_someone_elses_says_so_and_changes_nothing(make_cfg, pg_dsn):
+    cfg = make_cfg()
+    async with Studio(cfg, pg_dsn, workers=0) as s:
+        first = await s.configure("slot-003", prompt="first")
+        http, csrf = await signed_in(s, cfg)
+        async with http:
+            s.clock.advance(1)
+            await s.configure("slot-003", prompt="someone else's")  # saved meanwhile: version + 1
+            form = {"csrf": csrf, "version": str(first["version"]), "name": "mine", "provider_id": "gemini",
+                    "operation_id": "image_edit", "prompt": "mine", "enabled": "on", "output_format": "jpeg"}
+            async with http.post(s.base_url + "/admin/slots/slot-003", data=form) as r:
+                assert r.status == 409
+                assert "Someone else saved this slot meanwhile" in await r.text()
+            current = await s.ctx.db.fetchone("slot_get", slot_id="slot-003")
+            assert current["settings_json"]["prompt"] == "someone else's"
+            # per-field messages from the service, next to the fields
+            form = {**form, "version": str(current["version"]), "prompt": ""}
+            async with http.post(s.base_url + "/admin/slots/slot-003", data=form) as r:
+                page = await r.text()
+                assert r.status == 422
+                assert re.search(r'id="err-settings_json-prompt">a prompt is required', page)
