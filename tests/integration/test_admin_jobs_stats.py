@@ -245,7 +245,7 @@ async def test_cancel_answers_the_waiting_booth_at_once_stops_the_provider_call_
             shot = asyncio.create_task(s.ingest("slot-001", photo_bytes))
             rows = []
             for _ in range(100):  # until the worker has the job at the (hanging) provider
-                rows = await s.ctx.db.fetchall("job_list", slot_id=None, status="processing", limit=5)
+                rows = await jobs.list_recent(s.ctx.db, status="processing", limit=5)
                 if rows and (await emulator_stats(emulator))["gemini"]["in_flight"] == 1:
                     break
                 await asyncio.sleep(0.05)

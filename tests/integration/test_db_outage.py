@@ -11,6 +11,7 @@ import time
 import pytest
 
 from photoslot.sweeper import sweep_once
+from photoslot import jobs
 from tests import logscan
 from tests.conftest import emulator_control
 from tests.integration.studio import Studio
@@ -65,7 +66,7 @@ async def test_ingests_during_an_outage_answer_503_fast_and_the_studio_recovers_
         s.clock.advance(cfg.get("sweeper.orphan_grace_seconds") + 5)
         report = await sweep_once(s.ctx)
         assert report["errors"] == []
-        rows = await s.ctx.db.fetchall("job_list", slot_id=None, status=None, limit=50)
+        rows = await jobs.list_recent(s.ctx.db, status=None, limit=50)
         assert all(r["is_finalized"] for r in rows)
         assert s.files("uploads") == []
         succeeded = {f"{r['id']}.jpg" for r in rows if r["status"] == "succeeded"}

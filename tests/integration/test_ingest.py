@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+from photoslot import jobs
 from PIL import Image
 
 from tests.conftest import FIXTURES, emulator_control, emulator_requests, emulator_stats
@@ -206,7 +207,7 @@ async def test_queue_full_answers_429_with_retry_after_and_creates_no_job(make_c
         answer = json.loads(body)
         assert answer["failure_reason"] == "queue_full" and headers["Retry-After"] == str(answer["retry_after"])
         assert (await first)[0] == 504
-        rows = await s.ctx.db.fetchall("job_list", slot_id=None, status=None, limit=10)
+        rows = await jobs.list_recent(s.ctx.db, status=None, limit=10)
         assert len(rows) == 1
     await emulator_control(emulator, hang=False)
 
@@ -220,7 +221,7 @@ async def test_client_hanging_up_cancels_the_job_and_stops_the_provider_call(mak
         with pytest.raises(asyncio.TimeoutError):
             await s.ingest("slot-001", photo_bytes, timeout=1.0)
         await asyncio.sleep(0.3)
-        rows = await s.ctx.db.fetchall("job_list", slot_id=None, status=None, limit=10)
+        rows = await jobs.list_recent(s.ctx.db, status=None, limit=10)
         assert len(rows) == 1
         job = await s.wait_job(rows[0]["id"], lambda j: j["is_finalized"], timeout=3)
         assert job["status"] == "cancelled" and job["failure_reason"] == "client_gone"

@@ -13,6 +13,7 @@ import json
 import sys
 
 import pytest
+from photoslot import jobs
 
 from tests.integration.studio import Studio
 
@@ -44,7 +45,7 @@ async def test_an_upload_that_cannot_be_written_is_answered_503_storage_full_wit
         assert "disk is full" in answer["details"]
         assert headers.get("Retry-After") == "30"
         assert s.files("uploads") == []
-        assert await s.ctx.db.fetchall("job_list", slot_id=None, status=None, limit=5) == []  # no doomed job
+        assert await jobs.list_recent(s.ctx.db, status=None, limit=5) == []  # no doomed job
         # space back: the next shot goes through
         assert (await s.ingest("slot-001", photo_bytes))[0] == 200
 

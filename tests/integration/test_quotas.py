@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from photoslot import quotas
+from photoslot import jobs, quotas
 from tests.conftest import FIXTURES, emulator_control, emulator_requests
 from tests.integration.studio import Studio
 
@@ -21,7 +21,7 @@ def to_start_of_minute(s) -> None:
 
 
 async def job_count(s) -> int:
-    return len(await s.ctx.db.fetchall("job_list", slot_id=None, status=None, limit=100))
+    return len(await jobs.list_recent(s.ctx.db, status=None, limit=100))
 
 
 async def test_fourth_request_in_a_minute_is_refused_503_without_a_job(make_cfg, pg_dsn, emulator):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from photoslot import stats, sweeper
+from photoslot import jobs, stats, sweeper
 from tests.conftest import FIXTURES, emulator_control
 from tests.integration.adminapi import logged_in
 from tests.integration.studio import Studio
@@ -77,7 +77,7 @@ async def test_figures_are_identical_before_and_after_the_sweeper_prunes_the_job
         s.clock.advance(31 * 86400)
         await sweeper.sweep_once(s.ctx)
         s.clock.advance(-31 * 86400)
-        assert await s.ctx.db.fetchall("job_list", slot_id=None, status=None, limit=10) == []  # the rows are gone
+        assert await jobs.list_recent(s.ctx.db, status=None, limit=10) == []  # the rows are gone
         after = await figures()
         assert after == before
 
@@ -90,7 +90,7 @@ async def test_rollups_are_kept_400_days_and_then_pruned(make_cfg, pg_dsn):
         await sweeper.sweep_once(s.ctx)
         result = await stats.recent(s.ctx, slot_id="slot-001", since=stats.parse_duration("400d"))
         assert result["summary"]["ingest_count"] == 1  # the CLI reaches back 400 days
-        assert await s.ctx.db.fetchall("job_list", slot_id=None, status=None, limit=10) == []
+        assert await jobs.list_recent(s.ctx.db, status=None, limit=10) == []
         s.clock.advance(2 * 86400)
         await sweeper.sweep_once(s.ctx)
         assert (await s.ctx.db.fetchone("stats_rollup_rows"))["n"] == 0

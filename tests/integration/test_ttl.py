@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from photoslot import slots
+from photoslot import jobs, slots
 from photoslot.sweeper import sweep_once
 from tests.conftest import emulator_control
 from tests.integration.studio import Studio
@@ -59,7 +59,7 @@ async def test_after_mixed_ingests_and_a_sweep_at_expiry_plus_interval_nothing_t
         assert report["errors"] == []
         assert s.files("uploads") == []
         assert s.files("public") == []
-        for row in await s.ctx.db.fetchall("job_list", slot_id=None, status=None, limit=50):
+        for row in await jobs.list_recent(s.ctx.db, status=None, limit=50):
             assert row["is_finalized"], row["status"]
             assert row["upload_path"] is None
             if row["status"] != "succeeded":
