@@ -15,8 +15,8 @@ def test_a_flood_of_guesses_and_scans_stays_a_few_keys():
         tally.add(at=T0, slot_id=f"slot-{i:05d}", provider_id=None, reason="slot_not_found", status=404)
     assert tally.total() == 20_000 and len(tally) == 2
     rows = sorted(tally.drain())
-    assert rows == [(hour_of(T0), "slot-001", "gemini", "invalid_password", 401, 10_000),
-                    (hour_of(T0), INVALID_SLOT, "", "slot_not_found", 404, 10_000)]
+    assert rows == [(hour_of(T0), INVALID_SLOT, "", "slot_not_found", 404, 10_000),
+                    (hour_of(T0), "slot-001", "gemini", "invalid_password", 401, 10_000)]
     assert len(tally) == 0
 
 
