@@ -41,4 +41,6 @@ def test_every_session_in_the_doc_runs_as_written(doc, tmp_path, pg_dsn, clean_s
             session.run_block(block, doc)
     finally:
         session.stop()
-    assert not session.problems, "\n\n".join(session.problems)
+    logs = [f"--- {p.name} (end):\n" + "\n".join(p.read_text(errors="replace").splitlines()[-15:])
+            for p in sorted(folder.glob("*.log"))]  # a background process's own log says why it stopped
+    assert not session.problems, "\n\n".join(session.problems + logs)
