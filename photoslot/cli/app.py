@@ -64,7 +64,6 @@ def serve(host: Optional[str] = typer.Option(None, "--host", help="listen addres
     from photoslot import runtime  # here, not at the top: it loads the server, the workers and the SDKs
 
     cfg = config()
-    common.note_where(cfg)
     logs.setup(cfg.get("logging.level"))
     if host is not None:
         cfg.set("server.host", host)
@@ -84,7 +83,6 @@ def work(concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1,
     from photoslot import runtime  # here, not at the top: see serve
 
     cfg = config()
-    common.note_where(cfg)
     logs.setup(cfg.get("logging.level"))
     run_async(runtime.work(cfg, concurrency=concurrency or int(cfg.get("workers.in_process"))))
 

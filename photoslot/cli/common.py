@@ -36,10 +36,13 @@ state = State()
 
 
 def config():
+    """The config every command works with; says so when its studio is not the previous command's."""
     try:
-        return load_config(state.config_path)
+        cfg = load_config(state.config_path)
     except ConfigError as exc:
         fail(f"config: {exc}", 2)
+    note_where(cfg)
+    return cfg
 
 
 def fail(message: str, code: int = 1):
@@ -101,7 +104,6 @@ def note_where(cfg) -> None:
 def with_context(fn: Callable[[AppContext], Awaitable[Any]]) -> Any:
     """Open the database (embedded or DSN), run `fn`, close; domain errors become one stderr line."""
     cfg = config()
-    note_where(cfg)
     logs.setup(cfg.get("logging.level") if cfg.get("logging.level") != "INFO" else "WARNING")
 
     async def main():

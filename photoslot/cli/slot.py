@@ -171,8 +171,11 @@ def test(
         fail(str(exc), 2)
     if password is None:
         password = typer.prompt("ingest password", hide_input=True)
-    if url is None:  # the address `serve` recorded (`serve --port 8090`), as slot list shows it
-        url = with_context(lambda ctx: _base_url(ctx))
+    if url is None:
+        # the address `serve` recorded (`serve --port 8090`), as slot list shows it — read from an
+        # existing studio only: a test shot must never start a new empty embedded database
+        known = cfg.dsn or (cfg.data_dir / "pg").exists()
+        url = with_context(_base_url) if known else cfg.public_base_url()
     ssl_context = None
     if ca_file is not None:
         import ssl

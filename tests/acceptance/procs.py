@@ -27,7 +27,7 @@ def env_for(dsn: str) -> dict:
     env.pop("PHOTOSLOT_CONFIG", None)
     # the "which studio did the last command use" record (the CLI's note line) stays out of the
     # tester's home: tests switch studios all the time
-    env["XDG_STATE_HOME"] = str(Path(tempfile.gettempdir()) / "photoslot-test-state")
+    env["XDG_STATE_HOME"] = str(Path(tempfile.gettempdir()) / f"photoslot-test-state-{os.getpid()}")  # one per run
     return env
 
 

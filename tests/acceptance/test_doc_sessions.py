@@ -1,4 +1,4 @@
-"""Every shell session README.md and docs/ADMIN.md show is run as written, against a real `serve`
+"""Every shell session README.md, docs/ADMIN.md and docs/PROVIDERS.md show is run as written, against a real `serve`
 and `photoslot emulate`, and what it prints is compared with the doc (tests/acceptance/docsession.py
 says how: placeholders for ids, times and passwords; runs of spaces count as one)."""
 from __future__ import annotations
@@ -18,7 +18,7 @@ pytestmark = [
     pytest.mark.skipif(not all(shutil.which(c) for c in ("bash", "curl", "jq")), reason="the sessions use bash, curl and jq"),
 ]
 
-DOCS = ["README.md", "docs/ADMIN.md"]
+DOCS = ["README.md", "docs/ADMIN.md", "docs/PROVIDERS.md"]
 
 
 @pytest.mark.parametrize("doc", DOCS)
@@ -41,4 +41,6 @@ def test_every_session_in_the_doc_runs_as_written(doc, tmp_path, pg_dsn, clean_s
             session.run_block(block, doc)
     finally:
         session.stop()
-    assert not session.problems, "\n\n".join(session.problems)
+    logs = [f"--- {p.name} (end):\n" + "\n".join(p.read_text(errors="replace").splitlines()[-15:])
+            for p in sorted(folder.glob("*.log"))]  # a background process's own log says why it stopped
+    assert not session.problems, "\n\n".join(session.problems + logs)
