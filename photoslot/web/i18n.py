@@ -7,6 +7,7 @@ read as it is — no compile step, nothing generated to keep in step.
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -58,3 +59,37 @@ def negotiate(accept_language: str | None) -> str:
 
 def choose(cookie: str | None, accept_language: str | None) -> str:
     return cookie if cookie in LANGUAGES else negotiate(accept_language)
+
+
+# The services' per-field messages (catalogue, slots, settings, templates) are English sentences
+# with values in them; these patterns give the page their Russian. A message no pattern knows is
+# shown as the service wrote it.
+MESSAGES = [
+    (r"a prompt is required for (?P<op>\S+)", "a prompt is required for {op}"),
+    (r"(?P<op>\S+) takes no prompt", "{op} takes no prompt"),
+    (r"(?P<op>\S+) needs a '(?P<role>\w+)' template.*", "{op} needs a '{role}' template"),
+    (r"must be a template id \(UUID\).*", "must be one of the uploaded templates"),
+    (r"must be at least (?P<n>[-\d.e+]+)", "must be at least {n}"),
+    (r"must be at most (?P<n>[-\d.e+]+)", "must be at most {n}"),
+    (r"must be at most (?P<n>\d+) characters", "must be at most {n} characters"),
+    (r"must be a string of at most (?P<n>\d+) characters", "must be at most {n} characters"),
+    (r"must be an integer", "must be an integer"),
+    (r"must be (?:a|a finite) number", "must be a number"),
+    (r"must be true or false", "must be true or false"),
+    (r"must be one of: (?P<choices>.+)", "must be one of: {choices}"),
+    (r"must be between (?P<lo>[\d.]+) and (?P<hi>[\d.]+) seconds", "must be between {lo} and {hi} seconds"),
+    (r"must be between (?P<lo>[\d.]+) and (?P<hi>[\d.]+) hours", "must be between {lo} and {hi} hours"),
+    (r"must be (?P<lo>\d+) to (?P<hi>\d+) characters", "must be {lo} to {hi} characters"),
+    (r"must be (?P<lo>\d+) to (?P<hi>\d+) characters without spaces", "must be {lo} to {hi} characters without spaces"),
+    (r"choose a provider", "choose a provider"),
+]
+_COMPILED = [(re.compile(pattern), msgid) for pattern, msgid in MESSAGES]
+
+
+def service_message(text: str, gettext) -> str:
+    """A service's message in the page's language, when one of MESSAGES knows it."""
+    for pattern, msgid in _COMPILED:
+        match = pattern.fullmatch(text or "")
+        if match:
+            return gettext(msgid, **match.groupdict())
+    return text

@@ -55,19 +55,29 @@ async def save_settings(request, ctx, session):
     if form.get("generate") == "on":
         generated = password = generate_password(live_settings.GENERATED_PASSWORD_BYTES)
     keys = {name: str(form.get(f"key.{name}", "")).strip() for name in live_settings.PROVIDER_NAMES}
+    current = await live_settings.load(ctx.db, ctx.cfg)
+    # The form shows every value; only the ones the admin changed are sent (and audited), so a
+    # password rotation does not also pin the window and the retention to what they are now.
+    window = _number(str(form.get("sync_response_seconds", "")))
+    retention = _number(str(form.get("result_retention_hours", "")))
+    window = None if window == current.sync_response_seconds else window
+    retention = None if retention == current.result_retention_hours else retention
+    provider_keys = {k: v for k, v in keys.items() if v} or None
+    if window is None and retention is None and not password and provider_keys is None:
+        _ = render.translate(request)
+        return await render_settings(request, ctx, session, notice=_("Nothing to change."))
     try:
         await live_settings.update(ctx.db, ctx.cfg, ctx.clock, actor=session.actor, source="web",
-                                   sync_response_seconds=_number(str(form.get("sync_response_seconds", ""))),
-                                   result_retention_hours=_number(str(form.get("result_retention_hours", ""))),
+                                   sync_response_seconds=window, result_retention_hours=retention,
                                    ingest_password=password or None,
-                                   provider_keys={k: v for k, v in keys.items() if v} or None)
+                                   provider_keys=provider_keys)
     except ValidationError as exc:
         values = {"sync_response_seconds": form.get("sync_response_seconds", ""),
                   "result_retention_hours": form.get("result_retention_hours", "")}
         return await render_settings(request, ctx, session, status=422, errors=exc.details, values=values)
-    if password:
+    if generated:  # shown on this answer only; a typed one the admin knows already
         _ = render.translate(request)
-        return await render_settings(request, ctx, session, notice=_("Saved."), new_password=password)
+        return await render_settings(request, ctx, session, notice=_("Saved."), new_password=generated)
     raise web.HTTPSeeOther("/admin/settings?done=saved")
 
 

@@ -34,7 +34,7 @@ async def stats_page(request, ctx, session):
             ("error", [r["errors"] - r["timeouts"] for r in rows])], _("Outcomes over time")),
         "p95": charts.line_with_reference(labels, [r["p95_ms"] / 1000 if r["p95_ms"] is not None else None
                                                    for r in rows], live.sync_response_seconds, _("p95 answer time"),
-                                          " s", _("window {s} s", s=f"{live.sync_response_seconds:g}")),
+                                          " " + _("s"), _("window {s} s", s=f"{live.sync_response_seconds:g}")),
         "timeouts": charts.line_with_reference(labels, [100 * r["timeout_share"] for r in rows], 100 * TIMEOUT_LIMIT,
                                                _("Timeout share"), " %", "5 %", bars=True),
         "spend": charts.stacked_bars(labels, [("ok", [r["estimated_cost"] for r in rows])], _("Estimated spend")),

@@ -43,7 +43,7 @@ def page(request: web.Request, template: str, session: Session | None, *, status
     _ = i18n.translator(lang)
     response = aiohttp_jinja2.render_template(template, request, {
         "_": _, "lang": lang, "session": session, "csrf": session.csrf if session else "",
-        "nav": NAV, "active": active, "title": _(title) if title else "", "path": request.path_qs,
+        "msg": lambda text: i18n.service_message(text, _), "nav": NAV, "active": active, "title": _(title) if title else "", "path": request.path_qs,
         **context}, status=status)
     response.headers.update(PAGE_HEADERS)
     response.headers["Content-Language"] = lang

@@ -143,3 +143,35 @@ async def test_a_save_over_someone_elses_says_so_and_changes_nothing(make_cfg, p
                 page = await r.text()
                 assert r.status == 422
                 assert re.search(r'id="err-settings_json-prompt">a prompt is required', page)
+
+
+async def test_rotating_the_ingest_password_changes_only_it_and_shows_the_new_one_once(make_cfg, pg_dsn):
+    cfg = make_cfg()
+    async with Studio(cfg, pg_dsn, workers=0) as s:
+        await s.set_password()
+        http, csrf = await signed_in(s, cfg)
+        async with http:
+            async with http.get(s.base_url + "/admin/settings") as r:
+                page = await r.text()
+            window = re.search(r'name="sync_response_seconds"[^>]*value="([^"]+)"', page).group(1)
+            retention = re.search(r'name="result_retention_hours"[^>]*value="([^"]+)"', page).group(1)
+            form = {"csrf": csrf, "sync_response_seconds": window, "result_retention_hours": retention,
+                    "ingest_password": "", "generate": "on"}
+            async with http.post(s.base_url + "/admin/settings", data=form) as r:
+                page = await r.text()
+                assert r.status == 200
+            new = re.search(r'id="new-ingest-password">([^<]+)<', page).group(1)
+            logscan.secret(new)
+            async with http.get(s.base_url + "/admin/settings") as r:
+                assert new not in await r.text()
+            # unchanged fields were not sent: the window and retention still follow the config file
+            keys = {r["key"] for r in await s.ctx.db.fetchall("settings_all")}
+            assert "sync_response_seconds" not in keys and "result_retention_hours" not in keys
+            entry = (await s.ctx.db.fetchall("audit_page", limit=1, action=None))[0]
+            assert (entry["actor"], entry["source"], entry["details"]) == (
+                "admin:serg", "web", {"ingest_password": "<changed>"})
+            status, _, _ = await s.ingest("slot-001", b"x", password=new)
+            assert status != 401  # the booth's new password is the one shown
+            # a form with nothing changed changes nothing
+            async with http.post(s.base_url + "/admin/settings", data={**form, "generate": ""}) as r:
+                assert r.status == 200 and "Nothing to change." in await r.text()

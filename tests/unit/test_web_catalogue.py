@@ -28,6 +28,7 @@ def shown_strings() -> set[str]:
             found.update([op.name, op.description, *(p.description for p in op.params.values())])
     found.update(jobs.STATES)
     found.update(stats.CHART_PERIODS)
+    found.update(msgid for _, msgid in i18n.MESSAGES)
     return found
 
 
@@ -48,3 +49,18 @@ def test_language_comes_from_the_cookie_then_the_browser_then_english():
     assert i18n.choose(None, "de-DE,en;q=0.5,ru;q=0.7") == "ru"
     assert i18n.choose("xx", "fr") == "en"
     assert i18n.choose(None, None) == "en"
+
+
+def test_a_services_field_message_is_shown_in_the_pages_language():
+    ru = i18n.translator("ru")
+    assert i18n.service_message("a prompt is required for gemini/image_edit", ru) == "для gemini/image_edit нужен промпт"
+    assert i18n.service_message("must be between 45 and 60 seconds", ru) == "от 45 до 60 секунд"
+    assert i18n.service_message("must be at most 80", ru) == "не больше 80"
+    en = i18n.translator("en")
+    assert i18n.service_message("must be at most 80", en) == "must be at most 80"
+    assert i18n.service_message("something no pattern knows", ru) == "something no pattern knows"
+
+
+def test_every_message_pattern_names_the_placeholders_of_its_text():
+    for pattern, msgid in i18n.MESSAGES:
+        assert set(re.compile(pattern).groupindex) == set(re.findall(r"{(\w+)}", msgid)), pattern
