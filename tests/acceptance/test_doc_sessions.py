@@ -4,13 +4,15 @@ says how: placeholders for ids, times and passwords; runs of spaces count as one
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.acceptance.docsession import Session, parse
+from tests import logscan
+from tests.acceptance.docsession import UUID, Session, parse
 from tests.conftest import ROOT, free_port
 
 pytestmark = [
@@ -41,6 +43,14 @@ def test_every_session_in_the_doc_runs_as_written(doc, tmp_path, pg_dsn, clean_s
             session.run_block(block, doc)
     finally:
         session.stop()
+    # the servers' own logs go to the suite's log scan, with every password the session used as a secret
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    used = re.findall(r"--(?:ingest-)?password ([\w-]{12,})", text) + list(session.bound.values())
+    for value in used:
+        if len(value) >= 12 and not UUID.fullmatch(value):  # a password, not a job id
+            logscan.secret(value)
+    for log in sorted(folder.glob("*.log")):
+        logscan.record(log.read_text(errors="replace"))
     logs = [f"--- {p.name} (end):\n" + "\n".join(p.read_text(errors="replace").splitlines()[-15:])
             for p in sorted(folder.glob("*.log"))]  # a background process's own log says why it stopped
     assert not session.problems, "\n\n".join(session.problems + logs)
