@@ -128,12 +128,12 @@ class Session:
 
     # ---------------------------------------------------------------- the doc's text → this run's
 
-    def substitute(self, text: str) -> str:
+    def substitute(self, text: str, *, bound: bool = True) -> str:
         for doc_port, port in self.ports.items():
             text = re.sub(rf"\b{doc_port}\b", port, text)
         if self.cwd_literal:
             text = text.replace(self.cwd_literal, str(self.folder))
-        for literal in sorted(self.bound, key=len, reverse=True):
+        for literal in sorted(self.bound, key=len, reverse=True) if bound else ():
             text = text.replace(literal, self.bound[literal])
         return text
 
@@ -141,11 +141,13 @@ class Session:
         """One regex for these lines; its named groups capture the values of unbound literals."""
         groups: dict[str, str] = {}  # group name → literal
         named: dict[str, str] = {}  # literal → group name
+        known = [re.escape(v) for v in sorted(self.bound, key=len, reverse=True)]
         variable = [re.escape(v) for v in sorted(vary, key=len, reverse=True)]
-        token = re.compile("|".join(["…", UUID.pattern, TIMESTAMP.pattern] + variable))
+        # a literal bound earlier must print its value again: it is matched before the wildcards
+        token = re.compile("|".join(known + ["…", UUID.pattern, TIMESTAMP.pattern] + variable))
         out = []
         for raw in expected:
-            line = normalize(self.substitute(raw))
+            line = normalize(self.substitute(raw, bound=False))
             if line == "…":
                 out.append(r"(?:[^\n]*\n)*?")
                 continue
@@ -153,7 +155,9 @@ class Session:
             for m in token.finditer(line):
                 parts.append(re.escape(line[pos:m.start()]))
                 found = m.group(0)
-                if found == "…":
+                if found in self.bound:
+                    parts.append(re.escape(self.bound[found]))
+                elif found == "…":
                     parts.append(r"[^\n]*?")
                 elif TIMESTAMP.fullmatch(found):
                     parts.append(TIMESTAMP.pattern)
