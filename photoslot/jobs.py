@@ -109,7 +109,9 @@ async def get(db, job_id) -> dict | None:
 async def list_recent(db, *, slot_id=None, status=None, limit: int = 20,
                       created_from: dt.datetime | None = None) -> list[dict]:
     """`photoslot jobs`: the newest jobs, optionally only those created since `created_from`."""
-    return await db.fetchall("job_list", slot_id=slot_id, status=status, limit=limit, created_from=created_from)
+    if created_from is None:
+        return await db.fetchall("job_list", slot_id=slot_id, status=status, limit=limit)
+    return await db.fetchall("job_list_since", slot_id=slot_id, status=status, limit=limit, created_from=created_from)
 
 
 # ---------------------------------------------------------------- the admin view (GET /api/jobs)

@@ -14,7 +14,15 @@ SELECT * FROM jobs WHERE id = %(job_id)s;
 SELECT * FROM jobs
 WHERE (%(slot_id)s::text IS NULL OR slot_id = %(slot_id)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
-  AND (%(created_from)s::timestamptz IS NULL OR created_at >= %(created_from)s)
+ORDER BY created_at DESC
+LIMIT %(limit)s;
+
+-- name: job_list_since
+-- `photoslot jobs --since`: job_list, only jobs created at or after created_from.
+SELECT * FROM jobs
+WHERE (%(slot_id)s::text IS NULL OR slot_id = %(slot_id)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND created_at >= %(created_from)s
 ORDER BY created_at DESC
 LIMIT %(limit)s;
 
