@@ -66,8 +66,10 @@ def form_settings(form, provider, operation) -> dict:
             bound[role] = ref
     if bound:
         settings["templates"] = bound
-    fmt = str(form.get("output_format", "jpeg"))
-    if fmt != "jpeg":
+    # empty = the booth gets back the format it sent (the slot has no output_format); a named
+    # format is stored as chosen, JPEG included, so the page never says one thing and does another
+    fmt = str(form.get("output_format", "")).strip()
+    if fmt:
         settings["output_format"] = fmt
     return settings
 
@@ -86,7 +88,7 @@ async def slot_context(request, ctx, session, slot_id: str, *, form: dict | None
         "name": (form or {}).get("name", q.get("name", slot["name"] or "")),
         "prompt": (form or {}).get("prompt", q.get("prompt", settings.get("prompt", ""))),
         "enabled": (form or {}).get("enabled", slot["enabled"] or not slots.is_configured(slot)),
-        "output_format": (form or {}).get("output_format", settings.get("output_format", "jpeg")),
+        "output_format": (form or {}).get("output_format", settings.get("output_format", "")),
         "params": (form or {}).get("params", settings.get("params", {}) if same_op else {}),
         "templates": (form or {}).get("templates", settings.get("templates", {}) if same_op else {}),
     }
@@ -133,7 +135,7 @@ async def save_slot(request, ctx, session):
     provider, operation = chosen_operation(str(form.get("provider_id", "")), str(form.get("operation_id", "")))
     echo = {"name": str(form.get("name", "")), "prompt": str(form.get("prompt", "")),
             "enabled": form.get("enabled") == "on", "provider_id": str(form.get("provider_id", "")),
-            "operation_id": str(form.get("operation_id", "")), "output_format": str(form.get("output_format", "jpeg")),
+            "operation_id": str(form.get("operation_id", "")), "output_format": str(form.get("output_format", "")),
             "params": {k[6:]: v for k, v in form.items() if k.startswith("param.")},
             "templates": {k[9:]: v for k, v in form.items() if k.startswith("template.")}}
     try:

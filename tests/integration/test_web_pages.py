@@ -175,3 +175,24 @@ async def test_rotating_the_ingest_password_changes_only_it_and_shows_the_new_on
             # a form with nothing changed changes nothing
             async with http.post(s.base_url + "/admin/settings", data={**form, "generate": ""}) as r:
                 assert r.status == 200 and "Nothing to change." in await r.text()
+
+
+async def test_the_slot_page_saves_as_sent_as_no_output_format_and_a_named_one_as_chosen(make_cfg, pg_dsn):
+    """'As the booth sent it' leaves output_format unset (a PNG booth gets PNG back); JPEG chosen on
+    purpose is stored as jpeg — the page never shows one format while the slot does another."""
+    cfg = make_cfg()
+    async with Studio(cfg, pg_dsn, workers=0) as s:
+        slot = await s.configure("slot-004", prompt="p")
+        http, csrf = await signed_in(s, cfg)
+        async with http:
+            for chosen, stored in (("", None), ("jpeg", "jpeg"), ("", None)):
+                form = {"csrf": csrf, "version": str(slot["version"]), "name": "booth 4", "provider_id": "gemini",
+                        "operation_id": "image_edit", "prompt": "p", "enabled": "on", "output_format": chosen}
+                async with http.post(s.base_url + "/admin/slots/slot-004", data=form) as r:
+                    assert r.status in (200, 303), await r.text()
+                slot = await s.ctx.db.fetchone("slot_get", slot_id="slot-004")
+                assert slot["settings_json"].get("output_format") == stored
+                async with http.get(s.base_url + "/admin/slots/slot-004") as r:
+                    page = await r.text()
+                selected = re.search(r'<option value="(\w*)" selected>', page[page.index('id="output_format"'):])
+                assert selected.group(1) == (stored or "")
