@@ -19,6 +19,12 @@ Scenarios
 - queue:    jobs per second through 1, 2, 4 `photoslot work` processes with an instant provider.
 - split:    the steady scenario with `serve --workers 0` + `--split` `photoslot work` processes.
 - claims:   the queue alone (bench/claim_loop.py): claim+finalize per second across 1, 2, 4 processes.
+- shot:     a shot's own cost against an emulator echoing a 1 MB JPEG after exactly --latency s:
+            idle CPU, CPU per shot (serve + PostgreSQL), booth-side overhead for 1 booth and for
+            --bursts booths firing together, 504 timing when their windows end together, and the
+            PNG → JPEG step at Gemini's real ~1 MP sizes (docs/PERFORMANCE.md "A shot's own cost").
+
+            python bench/run.py --scenarios shot [--flame docs/images/flame.svg]
 
 Default scenarios: steady,deadline,upload. All: steady,poll,split,deadline,upload,uploads20,held,queue,claims.
 """
@@ -32,6 +38,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -536,6 +543,215 @@ async def scenario_claims(rig: Rig, args, out: dict) -> None:
     out["claims"] = rows
 
 
+class PgCpu:
+    """CPU seconds of the whole PostgreSQL server (postmaster, its background processes and every
+    backend, live or reaped). Read it only around stretches where the bench itself sends no SQL."""
+
+    def __init__(self, dsn: str) -> None:
+        import psutil
+
+        conn = psycopg2.connect(dsn)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_backend_pid()")
+                backend = cur.fetchone()[0]
+        finally:
+            conn.close()
+        self.postmaster = psutil.Process(backend).parent()
+
+    def seconds(self) -> float:
+        import psutil
+
+        t = self.postmaster.cpu_times()
+        total = t.user + t.system + t.children_user + t.children_system
+        for child in self.postmaster.children():
+            try:
+                c = child.cpu_times()
+                total += c.user + c.system
+            except psutil.NoSuchProcess:  # reaped meanwhile: its time is in children_* next read
+                pass
+        return total
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
+async def burst(session: aiohttp.ClientSession, url: str, data: bytes, booths: int, rounds: int,
+                pause: float = 1.0) -> list:
+    """`booths` shots sent in the same instant, `rounds` times: windows that start (and end) together."""
+    results = []
+    for _ in range(rounds):
+        results += await asyncio.gather(*(post(session, url, data) for _ in range(booths)))
+        await asyncio.sleep(pause)
+    return results
+
+
+def png_to_jpeg_figures(repeat: int = 7) -> list[dict]:
+    """CPU ms of serve's PNG → JPEG step (media.encode_output) for the emulator's sepia answer at
+    Gemini's real output sizes, and at a 6 MP photo's full size (what the emulator used to send)."""
+    from PIL import Image
+
+    from photoslot import media
+    from photoslot.emulator import transform
+
+    rows = []
+    for size in ((1024, 1024), (1248, 832), (1344, 768), (3000, 2000)):
+        with Image.open(FIXTURE) as im:
+            src = im.convert("RGB").resize(size)
+        buf = io.BytesIO()
+        src.save(buf, "JPEG", quality=95)
+        png = transform.transform(buf.getvalue(), "image/png", "input")
+        times = []
+        for _ in range(repeat):
+            started = time.process_time()
+            out, mime = media.encode_output(png, "jpeg")
+            times.append((time.process_time() - started) * 1000)
+        rows.append({"size": f"{size[0]}x{size[1]}", "megapixels": round(size[0] * size[1] / 1e6, 2),
+                     "png_kb": len(png) // 1024, "jpeg_kb": len(out) // 1024,
+                     "cpu_ms_p50": round(pct(times, 50), 1), "cpu_ms_min": round(min(times), 1)})
+    return rows
+
+
+async def scenario_shot(rig: Rig, args, out: dict) -> None:
+    """A shot's own cost, as the booth and the machine see it: the Gemini path against an emulator
+    that echoes the 1 MB photo after exactly --latency seconds (no image work on its side).
+
+    - idle: CPU of `serve` + its PostgreSQL over --idle seconds with no shots;
+    - cpu: one booth, --shots shots one after another: CPU ms per shot of serve + PostgreSQL, and
+      overhead = answer time at the booth − the fixed latency (not the worker's measurement);
+    - burst: 15 and 50 booths firing in the same instant, rounds of them: overhead p50/p95;
+    - late: windows that end together (provider slower than T): how late/early each 504 is;
+    - png: serve's PNG → JPEG step at the model's ~1 MP sizes (in this process)."""
+    import psutil
+
+    latency = args.latency
+    port = free_port()
+    config = rig.write_config("shot", port=port)
+    rig.prepare(config, 30)
+    await rig.control(reset=True, latency_seconds=latency, output_size="echo")
+    serve = rig.start_serve(config, port, "shot")
+    serve_proc = psutil.Process(serve.pid)
+    pg = PgCpu(rig.dsn)
+    emulator = psutil.Process(rig.procs[0].pid)
+
+    def cpu() -> dict:
+        return {"serve": sum(serve_proc.cpu_times()[:2]), "postgres": pg.seconds(),
+                "emulator": sum(emulator.cpu_times()[:2])}
+
+    photo = make_jpeg(1_000_000)
+    url = f"http://127.0.0.1:{port}/ingest/slot-001"
+    result: dict = {"photo_bytes": len(photo), "latency_s": latency}
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200), timeout=timeout,
+                                     trace_configs=[_tracing()]) as s:
+        for _ in range(3):  # warm-up: imports, pool connections, the SDK client
+            await post(s, url, photo)
+        await asyncio.sleep(5)  # let the warm-up's background writes and timers settle
+
+        if args.idle:
+            la = load_average()
+            before = cpu()
+            await asyncio.sleep(args.idle)
+            after = cpu()
+            result["idle"] = {"seconds": args.idle, "load_average": la,
+                              **{f"{k}_percent_of_core": round((after[k] - before[k]) * 100 / args.idle, 2)
+                                 for k in ("serve", "postgres")}}
+            print(f"  [shot] idle: {result['idle']}", flush=True)
+
+        la = load_average()
+        before = cpu()
+        shots = [await post(s, url, photo) for _ in range(args.shots)]
+        after = cpu()
+        ok = [r for r in shots if r[0] == 200]
+        overhead = [r[2] * 1000 - latency * 1000 for r in ok]
+        per = {k: round((after[k] - before[k]) * 1000 / len(shots), 1) for k in before}
+        result["cpu"] = {"shots": len(shots), "errors": len(shots) - len(ok), "load_average": la,
+                         "cpu_ms_per_shot": per, "photoslot_ms_per_shot": round(per["serve"] + per["postgres"], 1),
+                         "overhead_ms_p50": round(pct(overhead, 50), 1),
+                         "overhead_ms_p95": round(pct(overhead, 95), 1)}
+        print(f"  [shot] 1 booth: {result['cpu']}", flush=True)
+
+        if args.flame:  # a separate run of the same shots: the sampler's own cost stays out of the figures
+            spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+            flame = subprocess.Popen([spy, "record", "-p", str(serve.pid), "-o", str(args.flame), "-r", "500",
+                                      "-f", "flamegraph", "--nonblocking"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            await asyncio.sleep(1.0)
+            for _ in range(args.shots):
+                await post(s, url, photo)
+            flame.send_signal(signal.SIGINT)
+            flame.wait(60)
+
+        rows = []
+        for booths in args.bursts:
+            rounds = max(1, args.burst_shots // booths)
+            la = load_average()
+            before = cpu()
+            results = await burst(s, url, photo, booths, rounds)
+            after = cpu()
+            ok = [r for r in results if r[0] == 200]
+            overhead = [r[2] * 1000 - latency * 1000 for r in ok]
+            rows.append({"booths": booths, "shots": len(results), "errors": len(results) - len(ok),
+                         "load_average": la, "overhead_ms_p50": round(pct(overhead, 50), 1),
+                         "overhead_ms_p95": round(pct(overhead, 95), 1), "overhead_ms_max": round(max(overhead), 1),
+                         "photoslot_cpu_ms_per_shot": round((after["serve"] - before["serve"] + after["postgres"]
+                                                             - before["postgres"]) * 1000 / len(results), 1)})
+            print(f"  [shot] {rows[-1]}", flush=True)
+        result["bursts"] = rows
+
+        window = args.window
+        await rig.control(latency_seconds=window + 5)
+        rig.photoslot("settings", "set", "--sync-timeout", str(window), config=config)
+        await asyncio.sleep(1.5)  # the live setting reaches serve
+        late_rows = []
+        for booths in args.bursts:
+            rounds = max(1, args.late_shots // booths)
+            la = load_average()
+            results = await burst(s, url, photo, booths, rounds, pause=0.5)
+            ms = [(r[2] - window) * 1000 for r in results if r[0] == 504]
+            late_rows.append({"booths": booths, "window_s": window, "shots": len(results), "answered_504": len(ms),
+                              "load_average": la, "late": sum(1 for m in ms if m > 0),
+                              "latest_ms": round(max(ms), 1) if ms else None,
+                              "early_ms_p50": round(-pct(ms, 50), 1) if ms else None,
+                              "earliest_ms": round(-min(ms), 1) if ms else None})
+            print(f"  [shot] windows ending together: {late_rows[-1]}", flush=True)
+        result["late"] = late_rows
+    rig.stop(serve)
+    la = load_average()
+    result["png_to_jpeg"] = {"load_average": la, "rows": png_to_jpeg_figures()}
+    print(f"  [shot] PNG → JPEG: {result['png_to_jpeg']}", flush=True)
+    out["shot"] = result
+
+
+def render_shot(r: dict) -> list[str]:
+    lines = [f"shot: 1 MB JPEG ({r['photo_bytes']} bytes), Gemini path, emulator echo after {r['latency_s']} s"]
+    if "idle" in r:
+        i = r["idle"]
+        lines.append(f"- idle {i['seconds']} s: serve {i['serve_percent_of_core']} % of a core, PostgreSQL "
+                     f"{i['postgres_percent_of_core']} % (load average {i['load_average']})")
+    c = r["cpu"]
+    lines.append(f"- 1 booth, {c['shots']} shots: CPU ms per shot serve {c['cpu_ms_per_shot']['serve']} + PostgreSQL "
+                 f"{c['cpu_ms_per_shot']['postgres']} = {c['photoslot_ms_per_shot']} (emulator "
+                 f"{c['cpu_ms_per_shot']['emulator']}); overhead p50 {c['overhead_ms_p50']} / p95 {c['overhead_ms_p95']} ms; "
+                 f"errors {c['errors']} (load average {c['load_average']})")
+    lines.append("| booths at once | shots | errors | overhead p50 ms | p95 ms | max ms | photoslot CPU ms/shot | load average |")
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|---|")
+    for b in r["bursts"]:
+        lines.append(f"| {b['booths']} | {b['shots']} | {b['errors']} | {b['overhead_ms_p50']} | {b['overhead_ms_p95']} | "
+                     f"{b['overhead_ms_max']} | {b['photoslot_cpu_ms_per_shot']} | {b['load_average']} |")
+    lines.append("| windows ending together | T s | 504s | late | latest ms | early p50 ms | earliest ms | load average |")
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|---|")
+    for d in r["late"]:
+        lines.append(f"| {d['booths']} | {d['window_s']} | {d['answered_504']}/{d['shots']} | {d['late']} | "
+                     f"{d['latest_ms']} | {d['early_ms_p50']} | {d['earliest_ms']} | {d['load_average']} |")
+    lines.append(f"PNG → JPEG in serve (media.encode_output), load average {r['png_to_jpeg']['load_average']}:")
+    for p in r["png_to_jpeg"]["rows"]:
+        lines.append(f"- {p['size']} ({p['megapixels']} MP, PNG {p['png_kb']} KB → JPEG {p['jpeg_kb']} KB): "
+                     f"{p['cpu_ms_p50']} ms CPU p50 (min {p['cpu_ms_min']})")
+    return lines
+
+
 def machine() -> dict:
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
@@ -543,6 +759,8 @@ def machine() -> dict:
 
 def render(out: dict) -> str:
     lines = [f"machine: {out['machine']}", ""]
+    if "shot" in out:
+        lines += render_shot(out["shot"]) + [""]
     for label in [k for k in out if k.startswith(("steady", "poll", "split"))]:
         lines.append(f"{label} (serve peak RSS {out[label]['serve_peak_rss_mb']} MB)")
         lines.append("| clients | requests | errors | overhead p50 ms | p95 ms | p99 ms | provider p50 ms | req/s "
@@ -604,6 +822,13 @@ async def main() -> None:
     ap.add_argument("--queue-procs", default="1,2,4", type=lambda s: [int(x) for x in s.split(",")])
     ap.add_argument("--queue-jobs", type=int, default=400)
     ap.add_argument("--claim-jobs", type=int, default=5000)
+    ap.add_argument("--shots", type=int, default=40, help="shot scenario: one booth's shots for the CPU figure")
+    ap.add_argument("--bursts", default="15,50", type=lambda s: [int(x) for x in s.split(",")],
+                    help="shot scenario: booths firing in the same instant")
+    ap.add_argument("--burst-shots", type=int, default=150, help="shot scenario: shots per burst size (in rounds)")
+    ap.add_argument("--late-shots", type=int, default=150, help="shot scenario: 504s per burst size (in rounds)")
+    ap.add_argument("--idle", type=float, default=60, help="shot scenario: seconds of idle serve measured (0: skip)")
+    ap.add_argument("--flame", type=Path, default=None, help="shot scenario: py-spy flame graph of serve (1 booth)")
     ap.add_argument("--dsn", default=None, help="use this PostgreSQL (its photoslot tables are dropped!)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
@@ -614,6 +839,8 @@ async def main() -> None:
         rig.start_database()
         rig.start_emulator()
         scenarios = args.scenarios.split(",")
+        if "shot" in scenarios:
+            await scenario_shot(rig, args, out)
         if "steady" in scenarios:
             await scenario_steady(rig, args, out)
         if "poll" in scenarios:

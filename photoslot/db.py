@@ -6,6 +6,7 @@ Every statement is looked up by name in `queries/*.sql`; the schema is the numbe
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from pathlib import Path
@@ -86,8 +87,11 @@ def resolve_dsn(cfg) -> str:
 class _Runner:
     """Runs named queries on one cursor source; shared by the pool and a transaction."""
 
+    statements: collections.Counter
+
     async def _run(self, name: str, params: dict, fetch: str, /):
         sql = QUERIES[name]
+        self.statements[name] += 1  # round trips by query name (docs/PERFORMANCE.md; a test counts them)
         try:
             async with self._cursor() as cur:
                 await cur.execute(sql, _adapt(params))
@@ -119,9 +123,11 @@ class _Runner:
 
 
 class _Tx(_Runner):
-    def __init__(self, conn, on_down: Callable[[], None] | None = None) -> None:
+    def __init__(self, conn, on_down: Callable[[], None] | None = None,
+                 statements: collections.Counter | None = None) -> None:
         self._conn = conn
         self._on_down = on_down
+        self.statements = statements if statements is not None else collections.Counter()
 
     def _mark_down(self) -> None:
         if self._on_down is not None:
@@ -136,6 +142,7 @@ class Database(_Runner):
         self.pool = pool
         self.dsn = dsn
         self._down_until = 0.0  # loop time until which the database counts as recently failed
+        self.statements = collections.Counter()
 
     def _mark_down(self) -> None:
         self._down_until = asyncio.get_running_loop().time() + DOWN_MEMORY_SECONDS
@@ -172,8 +179,9 @@ class Database(_Runner):
         try:
             async with conn.cursor() as cur:
                 await cur.execute("BEGIN")
+            self.statements["BEGIN"] += 1
             try:
-                yield _Tx(conn, self._mark_down)
+                yield _Tx(conn, self._mark_down, self.statements)
             except BaseException:
                 if not conn.closed:
                     async with conn.cursor() as cur:
@@ -181,6 +189,7 @@ class Database(_Runner):
                 raise
             async with conn.cursor() as cur:
                 await cur.execute("COMMIT")
+            self.statements["COMMIT"] += 1
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             self._mark_down()
             raise DatabaseUnavailable(str(exc).strip().splitlines()[0] if str(exc) else "database connection lost") from exc

@@ -23,6 +23,9 @@ SIMPLE_OUTCOMES = frozenset(
 )
 _FAIL_RE = re.compile(r"^fail:(\d{3})$")
 OUTPUT_MIMES = ("image/png", "image/jpeg", "image/webp")
+#: "model": about 1 MP at the photo's aspect ratio, as Gemini's image model answers; "input": the
+#: photo's stored size; "echo": the photo's own bytes back, untouched (benchmarks: no Pillow work).
+OUTPUT_SIZES = ("model", "input", "echo")
 LOG_CAP = 1000
 
 KNOB_FIELDS = (
@@ -34,6 +37,7 @@ KNOB_FIELDS = (
     "hang",
     "reconnect_polls",
     "output_mime",
+    "output_size",
     "script",
 )
 CONTROL_FIELDS = frozenset(KNOB_FIELDS) | {"provider", "reset"}
@@ -75,6 +79,7 @@ class ProviderKnobs:
     hang: bool = False
     reconnect_polls: int = 0
     output_mime: str = "image/png"
+    output_size: str = "model"
     script: collections.deque = dataclasses.field(default_factory=collections.deque)
 
     def as_json(self) -> dict[str, Any]:
@@ -156,6 +161,10 @@ def validate_control(body: Any) -> dict[str, Any]:
         if body["output_mime"] not in OUTPUT_MIMES:
             raise ControlError(f"output_mime must be one of {list(OUTPUT_MIMES)}")
         out["output_mime"] = body["output_mime"]
+    if "output_size" in body:
+        if body["output_size"] not in OUTPUT_SIZES:
+            raise ControlError(f"output_size must be one of {list(OUTPUT_SIZES)}")
+        out["output_size"] = body["output_size"]
     if "script" in body:
         if not isinstance(body["script"], list):
             raise ControlError("script must be a list of outcomes")

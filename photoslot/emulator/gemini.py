@@ -249,8 +249,11 @@ async def _serve(request: web.Request, state: EmulatorState, entry: dict,
         body = _image_response(model, prompt_tokens, mime, b"this is not an image", with_text)
         return "not_image", web.json_response(body)
 
+    if knobs.output_size == "echo":  # the photo back as sent: a stand-in that costs nothing
+        body = _image_response(model, prompt_tokens, images[0][0], images[0][1], with_text)
+        return "ok", web.json_response(body)
     try:
-        output = await asyncio.to_thread(transform.transform, images[0][1], mime)
+        output = await asyncio.to_thread(transform.transform, images[0][1], mime, knobs.output_size)
     except transform.NotAnImage:
         return "bad_request", google_error(400, BAD_IMAGE_MESSAGE)
     body = _image_response(model, prompt_tokens, mime, output, with_text)

@@ -25,6 +25,7 @@ from google.genai import types
 from PIL import Image
 
 from photoslot.emulator import make_app, start_emulator
+from photoslot.emulator.transform import model_size
 from tests.conftest import FIXTURES
 
 KEY = "emulator-key"
@@ -129,7 +130,7 @@ async def wait_for(predicate, timeout: float = 5.0) -> None:
 # --------------------------------------------------------------------------------- Gemini
 
 
-async def test_real_sdk_round_trip_returns_transformed_image_of_same_size(emulator, http):
+async def test_real_sdk_round_trip_returns_transformed_image_at_the_models_size(emulator, http):
     photo = fixture_bytes("dslr_landscape.jpg")
     resp = await sdk_edit(sdk_client(emulator.base_url), photo)
     assert resp.candidates[0].finish_reason == types.FinishReason.STOP
@@ -137,7 +138,7 @@ async def test_real_sdk_round_trip_returns_transformed_image_of_same_size(emulat
     assert len(blobs) == 1 and blobs[0].mime_type == "image/png"
     out = Image.open(io.BytesIO(blobs[0].data))
     assert out.format == "PNG"
-    assert out.size == (3000, 2000)
+    assert out.size == (1248, 832)  # gemini-2.5-flash-image's 3:2 size, not the photo's 3000 × 2000
     original = Image.open(io.BytesIO(photo)).convert("RGB").resize((60, 40))
     changed = out.convert("RGB").resize((60, 40))
     diff = sum(abs(a - b) for pa, pb in zip(original.get_flattened_data(), changed.get_flattened_data())
@@ -156,7 +157,7 @@ async def test_v1beta_path_and_jpeg_output_mime(emulator, http):
     resp = await sdk_edit(client, fixture_bytes("small_photo.png"), mime="image/png")
     blob = image_parts(resp)[0]
     assert blob.mime_type == "image/jpeg"
-    assert Image.open(io.BytesIO(blob.data)).size == (451, 300)
+    assert Image.open(io.BytesIO(blob.data)).size == (1248, 832)
     log = (await get_json(http, f"{emulator.base_url}/emulator/requests"))["requests"]
     assert log[-1]["path"] == f"/v1beta/models/{MODEL}:generateContent"
 
@@ -166,7 +167,30 @@ async def test_exif_orientation_is_not_applied_to_stored_pixels(emulator, http):
     resp = await sdk_edit(sdk_client(emulator.base_url),
                           fixture_bytes("dslr_portrait_orientation6.jpg"))
     stored = Image.open(io.BytesIO(fixture_bytes("dslr_portrait_orientation6.jpg"))).size
-    assert Image.open(io.BytesIO(image_parts(resp)[0].data)).size == stored
+    assert stored[0] > stored[1]
+    assert Image.open(io.BytesIO(image_parts(resp)[0].data)).size == model_size(*stored)  # landscape, as stored
+
+
+@pytest.mark.parametrize("width, height, expected", [
+    (3000, 2000, (1248, 832)), (2000, 3000, (832, 1248)), (1000, 1000, (1024, 1024)),
+    (1920, 1080, (1344, 768)), (1080, 1920, (768, 1344)), (4000, 3000, (1184, 864)),
+    (3000, 4000, (864, 1184)), (2560, 1080, (1536, 672)), (1000, 1250, (896, 1152)),
+])
+def test_model_size_is_the_nearest_real_aspect_ratio(width, height, expected):
+    assert model_size(width, height) == expected
+
+
+async def test_output_size_input_keeps_the_stored_size_and_echo_returns_the_photo(emulator, http):
+    photo = fixture_bytes("small_photo.png")
+    await control(http, emulator, provider="gemini", output_size="input", output_mime="image/jpeg")
+    resp = await sdk_edit(sdk_client(emulator.base_url), photo, mime="image/png")
+    assert Image.open(io.BytesIO(image_parts(resp)[0].data)).size == (451, 300)
+    await control(http, emulator, provider="gemini", output_size="echo")
+    resp = await sdk_edit(sdk_client(emulator.base_url), photo, mime="image/png")
+    (blob,) = image_parts(resp)
+    assert blob.data == photo and blob.mime_type == "image/png"
+    async with http.post(f"{emulator.base_url}/emulator/control", json={"output_size": "huge"}) as r:
+        assert r.status == 400 and "output_size" in (await r.json())["error"]
 
 
 async def test_wrong_api_key_raises_sdk_client_error_400(emulator):
