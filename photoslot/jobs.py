@@ -190,15 +190,18 @@ def admin_view(job: dict, cfg, now: dt.datetime) -> dict:
 
 
 class DoneWaiters:
-    """In-process registry of ingests waiting for their job; fed by LISTEN photoslot_job_done.
+    """In-process registry of ingests waiting for their job; fed by LISTEN photoslot_job_done, and
+    directly by a worker of the same process (deliver: the finalized row and result, no re-read).
 
-    The notification only says "look now"; the waiter always re-reads the job row, so a missed
+    The notification only says "look now"; the waiter then re-reads the job row, so a missed
     or duplicated notification is harmless (poll_forever, one query per second for all waiters of
     the process, covers a lost one).
     """
 
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
+        self._delivered: dict[str, tuple[dict, bytes | None]] = {}
+        self._expected: set[str] = set()  # being finalized by a worker of this process (expect/settle)
 
     def register(self, job_id) -> asyncio.Event:
         ev = asyncio.Event()
@@ -207,9 +210,32 @@ class DoneWaiters:
 
     def unregister(self, job_id) -> None:
         self._events.pop(str(job_id), None)
+        self._delivered.pop(str(job_id), None)
+
+    def expect(self, job_id) -> None:
+        """A worker of this process is about to finalize the job: its notification is not waited
+        for (it can arrive before the worker has the row); settle() hands the row over instead."""
+        self._expected.add(str(job_id))
+
+    def settle(self, job_id, row: dict | None = None, body: bytes | None = None) -> None:
+        """After expect(), whatever happened: the finalized row (and the result's bytes) go to the
+        waiting ingest, which then answers without re-reading either; without a row (someone else
+        finalized first, or the database failed) the ingest is woken to read the job itself."""
+        key = str(job_id)
+        self._expected.discard(key)
+        if row is not None and key in self._events:
+            self._delivered[key] = (row, body)
+        self._wake(key)
+
+    def delivered(self, job_id) -> tuple[dict, bytes | None] | None:
+        return self._delivered.pop(str(job_id), None)
 
     def notify(self, payload: str) -> None:
-        ev = self._events.get(payload)
+        if payload not in self._expected:  # else settle() wakes the ingest, with the row
+            self._wake(payload)
+
+    def _wake(self, key: str) -> None:
+        ev = self._events.get(key)
         if ev is not None:
             ev.set()
 
@@ -226,7 +252,7 @@ class DoneWaiters:
         if not self._events:
             return
         for row in await db.fetchall("jobs_finalized_among", ids=list(self._events)):
-            self.notify(str(row["id"]))
+            self._wake(str(row["id"]))
 
     async def poll_forever(self, db, interval: float) -> None:
         while True:

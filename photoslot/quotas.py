@@ -5,9 +5,10 @@ Every provider request is counted, retries included, by every process against on
 are fixed: the UTC minute and the UTC day, both read from the injected clock.
 
 Two uses:
-- ingest asks `exhausted()` before it accepts a photo: a spent quota answers 503
+- ingest asks `exhausted_among()` (the counts come with its admission query) before it accepts a photo: a spent quota answers 503
   `quota_exhausted` at once with Retry-After, and no doomed job is queued;
-- the worker calls `take()` right before each request; a quota spent meanwhile (jobs already
+- the worker calls `take_request()` (take() and the job's request count in one round trip) right
+  before each request; a quota spent meanwhile (jobs already
   queued) ends the job as failed/`quota_exhausted`, which the jobs list shows.
 """
 from __future__ import annotations
@@ -67,13 +68,19 @@ async def counts(db, provider_id: str, now: dt.datetime) -> dict[str, int]:
 
 async def exhausted(db, cfg, provider_id: str, now: dt.datetime) -> Exhausted | None:
     """The first spent window of this provider, or None. Read-only; no round trip without limits."""
-    lim = limits(cfg, provider_id)
-    if all(v is None for v in lim.values()):
+    if all(v is None for v in limits(cfg, provider_id).values()):
         return None
-    used = await counts(db, provider_id, now)
+    return exhausted_among(cfg, provider_id, await counts(db, provider_id, now), now)
+
+
+def exhausted_among(cfg, provider_id: str, used: dict, now: dt.datetime) -> Exhausted | None:
+    """The first spent window given the requests counted so far ({window: requests}, as the ingest's
+    admission query reads them in the same round trip as the slot)."""
+    lim = limits(cfg, provider_id)
     for window in ("day", "minute"):  # the day's reset is the one that matters when both are spent
-        if lim[window] is not None and used[window] >= lim[window]:
-            return Exhausted(provider_id, window, used[window], lim[window], _retry_after(window, now))
+        n = int(used.get(window) or 0)
+        if lim[window] is not None and n >= lim[window]:
+            return Exhausted(provider_id, window, n, lim[window], _retry_after(window, now))
     return None
 
 
@@ -89,6 +96,20 @@ async def take(db, cfg, provider_id: str, now: dt.datetime) -> None:
                 spent = Exhausted(provider_id, window, lim[window], lim[window], _retry_after(window, now))
                 # Leaving the block with an exception rolls the other window's count back.
                 raise ProviderFailure("quota_exhausted", spent.detail, 503)
+
+
+async def take_request(db, cfg, provider_id: str, now: dt.datetime, job_id) -> None:
+    """take() and the job's provider_requests + 1 in one round trip; raises like take(), counting
+    nothing, when a window is spent."""
+    lim = limits(cfg, provider_id)
+    starts = window_starts(now)
+    row = await db.fetchone("quota_take_request", provider_id=provider_id, job_id=job_id, now=now,
+                            minute=starts["minute"], minute_limit=lim["minute"], day=starts["day"],
+                            day_limit=lim["day"])
+    window = row["spent"] if row else None
+    if window is not None:
+        spent = Exhausted(provider_id, window, lim[window], lim[window], _retry_after(window, now))
+        raise ProviderFailure("quota_exhausted", spent.detail, 503)
 
 
 async def usage(db, cfg, now: dt.datetime) -> dict[str, dict]:

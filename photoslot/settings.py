@@ -173,15 +173,20 @@ async def provider_api_key(db, cfg, name: str) -> str | None:
     """The key a provider client should use: one set over the admin API wins over the config file.
     A stored key this data dir cannot decrypt is reported (once per process) and the config's used."""
     rows = await db.fetchall("settings_all")
-    for r in rows:
-        if r["key"] == PROVIDER_KEY_PREFIX + name:
-            try:
-                return secrets.unsealed(cfg, r["value"])
-            except secrets.SecretUnreadable as exc:
-                if name not in _unreadable_reported:
-                    _unreadable_reported.add(name)
-                    event(log, "provider_key_unreadable", logging.ERROR, provider=name, error=exc.message)
-                break
+    stored = next((r["value"] for r in rows if r["key"] == PROVIDER_KEY_PREFIX + name), None)
+    return provider_api_key_from(cfg, name, stored)
+
+
+def provider_api_key_from(cfg, name: str, stored) -> str | None:
+    """provider_api_key() given the stored setting's value (None: none stored) — a worker's claim
+    reads it in the claim's own round trip (queries/jobs.sql job_claim)."""
+    if stored is not None:
+        try:
+            return secrets.unsealed(cfg, stored)
+        except secrets.SecretUnreadable as exc:
+            if name not in _unreadable_reported:
+                _unreadable_reported.add(name)
+                event(log, "provider_key_unreadable", logging.ERROR, provider=name, error=exc.message)
     return cfg.get(f"providers.{name}.api_key")
 
 

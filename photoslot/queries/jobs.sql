@@ -28,8 +28,11 @@ LIMIT %(limit)s;
 
 -- name: job_claim
 -- One round trip: photoslot_claim_job() (schema.sql) takes the per-provider advisory lock, counts
--- live leases against max_parallel and claims the oldest open job with SKIP LOCKED.
-SELECT * FROM photoslot_claim_job(%(provider_id)s, %(worker_id)s, %(now)s, %(lease_expires_at)s, %(max_parallel)s);
+-- live leases against max_parallel and claims the oldest open job with SKIP LOCKED. The provider's
+-- API key stored over the admin API ('provider_key.' || provider, secrets.PROVIDER_KEY_PREFIX) comes
+-- along, sealed: the attempt needs it next, and it saves a round trip per job.
+SELECT c.*, (SELECT value FROM settings WHERE key = 'provider_key.' || %(provider_id)s) AS provider_key_stored
+FROM photoslot_claim_job(%(provider_id)s, %(worker_id)s, %(now)s, %(lease_expires_at)s, %(max_parallel)s) c;
 
 -- name: job_heartbeat
 UPDATE jobs SET lease_expires_at = %(lease_expires_at)s

@@ -20,5 +20,10 @@ SET requests = provider_request_counts.requests + 1
 WHERE %(limit)s::integer IS NULL OR provider_request_counts.requests < %(limit)s::integer
 RETURNING requests;
 
+-- name: quota_take_request
+-- Both windows and the job's request count in one round trip (migrations/0004_request_accounting.sql).
+SELECT photoslot_take_request(%(provider_id)s, %(job_id)s, %(now)s, %(minute)s, %(minute_limit)s::integer,
+                              %(day)s, %(day_limit)s::integer) AS spent;
+
 -- name: quota_prune
 DELETE FROM provider_request_counts WHERE window_start < %(cutoff)s;

@@ -36,6 +36,18 @@ SELECT s.*,
        (SELECT count(*) FROM jobs WHERE NOT is_finalized AND status = 'pending') AS pending_jobs
 FROM slots s WHERE s.id = %(slot_id)s;
 
+-- name: ingest_admission
+-- The ingest's one round trip before it reads a photo: ingest_context, plus the requests already
+-- counted in the slot's provider's current minute and day (quotas.exhausted_among).
+SELECT s.*,
+       (SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) FROM settings) AS live_settings,
+       (SELECT count(*) FROM jobs WHERE NOT is_finalized AND status = 'pending') AS pending_jobs,
+       (SELECT coalesce(jsonb_object_agg(q.window_kind, q.requests), '{}'::jsonb) FROM provider_request_counts q
+        WHERE q.provider_id = s.provider_id
+          AND ((q.window_kind = 'minute' AND q.window_start = %(minute)s)
+               OR (q.window_kind = 'day' AND q.window_start = %(day)s))) AS quota_used
+FROM slots s WHERE s.id = %(slot_id)s;
+
 -- name: slot_recent_results
 SELECT id, finalized_at, result_mime_type, result_size_bytes, result_expires_at
 FROM jobs

@@ -53,6 +53,11 @@ MAX_DROPPED_FIELD_BYTES = 1024 * 1024  # an over-long extra field is skipped up 
 RETRY_AFTER_QUEUE_FULL = 5
 RETRY_AFTER_DB = 2
 RETRY_AFTER_BUSY = 1
+# Windows that end together (_crowd): each other window ending up to CROWD_SPAN before this one
+# moves its 504 CROWD_STEP earlier, at most CROWD_CAP (with the 40 ms margin: 100 ms at most).
+CROWD_SPAN = 0.1
+CROWD_STEP = 0.002
+CROWD_CAP = 0.06
 GUESS_REPORT_SECONDS = 60  # who is guessing: one summary per minute at most, never a line per guess
 # Outcomes a guesser produces by the thousand: counted in the guess report and the metrics, not
 # logged one line each.
@@ -90,7 +95,7 @@ class Shot:
 @dataclass
 class Admission:
     """What the admit stage settled: the slot's row with the live settings, and the deadlines."""
-    context: dict              # the slot row, live settings and queue depth (queries/slots.sql ingest_context)
+    context: dict              # the slot row, live settings, queue depth, quota used (queries/slots.sql ingest_admission)
     live: live_settings.LiveSettings
     window: float              # T_sync_response for this shot, seconds
     deadline: float            # loop time to answer by: the window less deadline_margin_ms
@@ -115,11 +120,13 @@ class IngestHandler:
         self.in_flight: set[asyncio.Task] = set()
         self._tasks: set[asyncio.Task] = set()
         self.margin = float(self.cfg.get("ingest.deadline_margin_ms")) / 1000.0
-        self.lag = LagMonitor()
+        self.lag = LagMonitor(busy=lambda: bool(self.in_flight))
+        self._ends: dict[uuid.UUID, float] = {}  # waiting shots' window ends (loop time), for _crowd
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         task = asyncio.current_task()
         self.in_flight.add(task)
+        self.lag.wake()
         try:
             return await self._handle(request)
         finally:
@@ -279,7 +286,9 @@ class IngestHandler:
         if declared_size is not None and declared_size > max_bytes + 256 * 1024:
             raise IngestError(413, "payload_too_large", f"upload is larger than {self.cfg.get('ingest.max_upload_mb')} MB",
                               unread_body=True)
-        context = await _reachable(self.ctx.db.fetchone("ingest_context", slot_id=shot.slot_id), unread_body=True)
+        starts = quotas.window_starts(shot.arrived)
+        context = await _reachable(self.ctx.db.fetchone("ingest_admission", slot_id=shot.slot_id,
+                                                        minute=starts["minute"], day=starts["day"]), unread_body=True)
         shot.provider = context["provider_id"] if context is not None else None
         if context is None:
             raise IngestError(404, "slot_not_found", f"{shot.slot_id} is not configured or is disabled",
@@ -295,8 +304,7 @@ class IngestHandler:
         if context["pending_jobs"] >= int(self.cfg.get("ingest.max_pending_jobs")):
             raise IngestError(429, "queue_full", f"{context['pending_jobs']} jobs are waiting; retry shortly",
                               retry_after=RETRY_AFTER_QUEUE_FULL, unread_body=True)
-        spent = await _reachable(quotas.exhausted(self.ctx.db, self.cfg, context["provider_id"], shot.arrived),
-                                 unread_body=True)
+        spent = quotas.exhausted_among(self.cfg, context["provider_id"], context["quota_used"] or {}, shot.arrived)
         if spent is not None:  # a job queued now could only fail: refuse before reading the photo
             raise IngestError(503, "quota_exhausted", spent.detail, retry_after=spent.retry_after, unread_body=True)
         return self._admission(shot, context, live, max_bytes)
@@ -536,17 +544,34 @@ class IngestHandler:
     # ---------------------------------------------------------------- 5. wait and answer
 
     async def _wait_and_answer(self, job_id, waiter: asyncio.Event, deadline: float, hard_deadline: float):
-        job = await self._wait(job_id, waiter, deadline)
-        if job is not None:
-            return await self._answer_finalized(job)
+        self._ends[job_id] = hard_deadline
+        try:
+            done = await self._wait(job_id, waiter, deadline, hard_deadline)
+        finally:
+            self._ends.pop(job_id, None)
+        if done is not None:
+            return await self._answer_finalized(*done)
         return await self._answer_window_closed(job_id, deadline, hard_deadline)
 
-    async def _wait(self, job_id, waiter: asyncio.Event, deadline: float) -> dict | None:
-        """The finalized job, or None once the window is over (or serve is shutting down)."""
+    def _crowd(self, job_id, hard_deadline: float) -> float:
+        """How much earlier to give up when other windows end together with this one (booths that
+        shot in the same second): their 504s — each a finalizing UPDATE and an answer on this
+        loop — go out one after another, so the last would leave late. CROWD_STEP per window
+        ending within CROWD_SPAN before this one, at most CROWD_CAP: an ordinary 504 never leaves
+        more than deadline_margin_ms + CROWD_CAP before the window ends."""
+        if len(self._ends) < 2:
+            return 0.0
+        others = sum(1 for end in self._ends.values() if hard_deadline - CROWD_SPAN <= end <= hard_deadline) - 1
+        return min(CROWD_CAP, others * CROWD_STEP)
+
+    async def _wait(self, job_id, waiter: asyncio.Event, deadline: float,
+                    hard_deadline: float) -> tuple[dict, bytes | None] | None:
+        """The finalized job (and its result's bytes when a worker of this process handed them over),
+        or None once the window is over (or serve is shutting down)."""
         loop = asyncio.get_running_loop()
         while True:
             # React one loop-lag early: a timer due at the deadline fires about that late.
-            remaining = deadline - self.lag.seconds - loop.time()
+            remaining = deadline - self.lag.seconds - self._crowd(job_id, hard_deadline) - loop.time()
             if remaining <= 0 or self.shutdown.is_set():
                 return None
             # Woken by NOTIFY, by the process-wide fallback poll (jobs.DoneWaiters.poll_forever),
@@ -556,12 +581,15 @@ class IngestHandler:
             if not waiter.is_set():
                 continue
             waiter.clear()
+            delivered = self.ctx.waiters.delivered(job_id)
+            if delivered is not None:  # finalized by a worker of this process: no re-read
+                return delivered
             try:
                 job = await jobs.get(self.ctx.db, job_id)
             except DatabaseUnavailable:
                 continue
             if job is not None and job["is_finalized"]:
-                return job
+                return job, None
 
     async def _answer_window_closed(self, job_id, deadline: float, hard_deadline: float):
         """Finalize the job ourselves — unless the worker won the race — and answer inside the window."""
@@ -588,10 +616,11 @@ class IngestHandler:
         status, label = ingest_answer(row)
         return error_response(status, label, detail, job_id=job_id), label
 
-    async def _answer_finalized(self, job: dict):
+    async def _answer_finalized(self, job: dict, body: bytes | None = None):
         if job["status"] == "succeeded":
             try:
-                body = await asyncio.to_thread(Path(job["result_file_path"]).read_bytes)
+                if body is None:
+                    body = await asyncio.to_thread(Path(job["result_file_path"]).read_bytes)
             except OSError:
                 return error_response(500, "internal_error", "the result file is missing", job_id=job["id"]), \
                     "internal_error"

@@ -4,7 +4,8 @@ The ingest promises an answer within T_sync_response of the request's *arrival*.
 is busy (many uploads at once on a 2-core PC) two things slip by about the loop's lag: the
 handler starts after the request arrived, and the deadline timer fires after it was due. Taking
 the current lag off both keeps the 504 inside the window under load, while an idle server
-(lag ≈ 0) answers at T − deadline_margin_ms exactly as before.
+(lag ≈ 0) answers at T − deadline_margin_ms exactly as before. The probe runs only while shots
+are in flight (and a little after): an idle server is not woken 50 times a second.
 """
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ class LagMonitor:
     TICK = 0.02      # seconds between probes
     DECAY = 0.9      # per tick: a spike is forgotten within ~0.5 s of calm
     CAP = 0.25       # never react more than this early: the window must stay usable
+    LINGER = 2.0     # probing goes on this long after the last shot; an idle server is not probed
 
-    def __init__(self) -> None:
+    def __init__(self, busy=lambda: True) -> None:
         self._lag = 0.0
         self._task: asyncio.Task | None = None
+        self._busy = busy  # whether shots are in flight (the ingest's count)
+        self._enabled = False
 
     @property
     def seconds(self) -> float:
@@ -27,18 +31,36 @@ class LagMonitor:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        quiet_since = None
         while True:
             due = loop.time() + self.TICK
             await asyncio.sleep(self.TICK)
-            late = max(0.0, loop.time() - due)
+            now = loop.time()
+            late = max(0.0, now - due)
             # keep the recent maximum: the deadline must survive the next spike, not the average
             self._lag = max(late, self._lag * self.DECAY)
+            if self._busy():
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since > self.LINGER:
+                # 50 wake-ups a second cost an idle server about a percent of a core: stop until
+                # the next shot (an idle loop has no lag to measure; the figure starts again at 0)
+                self._lag = 0.0
+                self._task = None
+                return
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="photoslot-loop-lag")
+        """Allow probing; it runs while shots are in flight (wake() at each one's arrival)."""
+        self._enabled = True
+        self.wake()
+
+    def wake(self) -> None:
+        if self._enabled and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="photoslot-loop-lag")
 
     async def stop(self) -> None:
+        self._enabled = False
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

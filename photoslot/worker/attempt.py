@@ -28,10 +28,14 @@ CALL_TIMEOUT_SLACK = 1.0  # a call still open this close to the deadline when th
 _reports: set[asyncio.Task] = set()  # health reports made while the attempt itself is being cancelled
 
 
+_NOT_READ = object()
+
+
 class Attempt:
     def __init__(self, ctx, client: ProviderClient | None, job: dict, *, finalizing: set[str]) -> None:
         self.ctx = ctx
         self.client = client
+        self.stored_key = job.pop("provider_key_stored", _NOT_READ)  # sealed; kept off the job's dict
         self.job = job
         self.job_id = job["id"]
         self.settings = job["slot_settings"] or {}
@@ -100,7 +104,10 @@ class Attempt:
             await self.fail("internal_error", f"provider {job['provider_id']!r} is not available in this version")
             return None
         # A key set over the admin API wins over the config file's, from the next job on, in every process.
-        self.client.use_key(await live_settings.provider_api_key(ctx.db, ctx.cfg, job["provider_id"]))
+        if self.stored_key is _NOT_READ:
+            self.client.use_key(await live_settings.provider_api_key(ctx.db, ctx.cfg, job["provider_id"]))
+        else:  # read by the claim, in its own round trip
+            self.client.use_key(live_settings.provider_api_key_from(ctx.cfg, job["provider_id"], self.stored_key))
         image, mime = await media.off_loop(media.prepare_for_provider, job["upload_path"], job["upload_mime"],
                                            ctx.cfg.get(f"providers.{job['provider_id']}.max_input_megapixels"))
         data = ProviderInput(image=image, mime=mime, prompt=self.settings.get("prompt") or "",
@@ -170,11 +177,17 @@ class Attempt:
         ctx.media.remove(job["upload_path"])  # before the UPDATE, as in fail()
         await self._close_links()
         self.finalizing.add(str(self.job_id))
-        row = await jobs.finalize_success(
-            ctx.db, ctx.media, job_id=self.job_id, now=ctx.clock.now(), result_path=str(path), mime=out_mime,
-            size=len(body), checksum=media.sha256_hex(body),
-            default_retention_hours=float(ctx.cfg.get("results.retention_hours")),
-            response_id=result.response_id, tokens=result.tokens, provider_ms=provider_ms)
+        checksum = media.sha256_hex(body)
+        row = None
+        ctx.waiters.expect(self.job_id)
+        try:
+            row = await jobs.finalize_success(
+                ctx.db, ctx.media, job_id=self.job_id, now=ctx.clock.now(), result_path=str(path), mime=out_mime,
+                size=len(body), checksum=checksum,
+                default_retention_hours=float(ctx.cfg.get("results.retention_hours")),
+                response_id=result.response_id, tokens=result.tokens, provider_ms=provider_ms)
+        finally:  # an ingest of this process answers from the row and these bytes, with no re-read
+            ctx.waiters.settle(self.job_id, row, body)
         if row is None:
             ctx.media.remove(path)
             event(log, "late_result_discarded", **self.fields, provider_ms=provider_ms)
@@ -190,8 +203,13 @@ class Attempt:
         with contextlib.suppress(DatabaseUnavailable):
             await self._close_links()
         self.finalizing.add(str(self.job_id))
-        row = await jobs.finalize_failure(ctx.db, ctx.media, job_id=self.job_id, now=ctx.clock.now(), reason=reason,
-                                          detail=detail, answer_status=answer_status)
+        row = None
+        ctx.waiters.expect(self.job_id)
+        try:
+            row = await jobs.finalize_failure(ctx.db, ctx.media, job_id=self.job_id, now=ctx.clock.now(),
+                                              reason=reason, detail=detail, answer_status=answer_status)
+        finally:
+            ctx.waiters.settle(self.job_id, row)
         if row is None:
             event(log, "late_outcome_discarded", **self.fields, outcome=reason)
         else:
@@ -209,9 +227,9 @@ class Attempt:
             # a retry would only wait out the booth's window.
             raise ProviderFailure("provider_unavailable", describe(ctx.health.get(provider), ctx.clock.now()), 503)
         # Quotas count every request, retries included; a spent one ends the job before sending.
-        await quotas.take(ctx.db, ctx.cfg, self.job["provider_id"], ctx.clock.now())
+        # Counted on the job in the same round trip (quotas.take_request).
+        await quotas.take_request(ctx.db, ctx.cfg, self.job["provider_id"], ctx.clock.now(), self.job_id)
         self.requests += 1
-        await jobs.record_provider(ctx.db, job_id=self.job_id, now=ctx.clock.now(), requests=1)
         self.in_call = True
 
     async def _on_health(self, ok: bool, problem: str | None) -> None:

@@ -37,12 +37,16 @@ class WorkerPool:
         self.poll = float(self.cfg.get("workers.poll_interval_seconds"))
         self._wake: list[asyncio.Event] = []
         self._idle: collections.deque[asyncio.Event] = collections.deque()  # workers waiting for work
+        self._hints: dict[asyncio.Event, str | None] = {}  # the provider a notification named, per woken worker
+        # Wake-ups that came while every worker was busy: the next worker to finish takes one
+        # instead of waiting (a lost wake-up would leave a job to the 1 s ticker).
+        self._pending: collections.deque[str | None] = collections.deque(maxlen=max(16, 4 * concurrency))
         self._tasks: list[asyncio.Task] = []
         self._running: dict[str, asyncio.Task] = {}  # job id -> provider task
         self._finalizing: set[str] = set()  # jobs this pool is finalizing right now
         self._stopping = False
         if ctx.listener is not None:
-            ctx.listener.subscribe(jobs.NEW_CHANNEL, lambda _payload: self._wake_one())
+            ctx.listener.subscribe(jobs.NEW_CHANNEL, self._on_new)
             ctx.listener.subscribe(jobs.DONE_CHANNEL, self._on_done)
             ctx.listener.on_reconnect(self._wake_all)
             # a provider back up (or a probe due) has jobs waiting that no job-new notification announces
@@ -73,14 +77,20 @@ class WorkerPool:
             await client.close()
         event(log, "workers_stopped", worker=self.worker_id)
 
-    def _wake_one(self) -> None:
+    def _wake_one(self, provider_id: str | None = None) -> None:
         """One notification, one idle worker: waking all of them for every enqueued or finished job
-        makes N workers race for one row (a claim-query storm when many deadlines end together)."""
+        makes N workers race for one row (a claim-query storm when many deadlines end together).
+        A notification names its provider: the worker claims that one only (one statement)."""
         while self._idle:
             ev = self._idle.popleft()
             if not ev.is_set():
+                self._hints[ev] = provider_id
                 ev.set()
                 return
+        self._pending.append(provider_id)
+
+    def _on_new(self, provider_id: str) -> None:
+        self._wake_one(provider_id if provider_id in catalogue.CATALOGUE else None)
 
     def _wake_all(self) -> None:
         for ev in self._wake:
@@ -96,13 +106,13 @@ class WorkerPool:
     # ---------------------------------------------------------------- claim loop
 
     async def _loop(self, index: int, wake: asyncio.Event) -> None:
-        providers = list(catalogue.CATALOGUE)
+        every = list(catalogue.CATALOGUE)
+        hint: str | None = None  # None: look at every provider (start, ticker, reconnect)
         while not self._stopping:
             wake.clear()
             job = None
             try:
-                random.shuffle(providers)
-                for provider_id in providers:
+                for provider_id in [hint] if hint else random.sample(every, len(every)):
                     job = await self._claim(provider_id)
                     if job is not None:
                         break
@@ -110,16 +120,22 @@ class WorkerPool:
                 event(log, "claim_failed", logging.WARNING, worker=self.worker_id, error=exc)
                 await asyncio.sleep(1.0)
                 continue
-            if job is None:
-                self._idle.append(wake)
-                try:
-                    await wake.wait()
-                finally:
-                    with contextlib.suppress(ValueError):
-                        self._idle.remove(wake)
+            if job is not None:
+                if hint is None:
+                    self._wake_one()  # a blind look found work: there may be more, let a colleague look too
+                await self._execute(job)
+                # No claim of our own now: every finished job notifies (a provider slot is free), and
+                # that notification wakes the one worker that claims the next job, if there is one.
+            if self._pending:
+                hint = self._pending.popleft()
                 continue
-            self._wake_one()  # there may be more waiting: let one idle colleague look too
-            await self._execute(job)
+            self._idle.append(wake)
+            try:
+                await wake.wait()
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._idle.remove(wake)
+            hint = self._hints.pop(wake, None)
 
     async def _claim(self, provider_id: str) -> dict | None:
         """A job of this provider — unless it is down (photoslot/health_rule.py): then none while it
