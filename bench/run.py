@@ -173,8 +173,10 @@ class Rig:
             "workers": {"in_process": extra.pop("workers", 64), "notify": extra.pop("notify", True)},
             "ingest": {"sync_response_seconds": extra.pop("sync", 30), "sync_response_bounds": [1, 60],
                        "max_pending_jobs": 5000, "max_upload_mb": 25},
+            # a provider slower than the window (deadline scenarios) is not taken down as failing
             "providers": {"gemini": {"api_key": KEY, "base_url": self.emulator_url, "max_parallel": 1000,
-                                     "requests_per_minute": 1000000, "requests_per_day": 10000000}},
+                                     "requests_per_minute": 1000000, "requests_per_day": 10000000,
+                                     "down_after_failures": 1000000}},
             "logging": {"level": "INFO"},
         }
         path = self.dir / f"{name}.yaml"

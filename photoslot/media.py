@@ -547,15 +547,19 @@ def encode_output(data: bytes, output_format: str | None, sent_mime: str | None 
 
     When the provider already answered in that type, upright, the bytes are kept: the
     structural check (JPEG markers, PNG chunk checksums and image data) proves a usable image
-    without a decode.
+    without a decode. Otherwise the decode that converts it is the check of its image data (a
+    PNG's is not inflated twice: that was a third of a 1 MP PNG → JPEG conversion).
     """
     target = output_mime(output_format, sent_mime)
     try:
-        photo = photos.inspect(data)
+        photo = photos.inspect(data, pixel_data=False)
+        keep = photo.mime == target and photo.orientation == 1
+        if keep:
+            photo = photos.inspect(data)
     except (photos.NotAPhoto, photos.DamagedPhoto) as exc:
         raise InvalidImage(f"provider returned no usable image: {exc}") from None
     main, photo = photos.main_image(data, photo)
-    if photo.mime == target and photo.orientation == 1:
+    if keep:
         return main, target
     out = io.BytesIO()
     try:

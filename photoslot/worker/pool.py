@@ -2,7 +2,8 @@
 
 Wake-ups come from LISTEN photoslot_job_new (a ~1 s poll is the fallback). A job finalized
 elsewhere (ingest timed out, client gone) is noticed through photoslot_job_done and its provider
-call is cancelled at once; the heartbeat catches the same thing if a notification is missed.
+call is cancelled CANCEL_DELAY later (the 504s of windows ending together go out first); the
+heartbeat catches the same thing if a notification is missed.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from photoslot.providers.registry import make_clients
 from photoslot.worker.attempt import Attempt
 
 log = logging.getLogger("photoslot.worker")
+
+CANCEL_DELAY = 0.2  # seconds between a job finalized elsewhere and its provider call being stopped
 
 
 class WorkerPool:
@@ -99,6 +102,13 @@ class WorkerPool:
     def _on_done(self, job_id: str) -> None:
         if job_id in self._finalizing:
             return  # our own finalization's notification: nothing to stop
+        if job_id in self._running:
+            # Stopped a moment later, not at once: the notification comes when an ingest gave up at
+            # its window's end, and when many windows end together their 504s must leave first —
+            # tearing down the provider calls (and reporting them to the provider health) can wait.
+            asyncio.get_running_loop().call_later(CANCEL_DELAY, self._cancel_finalized, job_id)
+
+    def _cancel_finalized(self, job_id: str) -> None:
         task = self._running.get(job_id)
         if task is not None and not task.done():
             task.cancel(msg="finalized-elsewhere")
