@@ -556,10 +556,10 @@ class PgCpu:
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT pg_backend_pid()")
-                backend = cur.fetchone()[0]
+                # while the connection is open: its backend ends with it
+                self.postmaster = psutil.Process(cur.fetchone()[0]).parent()
         finally:
             conn.close()
-        self.postmaster = psutil.Process(backend).parent()
 
     def seconds(self) -> float:
         import psutil
@@ -676,8 +676,9 @@ async def scenario_shot(rig: Rig, args, out: dict) -> None:
 
         if args.flame:  # a separate run of the same shots: the sampler's own cost stays out of the figures
             spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+            fmt = "raw" if args.flame.suffix == ".txt" else "flamegraph"  # raw: collapsed stacks, to count
             flame = subprocess.Popen([spy, "record", "-p", str(serve.pid), "-o", str(args.flame), "-r", "500",
-                                      "-f", "flamegraph", "--nonblocking"],
+                                      "-f", fmt, "--nonblocking"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             await asyncio.sleep(1.0)
             for _ in range(args.shots):

@@ -17,6 +17,7 @@ from photoslot.outcomes import FAILURE_ANSWERS, answer_for, status_for_reason
 log = logging.getLogger("photoslot.jobs")
 
 NEW_CHANNEL = "photoslot_job_new"
+NOTIFIED_POLL_SECONDS = 5.0  # the waiters' fallback poll while notifications flow (DoneWaiters.poll_forever)
 DONE_CHANNEL = "photoslot_job_done"
 
 # Every state a job can be in: pending → processing → one final state (is_finalized from then on;
@@ -254,9 +255,12 @@ class DoneWaiters:
         for row in await db.fetchall("jobs_finalized_among", ids=list(self._events)):
             self._wake(str(row["id"]))
 
-    async def poll_forever(self, db, interval: float) -> None:
+    async def poll_forever(self, db, interval: float, listener=None) -> None:
+        """With a connected listener, notifications (and a worker's own hand-over) wake every
+        waiter; a reconnect wakes them all: the poll then only runs every NOTIFIED_POLL_SECONDS."""
         while True:
-            await asyncio.sleep(interval)
+            connected = listener is not None and listener.connected.is_set()
+            await asyncio.sleep(max(interval, NOTIFIED_POLL_SECONDS) if connected else interval)
             try:
                 await self.poll_once(db)
             except Exception as exc:  # an outage: waiters answer at their deadline anyway

@@ -554,7 +554,7 @@ def encode_output(data: bytes, output_format: str | None, sent_mime: str | None 
     try:
         photo = photos.inspect(data, pixel_data=False)
         keep = photo.mime == target and photo.orientation == 1
-        if keep:
+        if keep and photo.mime == "image/png":  # kept without a decode: its image data checked here
             photo = photos.inspect(data)
     except (photos.NotAPhoto, photos.DamagedPhoto) as exc:
         raise InvalidImage(f"provider returned no usable image: {exc}") from None

@@ -51,7 +51,8 @@ async def _waiter_poll(app: web.Application):
     ctx = app[CTX]
     ingest = app[INGEST]
     ingest.lag.start()
-    task = asyncio.create_task(ctx.waiters.poll_forever(ctx.db, float(ctx.cfg.get("workers.poll_interval_seconds"))),
+    task = asyncio.create_task(ctx.waiters.poll_forever(ctx.db, float(ctx.cfg.get("workers.poll_interval_seconds")),
+                                                        ctx.listener),
                                name="photoslot-waiter-poll")
     yield
     await ingest.lag.stop()

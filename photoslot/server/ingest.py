@@ -56,8 +56,10 @@ RETRY_AFTER_BUSY = 1
 # Windows that end together (_crowd): each other window ending up to CROWD_SPAN before this one
 # moves its 504 CROWD_STEP earlier, at most CROWD_CAP (with the 40 ms margin: 100 ms at most).
 CROWD_SPAN = 0.1
-CROWD_STEP = 0.002
+CROWD_STEP = 0.003
 CROWD_CAP = 0.06
+PATH_HALF_LIFE = 30.0  # seconds
+URGENT_SECONDS = 1.5  # the loop-lag probe runs fine-grained this long before a window ends
 GUESS_REPORT_SECONDS = 60  # who is guessing: one summary per minute at most, never a line per guess
 # Outcomes a guesser produces by the thousand: counted in the guess report and the metrics, not
 # logged one line each.
@@ -120,8 +122,9 @@ class IngestHandler:
         self.in_flight: set[asyncio.Task] = set()
         self._tasks: set[asyncio.Task] = set()
         self.margin = float(self.cfg.get("ingest.deadline_margin_ms")) / 1000.0
-        self.lag = LagMonitor(busy=lambda: bool(self.in_flight))
+        self.lag = LagMonitor(busy=lambda: bool(self.in_flight), urgent=self._deadline_near)
         self._ends: dict[uuid.UUID, float] = {}  # waiting shots' window ends (loop time), for _crowd
+        self._path_s, self._path_at = 0.0, 0.0  # the 504 path's recent duration (_learn_504_path)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         task = asyncio.current_task()
@@ -551,18 +554,39 @@ class IngestHandler:
             self._ends.pop(job_id, None)
         if done is not None:
             return await self._answer_finalized(*done)
-        return await self._answer_window_closed(job_id, deadline, hard_deadline)
+        started = asyncio.get_running_loop().time()
+        try:
+            return await self._answer_window_closed(job_id, deadline, hard_deadline)
+        finally:
+            self._learn_504_path(asyncio.get_running_loop().time() - started)
+
+    def _learn_504_path(self, seconds: float) -> None:
+        """How long the 504 path (finalizing UPDATE, answer) took lately: a decaying maximum (half
+        of it forgotten every PATH_HALF_LIFE seconds), by which the next windows give up earlier."""
+        now = asyncio.get_running_loop().time()
+        kept = self._path_s * 0.5 ** ((now - self._path_at) / PATH_HALF_LIFE)
+        self._path_s, self._path_at = max(seconds, kept), now
+
+    def _deadline_near(self) -> bool:
+        """A waiting shot's window ends within URGENT_SECONDS, or shots are arriving (not waiting yet)."""
+        if len(self.in_flight) > len(self._ends):
+            return True
+        horizon = asyncio.get_running_loop().time() + URGENT_SECONDS
+        return any(end <= horizon for end in self._ends.values())
 
     def _crowd(self, job_id, hard_deadline: float) -> float:
-        """How much earlier to give up when other windows end together with this one (booths that
-        shot in the same second): their 504s — each a finalizing UPDATE and an answer on this
-        loop — go out one after another, so the last would leave late. CROWD_STEP per window
-        ending within CROWD_SPAN before this one, at most CROWD_CAP: an ordinary 504 never leaves
-        more than deadline_margin_ms + CROWD_CAP before the window ends."""
+        """How much earlier to give up than deadline_margin_ms alone says: when other windows end
+        together with this one (booths that shot in the same second) their 504s — each a
+        finalizing UPDATE and an answer on this loop — go out one after another, so the last would
+        leave late: CROWD_STEP per window ending within CROWD_SPAN before this one; and at least
+        as long as the 504 path took lately (_learn_504_path). At most CROWD_CAP: a 504 never
+        leaves more than deadline_margin_ms + CROWD_CAP (+ the loop's lag) before the window ends."""
+        now = asyncio.get_running_loop().time()
+        learned = self._path_s * 0.5 ** ((now - self._path_at) / PATH_HALF_LIFE)
         if len(self._ends) < 2:
-            return 0.0
+            return min(CROWD_CAP, learned)
         others = sum(1 for end in self._ends.values() if hard_deadline - CROWD_SPAN <= end <= hard_deadline) - 1
-        return min(CROWD_CAP, others * CROWD_STEP)
+        return min(CROWD_CAP, max(learned, others * CROWD_STEP))
 
     async def _wait(self, job_id, waiter: asyncio.Event, deadline: float,
                     hard_deadline: float) -> tuple[dict, bytes | None] | None:

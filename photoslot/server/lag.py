@@ -14,15 +14,18 @@ import contextlib
 
 
 class LagMonitor:
-    TICK = 0.02      # seconds between probes
+    TICK = 0.02      # seconds between probes near a deadline, or while the loop is late
+    CALM_TICK = 0.1  # otherwise: a shot waiting 2 s on its provider is not worth 100 wake-ups
+    CALM_LAG = 0.005
     DECAY = 0.9      # per tick: a spike is forgotten within ~0.5 s of calm
     CAP = 0.25       # never react more than this early: the window must stay usable
     LINGER = 2.0     # probing goes on this long after the last shot; an idle server is not probed
 
-    def __init__(self, busy=lambda: True) -> None:
+    def __init__(self, busy=lambda: True, urgent=lambda: True) -> None:
         self._lag = 0.0
         self._task: asyncio.Task | None = None
         self._busy = busy  # whether shots are in flight (the ingest's count)
+        self._urgent = urgent  # whether a waiting shot's window ends soon (the fine probe is needed)
         self._enabled = False
 
     @property
@@ -33,12 +36,13 @@ class LagMonitor:
         loop = asyncio.get_running_loop()
         quiet_since = None
         while True:
-            due = loop.time() + self.TICK
-            await asyncio.sleep(self.TICK)
+            tick = self.TICK if self._lag > self.CALM_LAG or self._urgent() else self.CALM_TICK
+            due = loop.time() + tick
+            await asyncio.sleep(tick)
             now = loop.time()
             late = max(0.0, now - due)
             # keep the recent maximum: the deadline must survive the next spike, not the average
-            self._lag = max(late, self._lag * self.DECAY)
+            self._lag = max(late, self._lag * self.DECAY ** (tick / self.TICK))
             if self._busy():
                 quiet_since = None
             elif quiet_since is None:

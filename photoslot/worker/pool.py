@@ -43,7 +43,13 @@ class WorkerPool:
         self._hints: dict[asyncio.Event, str | None] = {}  # the provider a notification named, per woken worker
         # Wake-ups that came while every worker was busy: the next worker to finish takes one
         # instead of waiting (a lost wake-up would leave a job to the 1 s ticker).
-        self._pending: collections.deque[str | None] = collections.deque(maxlen=max(16, 4 * concurrency))
+        # (at most one per provider — _claiming — and one blind look: it cannot grow)
+        self._pending: collections.deque[str | None] = collections.deque()
+        # One notified claim per provider at a time (_on_new/_claimed): when 50 windows end together,
+        # their 50 "a slot is free" notifications cost one empty claim, not 50 at the same instant.
+        self._seq: collections.Counter[str] = collections.Counter()   # notifications so far
+        self._owed: collections.Counter[str] = collections.Counter()  # notifications no claim has answered
+        self._claiming: set[str] = set()  # providers with a notified claim queued or running
         self._tasks: list[asyncio.Task] = []
         self._running: dict[str, asyncio.Task] = {}  # job id -> provider task
         self._finalizing: set[str] = set()  # jobs this pool is finalizing right now
@@ -90,10 +96,31 @@ class WorkerPool:
                 self._hints[ev] = provider_id
                 ev.set()
                 return
-        self._pending.append(provider_id)
+        if provider_id is not None or None not in self._pending:
+            self._pending.append(provider_id)
 
     def _on_new(self, provider_id: str) -> None:
-        self._wake_one(provider_id if provider_id in catalogue.CATALOGUE else None)
+        if provider_id not in catalogue.CATALOGUE:
+            self._wake_one()
+            return
+        self._seq[provider_id] += 1
+        self._owed[provider_id] += 1
+        if provider_id not in self._claiming:
+            self._claiming.add(provider_id)
+            self._wake_one(provider_id)
+
+    def _claimed(self, provider_id: str, job: dict | None, seq_at_start: int) -> None:
+        """A notified claim is done: a job answers one notification; none answers every notification
+        that came before the claim looked (the queue had nothing more for them). Those that came
+        meanwhile get the next claim."""
+        if job is not None:
+            self._owed[provider_id] = max(0, self._owed[provider_id] - 1)
+        else:
+            self._owed[provider_id] = min(self._owed[provider_id], self._seq[provider_id] - seq_at_start)
+        if self._owed[provider_id] > 0:
+            self._wake_one(provider_id)
+        else:
+            self._claiming.discard(provider_id)
 
     def _wake_all(self) -> None:
         for ev in self._wake:
@@ -122,10 +149,15 @@ class WorkerPool:
             wake.clear()
             job = None
             try:
-                for provider_id in [hint] if hint else random.sample(every, len(every)):
-                    job = await self._claim(provider_id)
-                    if job is not None:
-                        break
+                if hint:
+                    seq = self._seq[hint]
+                    job = await self._claim(hint)
+                    self._claimed(hint, job, seq)
+                else:
+                    for provider_id in random.sample(every, len(every)):
+                        job = await self._claim(provider_id)
+                        if job is not None:
+                            break
             except DatabaseUnavailable as exc:
                 event(log, "claim_failed", logging.WARNING, worker=self.worker_id, error=exc)
                 await asyncio.sleep(1.0)
@@ -170,8 +202,19 @@ class WorkerPool:
         poll interval. One per process, not one per worker: 64 idle workers polling each second
         cost a noticeable share of a studio PC's CPU."""
         while not self._stopping:
-            await asyncio.sleep(self.poll)
+            await asyncio.sleep(self._tick_interval())
             self._wake_one()
+
+    def _tick_interval(self) -> float:
+        """poll_interval_seconds without notifications (or while the listener is reconnecting).
+        With them, every job's arrival and end wake a worker already, and a reconnect wakes them
+        all: the blind look is then only for a job whose worker died (its lease runs out
+        unannounced), and half a lease is soon enough for that — an idle server is not woken
+        for a claim (one statement per provider) every second."""
+        listener = self.ctx.listener
+        if listener is None or not listener.connected.is_set():
+            return self.poll
+        return max(self.poll, self.lease / 2)
 
     # ---------------------------------------------------------------- one job
 
