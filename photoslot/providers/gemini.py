@@ -12,9 +12,11 @@ import logging
 import random
 
 import aiohttp
+import aiohttp.helpers
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
+from yarl import URL
 
 from photoslot.providers.base import (NO_HOOK, HealthHook, PollHook, Problems, ProviderClient, ProviderFailure,
                                       ProviderInput, ProviderResult, ReferenceHook, RequestHook)
@@ -32,6 +34,7 @@ class GeminiClient(ProviderClient):
         super().__init__(pcfg["api_key"], pcfg.get("max_attempts", 3))
         self.model = pcfg["model"]
         self._client: genai.Client | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._base_url = pcfg["base_url"]
 
     def key_changed(self) -> None:
@@ -45,9 +48,30 @@ class GeminiClient(ProviderClient):
             options = types.HttpOptions(
                 base_url=self._base_url or None,
                 retry_options=types.HttpRetryOptions(attempts=1),
+                aiohttp_client=self._http(),
             )
             self._client = genai.Client(api_key=self.api_key, http_options=options)
         return self._client
+
+    def _http(self) -> aiohttp.ClientSession | None:
+        """The SDK's HTTP session, ours: the SDK's own has trust_env=True, which makes aiohttp look
+        for a ~/.netrc on a thread for every request. The environment's proxy for the endpoint
+        (HTTPS_PROXY, NO_PROXY, …) is read once instead. None outside an event loop (the SDK
+        then makes its own)."""
+        if self._session is None or self._session.closed:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return None
+            proxy = proxy_auth = None
+            try:
+                proxy, proxy_auth = aiohttp.helpers.get_env_proxy_for_url(
+                    URL(self._base_url or "https://generativelanguage.googleapis.com"))
+            except (LookupError, AttributeError, ValueError):
+                pass  # no proxy for it in the environment
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=False,
+                                                  read_bufsize=2**22, proxy=proxy, proxy_auth=proxy_auth)
+        return self._session
 
     async def close(self) -> None:
         if self._client is not None:
@@ -56,6 +80,9 @@ class GeminiClient(ProviderClient):
             except Exception:  # closing is best effort
                 pass
             self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     # Providers see images without their file names: tell the model which image plays which part.
     ROLE_WORDING = {
