@@ -37,7 +37,8 @@ class AppContext:
     @classmethod
     async def open(cls, cfg, *, clock=None, dsn: str | None = None, listen: bool = False) -> "AppContext":
         dsn = dsn or await asyncio.to_thread(dbmod.resolve_dsn, cfg)
-        database = await dbmod.connect(dsn, pool_size=int(cfg.get("database.pool_size")))
+        database = await dbmod.connect(dsn, pool_size=int(cfg.get("database.pool_size")),
+                                       synchronous_commit=bool(cfg.get("database.synchronous_commit")))
         media = MediaStore(cfg.media_root)
         media.ensure()
         ctx = cls(cfg=cfg, clock=clock or SystemClock(), db=database, media=media)

@@ -211,9 +211,14 @@ class Database(_Runner):
             await self.pool.wait_closed()
 
 
-async def connect(dsn: str, *, pool_size: int = 10, apply_schema: bool = True) -> Database:
+async def connect(dsn: str, *, pool_size: int = 10, apply_schema: bool = True,
+                  synchronous_commit: bool = True) -> Database:
+    """`synchronous_commit=False`: this pool's commits do not wait for the WAL flush (config
+    `database.synchronous_commit`; docs/PERFORMANCE.md — a shot's five commits waited ~75 ms
+    in all for the disk of a busy PC)."""
+    extra = {} if synchronous_commit else {"options": "-c synchronous_commit=off"}
     try:
-        pool = await aiopg.create_pool(dsn, minsize=1, maxsize=pool_size, timeout=30)
+        pool = await aiopg.create_pool(dsn, minsize=1, maxsize=pool_size, timeout=30, **extra)
     except psycopg2.OperationalError as exc:
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {str(exc).strip().splitlines()[0]}") from exc
     db = Database(pool, dsn)

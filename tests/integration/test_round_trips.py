@@ -66,3 +66,13 @@ async def test_a_key_set_over_the_admin_api_reaches_the_provider_through_the_cla
         assert "settings_all" not in s.ctx.db.statements
     calls = [r for r in await emulator_requests(emulator) if r["provider"] == "gemini"]
     assert calls and all(c["outcome"] == "invalid_key" for c in calls)
+
+
+async def test_commits_do_not_wait_for_the_disk_unless_configured(make_cfg, pg_dsn):
+    """database.synchronous_commit: false (the default) → synchronous_commit=off on the pool's
+    connections; true → PostgreSQL's default (on)."""
+    for configured, expected in ((False, "off"), (True, "on")):
+        async with Studio(make_cfg(database__synchronous_commit=configured), pg_dsn, workers=0) as s:
+            async with s.ctx.db.pool.acquire() as conn, conn.cursor() as cur:
+                await cur.execute("SHOW synchronous_commit")
+                assert (await cur.fetchone())[0] == expected
