@@ -54,10 +54,12 @@ RETRY_AFTER_QUEUE_FULL = 5
 RETRY_AFTER_DB = 2
 RETRY_AFTER_BUSY = 1
 # Windows that end together (_crowd): each other window ending up to CROWD_SPAN before this one
-# moves its 504 CROWD_STEP earlier, at most CROWD_CAP (with the 40 ms margin: 100 ms at most).
+# moves its 504 CROWD_STEP earlier, at most CROWD_CAP. A 504 alone moves by what the 504 path took
+# lately (PATH_*), at most PATH_CAP: with the 40 ms margin, an ordinary 504 is ≤ 100 ms early.
 CROWD_SPAN = 0.1
-CROWD_STEP = 0.003
-CROWD_CAP = 0.06
+CROWD_STEP = 0.004
+CROWD_CAP = 0.15
+PATH_CAP = 0.06
 PATH_HALF_LIFE = 30.0  # seconds
 URGENT_SECONDS = 1.5  # the loop-lag probe runs fine-grained this long before a window ends
 GUESS_REPORT_SECONDS = 60  # who is guessing: one summary per minute at most, never a line per guess
@@ -578,15 +580,16 @@ class IngestHandler:
         """How much earlier to give up than deadline_margin_ms alone says: when other windows end
         together with this one (booths that shot in the same second) their 504s — each a
         finalizing UPDATE and an answer on this loop — go out one after another, so the last would
-        leave late: CROWD_STEP per window ending within CROWD_SPAN before this one; and at least
-        as long as the 504 path took lately (_learn_504_path). At most CROWD_CAP: a 504 never
-        leaves more than deadline_margin_ms + CROWD_CAP (+ the loop's lag) before the window ends."""
+        leave late: CROWD_STEP per window ending within CROWD_SPAN before this one, at most
+        CROWD_CAP; and at least as long as the 504 path took lately (_learn_504_path), at most
+        PATH_CAP: a 504 alone never leaves more than deadline_margin_ms + PATH_CAP (+ the loop's
+        lag) before the window ends."""
         now = asyncio.get_running_loop().time()
-        learned = self._path_s * 0.5 ** ((now - self._path_at) / PATH_HALF_LIFE)
+        learned = min(PATH_CAP, self._path_s * 0.5 ** ((now - self._path_at) / PATH_HALF_LIFE))
         if len(self._ends) < 2:
-            return min(CROWD_CAP, learned)
+            return learned
         others = sum(1 for end in self._ends.values() if hard_deadline - CROWD_SPAN <= end <= hard_deadline) - 1
-        return min(CROWD_CAP, max(learned, others * CROWD_STEP))
+        return max(learned, min(CROWD_CAP, others * CROWD_STEP))
 
     async def _wait(self, job_id, waiter: asyncio.Event, deadline: float,
                     hard_deadline: float) -> tuple[dict, bytes | None] | None:
