@@ -250,12 +250,41 @@ def check_image(source, mime: str) -> photos.Photo:
         raise DamagedImage(str(exc)) from None
     if photo.mime != mime:
         raise UnsupportedImage(f"content is not a valid {mime}")
+    whole = photo
     if photo.mime == "image/jpeg":
         main, photo = photos.main_image(data, photo)
         _jpeg_data_check(main, photo)
     elif photo.mime == "image/webp":
         _webp_data_check(data, photo)
+    if isinstance(source, (str, Path)):
+        _inspected.keep(str(source), len(data), whole)
     return photo
+
+
+class _Inspected:
+    """The structure check_image() parsed from an upload, for prepare_for_provider() of the same
+    file in the same process (an in-process worker): the photo is not parsed twice. Keyed by
+    path and size; an upload is written once and never changed."""
+
+    SIZE = 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._photos: collections.OrderedDict[str, tuple[int, photos.Photo]] = collections.OrderedDict()
+
+    def keep(self, path: str, size: int, photo: photos.Photo) -> None:
+        with self._lock:
+            self._photos[path] = (size, photo)
+            while len(self._photos) > self.SIZE:
+                self._photos.popitem(last=False)
+
+    def take(self, path: str, size: int) -> photos.Photo | None:
+        with self._lock:
+            kept = self._photos.pop(path, None)
+        return kept[1] if kept is not None and kept[0] == size else None
+
+
+_inspected = _Inspected()
 
 
 # Bytes of a scan held back on the first pass of the JPEG check; encoders pad only the last byte,
@@ -375,10 +404,12 @@ def prepare_for_provider(path, mime: str, max_megapixels: float | None = None) -
     at the DCT scale (1/2, 1/4, 1/8) that brings it within the limit, turned, re-encoded.
     """
     data = _read(path)
-    try:
-        photo = photos.inspect(data, pixel_data=False)
-    except (photos.NotAPhoto, photos.DamagedPhoto) as exc:
-        raise InvalidImage(str(exc)) from None
+    photo = _inspected.take(str(path), len(data)) if isinstance(path, (str, Path)) else None
+    if photo is None:  # not checked by this process (a `work` process, a template)
+        try:
+            photo = photos.inspect(data, pixel_data=False)
+        except (photos.NotAPhoto, photos.DamagedPhoto) as exc:
+            raise InvalidImage(str(exc)) from None
     main, photo = photos.main_image(data, photo)
     limit = int(max_megapixels * 1_000_000) if max_megapixels else 0
     too_big = bool(limit) and photo.pixels > limit
