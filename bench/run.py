@@ -37,6 +37,7 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -276,6 +277,14 @@ def _tracing() -> aiohttp.TraceConfig:
     trace.on_request_headers_sent.append(headers_sent)
     return trace
 
+
+
+def portable_flame_title(svg: Path, title: str) -> None:
+    """Replace py-spy's title (its absolute path, the pid, the output path) with one that says what
+    was sampled: the graph is kept in docs/, and the project names no folder of the machine it ran on."""
+    text = svg.read_text(encoding="utf-8")
+    svg.write_text(re.sub(r'(<text id="title"[^>]*>)[^<]*', lambda m: m.group(1) + title, text, count=1),
+                   encoding="utf-8")
 
 async def post(session: aiohttp.ClientSession, url: str, data: bytes):
     form = aiohttp.FormData()
@@ -685,6 +694,8 @@ async def scenario_shot(rig: Rig, args, out: dict) -> None:
                 await post(s, url, photo)
             flame.send_signal(signal.SIGINT)
             flame.wait(60)
+            if fmt == "flamegraph":  # py-spy titles the graph with its own command line: machine paths
+                portable_flame_title(args.flame, f"{args.shots} one-booth shots: serve sampled by py-spy at 500 Hz")
 
         rows = []
         for booths in args.bursts:
