@@ -30,12 +30,13 @@ def new_job_id() -> uuid.UUID:
 
 
 async def enqueue(db, *, job_id, slot: dict, now: dt.datetime, expires_at: dt.datetime, upload_path: str | None,
-                  upload_mime: str | None, upload_size: int | None, metadata: dict) -> None:
+                  upload_mime: str | None, upload_size: int | None, metadata: dict, is_test: bool = False) -> None:
+    """A new pending job. `is_test`: an admin's test shot, not a guest's (counted apart everywhere)."""
     await db.execute(
         "job_insert", id=job_id, slot_id=slot["id"], provider_id=slot["provider_id"],
         operation_id=slot["operation_id"], slot_settings=dict(slot["settings_json"] or {}),
         input_metadata=metadata, upload_path=upload_path, upload_mime=upload_mime,
-        upload_size_bytes=upload_size, expires_at=expires_at, now=now,
+        upload_size_bytes=upload_size, expires_at=expires_at, is_test=is_test, now=now,
     )
 
 
@@ -168,7 +169,8 @@ def job_object(job: dict, cfg) -> dict:
         "id", "slot_id", "status", "is_finalized", "failure_reason", "failure_detail", "provider_id",
         "operation_id", "provider_job_reference", "attempts", "result_file_path", "result_mime_type",
         "result_size_bytes", "result_checksum", "result_expires_at", "expires_at", "created_at", "updated_at",
-        "finalized_at", "started_at", "answer_status", "provider_requests", "provider_tokens", "poll_count")}
+        "finalized_at", "started_at", "answer_status", "provider_requests", "provider_tokens", "poll_count",
+        "is_test")}
     out["id"] = str(job["id"])
     out["download_url"] = (f"{cfg.public_base_url()}/public/results/{job['id']}"
                            if job["status"] == "succeeded" else None)

@@ -38,9 +38,10 @@ class Tally:
         self._counts: collections.Counter[tuple] = collections.Counter()
         self._task: asyncio.Task | None = None
 
-    def add(self, *, at: dt.datetime, slot_id: str, provider_id: str | None, reason: str, status: int) -> None:
+    def add(self, *, at: dt.datetime, slot_id: str, provider_id: str | None, reason: str, status: int,
+            is_test: bool = False) -> None:
         slot = slot_id if slot_id in SLOT_IDS else INVALID_SLOT
-        self._counts[(hour_of(at), slot, provider_id or "", reason, int(status))] += 1
+        self._counts[(hour_of(at), slot, provider_id or "", reason, int(status), bool(is_test))] += 1
 
     def __len__(self) -> int:
         return len(self._counts)
@@ -65,11 +66,11 @@ class Tally:
         try:
             await db.execute("rollups_add_refused", rows=[
                 {"hour": r[0].isoformat(), "slot_id": r[1], "provider_id": r[2], "reason": r[3], "status": r[4],
-                 "n": r[5]} for r in rows])
+                 "is_test": r[5], "n": r[6]} for r in rows])
         except BaseException:
             self.put_back(rows)
             raise
-        return sum(r[5] for r in rows)
+        return sum(r[-1] for r in rows)
 
     def start(self, db, interval: float) -> None:
         if self._task is None:

@@ -21,7 +21,9 @@ from photoslot.providers import catalogue
 COUNT_FIELDS = ("ingest_count", "success", "timeouts", "provider_errors", "cancelled", "internal_errors",
                 "errors", "finalized", "gemini_tokens", "gemini_requests", "turbotext_attempts",
                 # every request, refused ones included (the business's "answered 200" figure)
-                "requests", "refused", "answered_200", "answered_504", "provider_unavailable")
+                "requests", "refused", "answered_200", "answered_504", "provider_unavailable",
+                # admins' test shots, counted apart: in none of the figures above but the spend
+                "test_shots", "test_shots_succeeded")
 SLOT_GROUPS = ("hour", "day", "week")
 GLOBAL_GROUPS = ("day", "week", "month")
 GLOBAL_SORTS = ("period_start", "success", "errors", "ingest_count")

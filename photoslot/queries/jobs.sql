@@ -3,9 +3,9 @@
 
 -- name: job_insert
 INSERT INTO jobs (id, slot_id, provider_id, operation_id, slot_settings, input_metadata,
-                  upload_path, upload_mime, upload_size_bytes, expires_at, created_at, updated_at)
+                  upload_path, upload_mime, upload_size_bytes, expires_at, is_test, created_at, updated_at)
 VALUES (%(id)s, %(slot_id)s, %(provider_id)s, %(operation_id)s, %(slot_settings)s, %(input_metadata)s,
-        %(upload_path)s, %(upload_mime)s, %(upload_size_bytes)s, %(expires_at)s, %(now)s, %(now)s);
+        %(upload_path)s, %(upload_mime)s, %(upload_size_bytes)s, %(expires_at)s, %(is_test)s, %(now)s, %(now)s);
 
 -- name: job_get
 SELECT * FROM jobs WHERE id = %(job_id)s;

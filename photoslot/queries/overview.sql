@@ -8,7 +8,7 @@ SELECT s.id AS slot_id,
        count(j.id) FILTER (WHERE j.failure_reason = 'timeout') AS timeouts,
        count(j.id) FILTER (WHERE j.is_finalized AND j.status <> 'succeeded') AS errors
 FROM slots s
-LEFT JOIN jobs j ON j.slot_id = s.id
+LEFT JOIN jobs j ON j.slot_id = s.id AND NOT j.is_test
                AND j.created_at >= greatest(%(day)s::timestamptz, coalesce(s.last_reset_at, %(day)s::timestamptz))
                AND j.created_at < %(to)s
 GROUP BY s.id;

@@ -17,7 +17,12 @@ WITH bounds AS (
     SELECT p AS ps, p + b.step AS pe
     FROM bounds b, generate_series(date_trunc(%(unit)s, b.lo), b.hi - interval '1 microsecond', b.step) AS p
 ), r AS (
-    SELECT *, date_trunc(%(unit)s, hour AT TIME ZONE 'UTC') AS ps
+    -- A test shot (is_test) is no guest's shot: it counts in no run figure, only in test_shots; its
+    -- provider calls and tokens are real spend and stay in the spend columns.
+    SELECT hour, slot_id, provider_id, outcome, reason, status, provider_requests, provider_tokens,
+           CASE WHEN is_test THEN 0 ELSE requests END AS requests,
+           CASE WHEN is_test THEN requests ELSE 0 END AS test_requests,
+           date_trunc(%(unit)s, hour AT TIME ZONE 'UTC') AS ps
     FROM ingest_rollups
     WHERE (%(slot_id)s::text IS NULL OR slot_id = %(slot_id)s)
       AND (%(provider_id)s::text IS NULL OR provider_id = %(provider_id)s)
@@ -42,7 +47,9 @@ WITH bounds AS (
            coalesce(sum(requests) FILTER (WHERE outcome <> 'refused'), 0) AS finalized,
            coalesce(sum(provider_tokens) FILTER (WHERE provider_id = 'gemini'), 0) AS gemini_tokens,
            coalesce(sum(provider_requests) FILTER (WHERE provider_id = 'gemini'), 0) AS gemini_requests,
-           coalesce(sum(provider_requests) FILTER (WHERE provider_id = 'turbotext'), 0) AS turbotext_attempts
+           coalesce(sum(provider_requests) FILTER (WHERE provider_id = 'turbotext'), 0) AS turbotext_attempts,
+           coalesce(sum(test_requests), 0) AS test_shots,
+           coalesce(sum(test_requests) FILTER (WHERE outcome = 'succeeded'), 0) AS test_shots_succeeded
     FROM r
     GROUP BY GROUPING SETS ((ps), ())
 ), times AS (
@@ -52,7 +59,8 @@ WITH bounds AS (
            percentile_cont(0.5) WITHIN GROUP (ORDER BY t.ms) AS p50_ms,
            percentile_cont(0.95) WITHIN GROUP (ORDER BY t.ms) AS p95_ms
     FROM ingest_times t, generate_series(1, t.n)
-    WHERE (%(slot_id)s::text IS NULL OR t.slot_id = %(slot_id)s)
+    WHERE NOT t.is_test
+      AND (%(slot_id)s::text IS NULL OR t.slot_id = %(slot_id)s)
       AND (%(provider_id)s::text IS NULL OR t.provider_id = %(provider_id)s)
       AND (%(reset_at)s::timestamptz IS NULL OR t.reset_at >= %(reset_at)s)
       AND t.hour >= date_trunc('hour', %(from)s::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
@@ -71,12 +79,12 @@ ORDER BY period_start NULLS FIRST;
 
 -- name: rollups_add_refused
 -- One flush of the refusals counted in memory (photoslot/rollups.py), whatever their number.
-INSERT INTO ingest_rollups AS r (hour, slot_id, provider_id, outcome, reason, status, reset_at, requests)
+INSERT INTO ingest_rollups AS r (hour, slot_id, provider_id, outcome, reason, status, reset_at, is_test, requests)
 SELECT t.hour, t.slot_id, t.provider_id, 'refused', t.reason, t.status,
-       coalesce((SELECT last_reset_at FROM slots WHERE id = t.slot_id), '-infinity'), t.n
+       coalesce((SELECT last_reset_at FROM slots WHERE id = t.slot_id), '-infinity'), coalesce(t.is_test, false), t.n
 FROM jsonb_to_recordset(%(rows)s::jsonb) AS t(hour timestamptz, slot_id text, provider_id text, reason text,
-                                              status integer, n bigint)
-ON CONFLICT (hour, slot_id, provider_id, outcome, reason, status, reset_at) DO UPDATE
+                                              status integer, is_test boolean, n bigint)
+ON CONFLICT (hour, slot_id, provider_id, outcome, reason, status, reset_at, is_test) DO UPDATE
 SET requests = r.requests + EXCLUDED.requests;
 
 -- name: rollups_prune

@@ -88,6 +88,7 @@ class Shot:
     metadata: dict = field(default_factory=dict)
     filename: str | None = None  # as the booth named the photo (logged, escaped, never used as a path)
     provider: str | None = None  # the slot's provider, once the slot was read (for the rollups)
+    is_test: bool = False      # an admin's test shot: counted apart from the booths' shots everywhere
     answered_ms: int = 0
 
     @property
@@ -197,10 +198,11 @@ class IngestHandler:
             event(log, "ingest", job=str(shot.job_id) if shot.queued else None, slot=shot.slot_id, outcome=outcome,
                   status=status, ms=shot.answered_ms)
         answered = status if status is not None else 499 if outcome == "client_gone" else 500
-        metrics.safe(metrics.of(self.ctx).observe_ingest, shot.slot_id, outcome, answered, shot.answered_ms / 1000)
+        metrics.safe(metrics.of(self.ctx).observe_ingest, shot.slot_id, outcome, answered, shot.answered_ms / 1000,
+                     is_test=shot.is_test)
         if not shot.queued:  # a job is counted when it is finalized; a refusal here, in memory (rollups.py)
             self.ctx.refusals.add(at=shot.arrived, slot_id=shot.slot_id, provider_id=shot.provider, reason=outcome,
-                                  status=answered)
+                                  status=answered, is_test=shot.is_test)
 
     def _background(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -216,7 +218,7 @@ class IngestHandler:
         the job id when one was queued, the milliseconds it took)."""
         loop = asyncio.get_running_loop()
         shot = Shot(slot_id=slot_id, t0=loop.time(), started=time.perf_counter(), arrived=self.ctx.clock.now(),
-                    client="admin-test-shot")
+                    client="admin-test-shot", is_test=True)
         answer: web.StreamResponse | None = None
         outcome = "internal_error"
         try:
@@ -539,10 +541,12 @@ class IngestHandler:
         context = admission.context
         await _reachable(jobs.enqueue(self.ctx.db, job_id=shot.job_id, slot=context, now=shot.arrived,
                                       expires_at=admission.expires_at, upload_path=str(shot.path),
-                                      upload_mime=shot.mime, upload_size=shot.size, metadata=shot.metadata))
+                                      upload_mime=shot.mime, upload_size=shot.size, metadata=shot.metadata,
+                                      is_test=shot.is_test))
         shot.queued = True
         event(log, "job_queued", job=str(shot.job_id), slot=shot.slot_id, provider=context["provider_id"],
               operation=context["operation_id"], bytes=shot.size, mime=shot.mime, window_s=admission.window,
+              test=shot.is_test or None,
               upload_ms=int((time.perf_counter() - shot.started) * 1000), filename=shot.filename,
               fields=",".join(shot.metadata) or None)  # the extra fields' names only: values may be a guest's e-mail
 

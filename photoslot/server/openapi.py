@@ -50,6 +50,7 @@ COUNTS = {
     "gemini_cost": NUM, "turbotext_cost": NUM, "estimated_cost": NUM, "currency": STR,
     "requests": INT, "refused": INT, "answered_200": INT, "answered_504": INT, "provider_unavailable": INT,
     "answered_200_share": NUM, "answered_504_share": NUM, "provider_unavailable_share": NUM, "provider_calls": INT,
+    "test_shots": INT, "test_shots_succeeded": INT,
 }
 
 SCHEMAS: dict[str, dict] = {
@@ -112,7 +113,7 @@ SCHEMAS: dict[str, dict] = {
         "result_mime_type": _nullable(STR), "result_size_bytes": _nullable(INT), "result_checksum": _nullable(STR),
         "result_expires_at": _nullable(TIME), "expires_at": TIME, "created_at": TIME, "updated_at": TIME,
         "finalized_at": _nullable(TIME), "started_at": _nullable(TIME), "answer_status": _nullable(INT),
-        "provider_requests": INT, "provider_tokens": _nullable(INT), "poll_count": INT,
+        "provider_requests": INT, "provider_tokens": _nullable(INT), "poll_count": INT, "is_test": BOOL,
         "download_url": _nullable(STR)}),
     "JobAdminView": _obj({
         "job": _ref("Job"),
