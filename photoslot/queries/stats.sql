@@ -94,3 +94,31 @@ DELETE FROM ingest_rollups WHERE hour < %(cutoff)s;
 -- name: stats_rollup_rows
 -- How many rollup rows and requests are stored (doctor, tests).
 SELECT count(*) AS n, coalesce(sum(requests), 0) AS requests FROM ingest_rollups;
+
+-- name: refusals_remember
+-- One flush of the recent refusals' record (photoslot/refusals.py): one row per slot × reason ×
+-- status × test shot. A key quiet for an hour starts a new episode (its count and first time).
+INSERT INTO recent_refusals AS r (slot_id, reason, status, is_test, first_at, last_at, requests, clients, detail)
+SELECT t.slot_id, t.reason, t.status, coalesce(t.is_test, false), t.first_at, t.last_at, t.n,
+       ARRAY(SELECT jsonb_array_elements_text(coalesce(t.clients, '[]'::jsonb))), t.detail
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS t(slot_id text, reason text, status integer, is_test boolean,
+                                              first_at timestamptz, last_at timestamptz, n bigint, clients jsonb,
+                                              detail text)
+ON CONFLICT (slot_id, reason, status, is_test) DO UPDATE
+SET requests = CASE WHEN r.last_at < EXCLUDED.first_at - interval '1 hour' THEN EXCLUDED.requests
+                    ELSE r.requests + EXCLUDED.requests END,
+    first_at = CASE WHEN r.last_at < EXCLUDED.first_at - interval '1 hour' THEN EXCLUDED.first_at
+                    ELSE least(r.first_at, EXCLUDED.first_at) END,
+    last_at = greatest(r.last_at, EXCLUDED.last_at),
+    clients = CASE WHEN cardinality(EXCLUDED.clients) > 0 THEN EXCLUDED.clients ELSE r.clients END,
+    detail = coalesce(EXCLUDED.detail, r.detail);
+
+-- name: refusals_recent
+SELECT slot_id, reason, status, is_test, first_at, last_at, requests, clients, detail
+FROM recent_refusals
+WHERE last_at >= %(since)s AND last_at < %(until)s
+ORDER BY last_at DESC
+LIMIT %(limit)s;
+
+-- name: refusals_prune
+DELETE FROM recent_refusals WHERE last_at < %(cutoff)s;
