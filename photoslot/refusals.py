@@ -94,10 +94,5 @@ class RecentRefusals:
         return len(rows)
 
 
-async def recent(db, *, since: dt.datetime, until: dt.datetime, limit: int = 50) -> list[dict]:
-    """Episodes whose last refusal falls in [since, until), newest first."""
-    return await db.fetchall("refusals_recent", since=since, until=until, limit=limit)
-
-
 async def prune(db, now: dt.datetime) -> int:
     return await db.execute("refusals_prune", cutoff=now - KEEP)

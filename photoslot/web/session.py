@@ -26,7 +26,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 from multidict import MultiDict
 
-from photoslot import auth, media, sessions, users
+from photoslot import auth, media, provider_status, sessions, studio_time, users
 from photoslot.server.keys import CTX
 from photoslot.server.toolkit import FormError, read_bounded, read_form
 
@@ -46,6 +46,9 @@ LOGIN_PATH = "/admin/login"
 BACKGROUND = "X-Requested-With"
 # request key: the parsed form of a page POST
 FORM = web.RequestKey("photoslot_form", MultiDict) if hasattr(web, "RequestKey") else "photoslot_form"
+# Filled for every signed-in page by the decorators below: the studio's zone, the providers down.
+ZONE = web.RequestKey("photoslot_zone", object) if hasattr(web, "RequestKey") else "photoslot_zone"
+BANNER = web.RequestKey("photoslot_banner", list) if hasattr(web, "RequestKey") else "photoslot_banner"
 MAX_FORM_TEXT = 64 * 1024  # a text field of a page form (a prompt of 4,000 Cyrillic characters is 8 KB)
 MAX_FORM_FILES = 4
 
@@ -156,6 +159,7 @@ def _run(permission: str, *, post: bool):
                     raise auth.Forbidden("missing or wrong CSRF token; reload the page and try again")
             if permission:
                 auth.require(claims, permission)
+            await page_context(request, ctx)
             try:
                 response = await fn(request, ctx, session)
             except web.HTTPException as exc:  # a redirect: the renewed cookie goes with it
@@ -168,6 +172,13 @@ def _run(permission: str, *, post: bool):
         return handler
 
     return wrap
+
+
+async def page_context(request: web.Request, ctx) -> None:
+    """What every signed-in page shows besides its own content: times in the studio's zone, and the
+    banner while a provider is down (from this process's copy: no statement while all are up)."""
+    request[ZONE] = await studio_time.load(ctx.db)
+    request[BANNER] = await provider_status.down_now(ctx)
 
 
 def page(permission: str):
