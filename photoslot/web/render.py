@@ -82,6 +82,9 @@ async def page_errors(request: web.Request, handler):
     except web.HTTPException as exc:
         if exc.status < 400 or request.path.startswith("/admin/static/"):
             raise
+        if "X-Photoslot-Session" in exc.headers:  # a page's own background request: its session ended
+            return web.Response(status=exc.status, text=exc.text or "", headers={
+                "X-Photoslot-Session": exc.headers["X-Photoslot-Session"], **PAGE_HEADERS})
         status, message = exc.status, exc.reason
     except Exception:
         log.exception("admin page %s %s failed", request.method, request.path)

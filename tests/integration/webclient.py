@@ -25,6 +25,7 @@ class Browser:
                                           headers={"Accept-Language": lang})
         self.csrf = ""
         self.last = ""
+        self.password = ""
 
     async def __aenter__(self) -> "Browser":
         return self
@@ -40,6 +41,7 @@ class Browser:
 
     async def sign_in(self, user: str = "serg", password: str | None = None, next_page: str = "") -> int:
         password = password or password_of(self.s.cfg, user)
+        self.password = password
         async with self.http.post(self.s.base_url + "/admin/login",
                                   data={"username": user, "password": password, "next": next_page}) as r:
             self._remember(await r.text())
