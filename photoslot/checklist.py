@@ -36,7 +36,7 @@ async def steps(ctx) -> list[Step]:
     ready = [s for s in configured if s["enabled"]]
     first_slot = ready[0]["id"] if ready else (configured[0]["id"] if configured else "slot-001")
     return [
-        Step("provider_key", key_done, "/admin/providers"),
+        Step("provider_key", key_done, "/admin/settings#provider-keys"),
         Step("ingest_password", bool(facts["password_set"] and facts["booth_shot"]), "/admin/settings#ingest-password"),
         Step("public_address", address.is_set and not address.this_pc_only, "/admin/settings#public-address"),
         Step("slot", bool(ready), f"/admin/slots/{first_slot}"),

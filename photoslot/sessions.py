@@ -5,7 +5,8 @@ the session's id, kept for the session's whole life, and `auth_time`, when its a
 
 * **Sliding renewal.** A token lives `auth.web_session_idle_minutes` (120). While the page is used —
   a page opened, a form sent, typing or clicking on a page (admin.js reports it) — the cookie gets a
-  new token with a new expiry, at most once every `RENEW_EVERY`; nothing is written anywhere. The
+  new token with a new expiry, at most once a minute (a quarter of the idle time when that is
+  shorter); nothing is written anywhere. The
   pages' own live refresh does not count as use: a page left alone ends when its idle time is over.
 * **An absolute end.** However much it is used, a session ends `auth.web_session_max_hours` (14)
   after its sign-in: a lost or shared laptop is not signed in for ever.
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 from photoslot import audit, auth, users
 
-RENEW_EVERY = dt.timedelta(seconds=60)
+RENEW_EVERY = dt.timedelta(seconds=60)  # at most; a quarter of the idle time when that is shorter
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def renewal(ctx, claims: dict) -> dict | None:
     now = ctx.clock.now()
     lifetimes = Lifetimes.from_config(ctx.cfg)
     issued = dt.datetime.fromtimestamp(int(claims["iat"]), dt.timezone.utc)
-    if now - issued < RENEW_EVERY or now >= ends_at(claims, lifetimes):
+    if now - issued < min(RENEW_EVERY, lifetimes.idle / 4) or now >= ends_at(claims, lifetimes):
         return None
     return _token(ctx.cfg, claims["sub"], epoch=claims["ep"], now=now, sid=claims["sid"],
                   auth_time=int(claims["auth_time"]), permissions=claims["permissions"], lifetimes=lifetimes)
@@ -87,7 +88,8 @@ def remaining(ctx, claims: dict) -> dict:
     expires = dt.datetime.fromtimestamp(int(claims["exp"]), dt.timezone.utc)
     left = max(0, int((expires - now).total_seconds()))
     capped = "sid" in claims and expires >= ends_at(claims, Lifetimes.from_config(ctx.cfg))
-    return {"signed_in": True, "user": claims["sub"], "expires_in_sec": left, "ends": "cap" if capped else "idle"}
+    return {"signed_in": True, "user": claims["sub"], "expires_in_sec": left, "ends": "cap" if capped else "idle",
+            "idle_sec": int(Lifetimes.from_config(ctx.cfg).idle.total_seconds())}
 
 
 async def sign_out(ctx, claims: dict, *, source: str) -> None:

@@ -49,15 +49,6 @@ document.addEventListener("DOMContentLoaded", function () {
   document.querySelectorAll("form[data-draft]").forEach(function (form) {
     form.addEventListener("submit", function () { saveDraft(form, false); });
   });
-  var draft = readDraft();
-  if (document.querySelector("[data-login-form]")) {
-    if (draft && Date.now() - draft.at < 12 * 3600 * 1000) { draft.pending = true; sessionStorage.setItem(DRAFT, JSON.stringify(draft)); }
-  } else if (draft) {
-    sessionStorage.removeItem(DRAFT);
-    var target = draft.pending && draft.path === location.pathname &&
-      document.querySelector('form[data-draft][action="' + draft.action + '"]');
-    if (target) restore(target, draft.fields);
-  }
   function restore(form, fields) {
     var sw = {};
     fields.forEach(function (f) { if (f[0] === "provider_id" || f[0] === "operation_id") sw[f[0]] = f[1]; });
@@ -79,7 +70,7 @@ document.addEventListener("DOMContentLoaded", function () {
   }
 
   // ------------------------------------------------------------------ the session's watch
-  var ended = false, refreshTimer = null;
+  var ended = false, refreshTimer = null, renewEvery = 60000;
   function sessionEnded() {
     if (ended) return;
     ended = true;
@@ -99,7 +90,11 @@ document.addEventListener("DOMContentLoaded", function () {
         if (r.status === 401) { sessionEnded(); return null; }
         return r.ok ? r.json() : null;
       })
-      .then(function (state) { if (state) plan(state.expires_in_sec); })
+      .then(function (state) {
+        if (!state) return;
+        if (state.idle_sec) renewEvery = Math.max(1000, Math.min(60000, state.idle_sec * 1000 / 4));
+        plan(state.expires_in_sec);
+      })
       .catch(function () { /* the server is away: the next check tells */ });
   }
   var planned = null;
@@ -115,7 +110,7 @@ document.addEventListener("DOMContentLoaded", function () {
       document.addEventListener(type, function () {
         if (ended) return;
         var now = Date.now();
-        if (now - lastActive > 60000) { lastActive = now; check(true); }  // in use: renewed (sessions.py)
+        if (now - lastActive > renewEvery) { lastActive = now; check(true); }  // in use: renewed (sessions.py)
       }, {passive: true, capture: true});
     });
   }
@@ -153,21 +148,28 @@ document.addEventListener("DOMContentLoaded", function () {
     }
     showOperation(form);
   }
+  var detached = {};  // provider/operation → its fields as they were left (what was typed stays)
   function showOperation(form) {
     var key = form.elements.provider_id.value + "/" + form.elements.operation_id.value;
-    form.querySelectorAll("fieldset.op").forEach(function (fs) {
-      var on = fs.getAttribute("data-op") === key;
-      fs.hidden = !on; fs.disabled = !on;
-      if (on) {
-        var mode = fs.getAttribute("data-prompt");
-        var field = document.getElementById("prompt-field");
-        var prompt = form.elements.prompt, mark = document.getElementById("prompt-mark");
-        if (field && prompt) {
-          field.hidden = mode === "none"; prompt.disabled = mode === "none"; prompt.required = mode === "required";
-          if (mark) mark.textContent = mark.getAttribute(mode === "required" ? "data-required" : "data-optional");
-        }
+    var live = form.querySelector("fieldset.op");
+    if (!live || live.getAttribute("data-op") !== key) {
+      var next = detached[key];
+      if (!next) {
+        var tpl = form.querySelector('template[data-op-fields="' + key + '"]');
+        next = tpl ? tpl.content.querySelector("fieldset.op").cloneNode(true) : null;
       }
-    });
+      if (next && live) { detached[live.getAttribute("data-op")] = live; live.replaceWith(next); }
+      live = next || live;
+    }
+    if (!live) return;
+    var mode = live.getAttribute("data-prompt");
+    var field = document.getElementById("prompt-field");
+    var prompt = form.elements.prompt, mark = document.getElementById("prompt-mark");
+    if (field && prompt) {
+      field.hidden = mode === "none"; prompt.disabled = mode === "none"; prompt.required = mode === "required";
+      if (mark) mark.textContent = mark.getAttribute(mode === "required" ? "data-required" : "data-optional");
+    }
+    replaceBoxes();
   }
   document.querySelectorAll("select[data-switch]").forEach(function (sel) {
     sel.addEventListener("change", function () {
@@ -177,14 +179,22 @@ document.addEventListener("DOMContentLoaded", function () {
   document.querySelectorAll("[data-js-hide]").forEach(function (el) { el.hidden = true; });
 
   // ------------------------------------------------------------------ templates: previews, replacing asks first
-  document.querySelectorAll("select[data-preview-select]").forEach(function (sel) {
-    sel.addEventListener("change", function () {
-      var img = document.getElementById(sel.getAttribute("data-preview-select"));
-      if (!img) return;
-      if (sel.value) { img.src = "/admin/templates/" + encodeURIComponent(sel.value) + "/image"; img.hidden = false; }
-      else { img.removeAttribute("src"); img.hidden = true; }
+  // (delegated: an operation's fields come and go with the switch above)
+  document.addEventListener("change", function (e) {
+    var t = e.target;
+    if (t.matches && t.matches("select[data-preview-select]")) {
+      var img = document.getElementById(t.getAttribute("data-preview-select"));
+      if (img) {
+        if (t.value) { img.src = "/admin/templates/" + encodeURIComponent(t.value) + "/image"; img.hidden = false; }
+        else { img.removeAttribute("src"); img.hidden = true; }
+      }
       replaceBoxes();
-    });
+    }
+    if (t.matches && t.matches("input[type=file][data-preview]")) {
+      var shown = document.getElementById(t.getAttribute("data-preview"));
+      if (shown && t.files && t.files[0]) { shown.src = URL.createObjectURL(t.files[0]); shown.hidden = false; }
+    }
+    if (t.matches && t.matches("input[type=file][data-replace]")) replaceBoxes();
   });
   function replaceBoxes() {
     document.querySelectorAll("input[type=file][data-replace]").forEach(function (input) {
@@ -193,13 +203,9 @@ document.addEventListener("DOMContentLoaded", function () {
       var chosen = role && role.querySelector("select[data-preview-select]");
       if (!box) return;
       var asks = !!(chosen && chosen.value && input.files && input.files.length);
-      box.closest("label").hidden = !asks;
-      if (!asks) box.checked = false;
+      box.closest("label").hidden = !asks && !box.checked;
     });
   }
-  document.querySelectorAll("input[type=file][data-replace]").forEach(function (input) {
-    input.addEventListener("change", replaceBoxes);
-  });
   replaceBoxes();
 
   // ------------------------------------------------------------------ drop a photo; preview before sending
@@ -216,22 +222,21 @@ document.addEventListener("DOMContentLoaded", function () {
       }
     });
   });
-  document.querySelectorAll("input[type=file][data-preview]").forEach(function (input) {
-    input.addEventListener("change", function () {
-      var img = document.getElementById(input.getAttribute("data-preview"));
-      if (img && input.files && input.files[0]) { img.src = URL.createObjectURL(input.files[0]); img.hidden = false; }
-    });
-  });
 
   // ------------------------------------------------------------------ the test shot's progress
+  // The form is sent by fetch so the page can count the seconds while the shot runs (it may take the
+  // whole response window); its answer is the redirect to the result, which the page then opens.
+  // Without this script the form is sent as any form, and the browser's own spinner shows it runs.
   document.querySelectorAll("form[data-progress]").forEach(function (form) {
-    form.addEventListener("submit", function () {
+    form.addEventListener("submit", function (e) {
+      if (typeof fetch === "undefined" || typeof FormData === "undefined") return;
+      e.preventDefault();
       var max = parseInt(form.getAttribute("data-progress"), 10) || 60;
       var box = form.querySelector(".progress"), bar = box && box.querySelector("progress");
       var line = box && box.querySelector("[data-running]");
       var button = form.querySelector("button[type=submit]");
-      if (!box) return;
-      box.hidden = false;
+      if (box) box.hidden = false;
+      if (button) button.disabled = true;  // sent once: a second click would be a second paid call
       var started = Date.now();
       var tick = function () {
         var s = Math.min(max, Math.floor((Date.now() - started) / 1000));
@@ -239,9 +244,21 @@ document.addEventListener("DOMContentLoaded", function () {
         if (line) line.textContent = line.getAttribute("data-running").replace("{s}", s).replace("{max}", max);
       };
       tick();
-      setInterval(tick, 1000);
-      // sent once: a second click while it runs would be a second paid call
-      setTimeout(function () { if (button) button.disabled = true; }, 0);
+      var timer = setInterval(tick, 1000);
+      fetch(form.action, {method: "POST", body: new FormData(form), credentials: "same-origin"})
+        .then(function (r) { clearInterval(timer); window.location.assign(r.url + (r.url.indexOf("#") < 0 ? "#test-shot" : "")); })
+        .catch(function () { clearInterval(timer); form.submit(); });
     });
   });
+
+  // ------------------------------------------------------------------ back after signing in: what was typed
+  var draft = readDraft();
+  if (document.querySelector("[data-login-form]")) {
+    if (draft && Date.now() - draft.at < 12 * 3600 * 1000) { draft.pending = true; sessionStorage.setItem(DRAFT, JSON.stringify(draft)); }
+  } else if (draft) {
+    sessionStorage.removeItem(DRAFT);
+    var target = draft.pending && draft.path === location.pathname &&
+      document.querySelector('form[data-draft][action="' + draft.action + '"]');
+    if (target) restore(target, draft.fields);
+  }
 });
