@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from photoslot import jobs, slot_report, studio_time
+from photoslot import jobs, purge, slot_report, stats, studio_time, sweeper
 from photoslot import settings as live_settings
 from tests.conftest import emulator_control
 from tests.integration.studio import Studio
@@ -276,3 +276,48 @@ async def test_signing_in_in_another_tab_keeps_the_first_tabs_form_working(make_
             async with b.http.post(s.base_url + "/admin/slots/slot-008", data={"csrf": "0" * 64},
                                    allow_redirects=False) as r:
                 assert r.status == 403  # a wrong token is still refused
+
+
+async def test_days_are_the_studios_even_with_a_half_hour_zone(make_cfg, pg_dsn, photo_bytes):
+    """Rollups are per UTC hour: in India (+05:30) an hour starting 18:00 UTC (23:30 local) is the
+    evening's, the next one (00:30 local) the new day's."""
+    async with Studio(make_cfg(), pg_dsn) as s:
+        await s.set_password()
+        await s.configure("slot-001")
+        kolkata = studio_time.parse("Asia/Kolkata")
+        real = dt.datetime.now(dt.timezone.utc)
+        evening = (real - dt.timedelta(days=1)).replace(hour=18, minute=10, second=0, microsecond=0)
+        s.clock.advance((evening - s.clock.now()).total_seconds())
+        assert (await s.ingest("slot-001", photo_bytes))[0] == 200  # 23:40 in Kolkata
+        s.clock.advance(3600)
+        assert (await s.ingest("slot-001", photo_bytes))[0] == 200  # 00:40 the next day
+        s.clock.advance(3600)
+        data = await stats.series(s.ctx, slot_id=None, period="7d", tz=kolkata.sql)
+        days = {kolkata.local(p["period_start"]).date(): p["answered_200"] for p in data["metrics"] if p["answered_200"]}
+        local_evening = kolkata.local(evening).date()
+        assert days == {local_evening: 1, local_evening + dt.timedelta(days=1): 1}
+        utc = await stats.series(s.ctx, slot_id=None, period="7d")
+        assert [p["answered_200"] for p in utc["metrics"] if p["answered_200"]] == [2]  # one UTC day
+
+
+async def test_purged_and_expired_results_leave_the_galleries(make_cfg, pg_dsn, photo_bytes):
+    async with Studio(make_cfg(), pg_dsn) as s:
+        await s.set_password()
+        await s.configure("slot-001")
+        await s.configure("slot-002")
+        assert (await s.ingest("slot-001", photo_bytes))[0] == 200
+        assert (await s.ingest("slot-002", photo_bytes))[0] == 200
+        async with Browser(s) as b:
+            await b.sign_in()
+            _, page = await b.get("/admin/slots/slot-001")
+            assert page.count('alt="Result thumbnail"') == 1
+            await purge.request_purge(s.ctx, "full", actor="t", source="t")
+            await sweeper.sweep_once(s.ctx)
+            _, page = await b.get("/admin/slots/slot-001")
+            assert 'alt="Result thumbnail"' not in page and "No results yet." in page
+            _, page = await b.get("/admin/")
+            assert 'alt="Last result"' not in page
+            assert (await s.ingest("slot-002", photo_bytes))[0] == 200
+            s.clock.advance(73 * 3600)  # past the retention: expired, not shown (the sweeper may not have run)
+            _, page = await b.get("/admin/slots/slot-002")
+            assert 'alt="Result thumbnail"' not in page
