@@ -297,7 +297,7 @@ async def run_the_day(page, context, studio) -> None:
     card = page.locator(".slot-card").filter(has_text="slot-003")
     await expect(card).to_contain_text("refused × 5")
     await expect(card).to_contain_text("HTTP 401 — wrong or missing ingest password")
-    await shoot(page, studio, "slots")
+    await shoot(page, studio, "slots-event-day")
     await page.get_by_role("link", name="Statistics").click()
     by_slot = page.get_by_role("table", name="By slot")
     row3 = by_slot.get_by_role("row").filter(has_text="slot-003")
@@ -313,7 +313,7 @@ async def run_the_day(page, context, studio) -> None:
     await expect(failures).to_contain_text("provider_unavailable")
     await expect(page.locator("#refused-by-reason")).to_contain_text("wrong or missing ingest password")
     await expect(page.locator("#stats-summary")).to_contain_text("1 with a result")  # the test shot, apart
-    await shoot(page, studio, "statistics")
+    await shoot(page, studio, "statistics-event-day")
 
     # in use, the session was renewed again and again: it has long outlived its first idle time
     token = next(c["value"] for c in await context.cookies() if c["name"] == "photoslot_session")
