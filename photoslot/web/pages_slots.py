@@ -102,9 +102,13 @@ def form_uploads(form, operation) -> tuple[dict, set]:
 def echo_of(form, provider, operation) -> dict:
     """What was typed, to show it again as it was."""
     key = op_key(provider.id, operation.id)
+    params = {k[6:]: v for k, v in form.items() if k.startswith("param.") and isinstance(v, str)}
+    for name, spec in operation.params.items():
+        if spec.type == "bool" and name not in params:
+            params[name] = ""  # an unticked box sends nothing: shown unticked, not as its default
     return {"name": str(form.get("name", "")), "prompt": str(form.get("prompt", "")),
             "enabled": form.get("enabled") == "on", "output_format": str(form.get("output_format", "")),
-            "params": {key: {k[6:]: v for k, v in form.items() if k.startswith("param.") and isinstance(v, str)}},
+            "params": {key: params},
             "templates": {key: {k[9:]: v for k, v in form.items() if k.startswith("template.") and isinstance(v, str)}},
             "labels": {k[13:]: v for k, v in form.items() if k.startswith("upload_label.") and isinstance(v, str)},
             "replace": {k[8:] for k, v in form.items() if k.startswith("replace.") and v == "on"},

@@ -321,3 +321,19 @@ async def test_purged_and_expired_results_leave_the_galleries(make_cfg, pg_dsn, 
             s.clock.advance(73 * 3600)  # past the retention: expired, not shown (the sweeper may not have run)
             _, page = await b.get("/admin/slots/slot-002")
             assert 'alt="Result thumbnail"' not in page
+
+
+async def test_every_new_page_speaks_russian(make_cfg, pg_dsn, photo_bytes):
+    async with Studio(make_cfg(), pg_dsn) as s:
+        await s.set_password()
+        await s.configure("slot-001")
+        assert (await s.ingest("slot-001", photo_bytes, password="yesterday-pass"))[0] == 401
+        async with Browser(s, lang="ru-RU,ru;q=0.9") as b:
+            await b.sign_in()
+            for path, russian in (("/admin/", "Сегодня"), ("/admin/stats", "По слотам"), ("/admin/templates", "Шаблоны"),
+                                  ("/admin/providers", "Провайдеры"), ("/admin/settings", "Публичный адрес"),
+                                  ("/admin/slots/slot-001", "Изображение шаблона")):
+                status, page = await b.get(path if path != "/admin/slots/slot-001" else "/admin/slots/slot-002")
+                assert status == 200 and russian in page, path
+            _, page = await b.get("/admin/stats")
+            assert "неверный или отсутствующий пароль приёма" in page  # what the booth got, in words
