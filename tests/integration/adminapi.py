@@ -160,15 +160,22 @@ async def logged_in(studio, username: str = "serg") -> Api:
     return api
 
 
+def concrete(template: str) -> str:
+    """A path for the document's path template: slot-001, random ids."""
+    samples = {"{slot_id}": "slot-001", "{job_id}": str(uuid.uuid4()), "{template_id}": str(uuid.uuid4()),
+               "{media_id}": str(uuid.uuid4())}
+    for k, v in samples.items():
+        template = template.replace(k, v)
+    return template
+
+
 def all_secured_routes() -> list[tuple[str, str, str]]:
     """(method, concrete path, permission) for every JWT-protected operation in the document."""
-    samples = {"{slot_id}": "slot-001", "{job_id}": str(uuid.uuid4()), "{template_id}": str(uuid.uuid4())}
-    out = []
-    for template, ops in DOC["paths"].items():
-        for method, op in ops.items():
-            if op.get("x-permission"):
-                path = template
-                for k, v in samples.items():
-                    path = path.replace(k, v)
-                out.append((method.upper(), path, op["x-permission"]))
-    return out
+    return [(method.upper(), concrete(template), op["x-permission"])
+            for template, ops in DOC["paths"].items() for method, op in ops.items() if op.get("x-permission")]
+
+
+def all_api_operations() -> list[tuple[str, str]]:
+    """(method, concrete path) for every /api operation in the document."""
+    return [(method.upper(), concrete(template)) for template, ops in DOC["paths"].items()
+            if template.startswith("/api/") for method in ops]
