@@ -187,6 +187,16 @@ async def global_stats(ctx, *, from_=None, to=None, group_by: str | None = None,
                      "sort_by": sort_by, "sort_order": sort_order}}
 
 
+def dated(answer: dict) -> dict:
+    """GET /api/stats/global's periods as the admin API contract types them: dates (YYYY-MM-DD, UTC).
+    Its periods are whole UTC days, weeks or months, so nothing is lost; `period_end` stays the
+    first day after the period, as the date-time form's end is exclusive. The CLI keeps the times."""
+    for period in answer["data"]:
+        for key in ("period_start", "period_end"):
+            period[key] = period[key].astimezone(dt.timezone.utc).date().isoformat()
+    return answer
+
+
 async def recent(ctx, *, slot_id: str | None, since: dt.timedelta, provider_id: str | None = None) -> dict:
     """`photoslot stats [--slot S] [--provider P] [--since DURATION]`: the same figures over the last
     `since`, as far back as the rollups are kept (the API's range limits are for its pages)."""

@@ -40,6 +40,7 @@ INT = {"type": "integer"}
 NUM = {"type": "number"}
 BOOL = {"type": "boolean"}
 TIME = {"type": "string", "format": "date-time"}
+DATE = {"type": "string", "format": "date"}
 UUID = {"type": "string", "format": "uuid"}
 SLOT_ID = {"type": "string", "pattern": "^slot-[0-9]{3}$"}
 
@@ -145,6 +146,8 @@ SCHEMAS: dict[str, dict] = {
     "JobsPage": _obj({"data": {"type": "array", "items": _ref("JobAdminView")}, "meta": _ref("PageMeta")}),
     "Counts": _obj(COUNTS),
     "PeriodCounts": _obj({"period_start": TIME, "period_end": TIME, **COUNTS}),
+    # a global period: whole UTC days, weeks or months, named by dates (period_end: the day after)
+    "DatedPeriodCounts": _obj({"period_start": DATE, "period_end": DATE, **COUNTS}),
     "StatsRange": _obj({"from": TIME, "to": TIME, "group_by": {"type": "string",
                                                                "enum": ["hour", "day", "week", "month"]}}),
     "SlotStats": _obj({
@@ -158,7 +161,7 @@ SCHEMAS: dict[str, dict] = {
         "metrics": {"type": "array", "items": _ref("PeriodCounts")},
     }),
     "GlobalStats": _obj({"range": _ref("StatsRange"), "summary": _ref("Counts"),
-                         "data": {"type": "array", "items": _ref("PeriodCounts")}, "meta": _ref("PageMeta")}),
+                         "data": {"type": "array", "items": _ref("DatedPeriodCounts")}, "meta": _ref("PageMeta")}),
     "AuditEntry": _obj({"id": INT, "at": TIME, "actor": STR, "source": STR, "action": STR,
                         "target": _nullable(STR), "details": {"type": "object"}}),
     "AuditPage": _obj({"data": {"type": "array", "items": _ref("AuditEntry")}}),
