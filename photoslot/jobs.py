@@ -207,7 +207,9 @@ async def admin_list(db, *, slot_id=None, status=None, contract_status=None, is_
 
 
 def _ms(a, b):
-    return int((b - a).total_seconds() * 1000) if a is not None and b is not None else None
+    """Milliseconds from a to b, never below 0: a claim stamped by a host whose clock runs behind
+    the ingest's is no negative wait."""
+    return max(0, int((b - a).total_seconds() * 1000)) if a is not None and b is not None else None
 
 
 def job_object(job: dict, cfg) -> dict:
@@ -232,7 +234,7 @@ def admin_view(job: dict, cfg, now: dt.datetime) -> dict:
     return {
         "job": job_object(job, cfg),
         "deadline": {"expires_at": job["expires_at"],
-                     "remaining_ms": max(0, _ms(now, job["expires_at"])),
+                     "remaining_ms": _ms(now, job["expires_at"]),
                      "is_expired": now >= job["expires_at"]},
         # a job that never left the queue waited until now (or until it was finalized)
         "metrics": {"queue_wait_ms": _ms(job["created_at"], job["started_at"] or end),

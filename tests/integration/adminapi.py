@@ -78,7 +78,7 @@ def validate(value, schema: dict, where: str = "$", *, resolve=_resolve, closed:
                 except SchemaError:
                     pass
             if not fits or (key == "oneOf" and len(fits) > 1):
-                raise SchemaError(f"{where}: {value!r} fits {len(fits)} of the {key} alternatives")
+                raise SchemaError(f"{where}: {value!r:.200} fits {len(fits)} of the {key} alternatives")
     kinds = schema.get("type")
     kinds = [kinds] if isinstance(kinds, str) else list(kinds or [])
     if value is None and (schema.get("nullable") or "null" in kinds):
@@ -86,7 +86,7 @@ def validate(value, schema: dict, where: str = "$", *, resolve=_resolve, closed:
     if value is None and kinds:
         raise SchemaError(f"{where}: null where {kinds} is required")
     if kinds and not any(_TYPES[k](value) for k in kinds):
-        raise SchemaError(f"{where}: {value!r} is not of type {kinds}")
+        raise SchemaError(f"{where}: {value!r:.200} is not of type {kinds}")
     if "enum" in schema and value not in schema["enum"]:
         raise SchemaError(f"{where}: {value!r} not in {schema['enum']}")
     if "const" in schema and value != schema["const"]:

@@ -39,7 +39,8 @@ async def make_job(s, slot_id: str, *, provider: str = "gemini", ms: int, reason
     job_id = await s.queue_job(window=48, data=data, slot={"id": slot_id, "provider_id": provider,
                                                           "operation_id": "image_edit", "settings_json": {"prompt": "p"}})
     if claimed:
-        row = await jobs.claim(db, provider_id=provider, worker_id="test", now=now, lease_seconds=10, max_parallel=9)
+        row = await jobs.claim(db, provider_id=provider, worker_id="test", now=s.clock.now(), lease_seconds=10,
+                               max_parallel=9)
         assert row["id"] == job_id
     await jobs.record_provider(db, job_id=job_id, now=now, tokens=tokens, requests=requests)
     # from the row's own created_at: the studio clock runs on real time, so `now` is already behind it
