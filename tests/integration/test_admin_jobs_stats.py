@@ -369,3 +369,26 @@ async def test_cancel_of_a_pending_job_finalizes_it_and_removes_the_upload(make_
             await job_control.cancel(s.ctx, job_id, actor="os:test", source="cli")
         with pytest.raises(NotFound):
             await job_control.cancel(s.ctx, "00000000-0000-0000-0000-000000000000", actor="os:test", source="cli")
+
+
+async def test_global_stats_for_one_slot_count_that_slot_only(make_cfg, pg_dsn):
+    async with Studio(make_cfg(), pg_dsn, workers=0) as s:
+        _pin_clock(s)
+        for slot, n in (("slot-001", 4), ("slot-002", 5), ("slot-003", 14)):
+            for i in range(n):
+                await make_job(s, slot, ms=100, reason="timeout" if i == 0 else None)
+        api = await logged_in(s)
+        s.clock.advance(60)
+        _, _, every = await api.call("GET", "/api/stats/global")
+        _, _, one = await api.call("GET", "/api/stats/global", params={"slot_id": "slot-002"})
+        assert every["summary"]["ingest_count"] == 23 and one["summary"]["ingest_count"] == 5
+        assert (one["summary"]["success"], one["summary"]["timeouts"]) == (4, 1)
+        assert sum(p["ingest_count"] for p in one["data"]) == 5
+        # beside the provider filter, and refused for a slot that does not exist
+        _, _, none = await api.call("GET", "/api/stats/global", params={"slot_id": "slot-002", "provider_id": "turbotext"})
+        assert none["summary"]["ingest_count"] == 0
+        status, _, body = await api.call("GET", "/api/stats/global", params={"slot_id": "slot-016"})
+        assert status == 404 and body["error"]["details"] == {"slot_id": "slot-016"}
+        # a misspelt filter is refused, never ignored (it used to answer all 23)
+        status, _, body = await api.call("GET", "/api/stats/global", params={"slot": "slot-002"})
+        assert status == 422 and list(body["error"]["details"]) == ["slot"]
