@@ -24,8 +24,6 @@ from tests.integration.adminapi import DOC, Api, SchemaError, template_for, vali
 from tests.integration.studio import Studio
 from tests.integration.test_admin_jobs_stats import make_job
 
-pytestmark = pytest.mark.usefixtures("clean_state")
-
 CONTRACT = FIXTURES / "contract"
 NO_SUCH = "7b0a2c36-8f1e-4a57-9d3c-2a0e5f1b6c01"  # an id nothing has
 OPERATIONS = json.loads((CONTRACT / "operations.json").read_text(encoding="utf-8"))["paths"]
@@ -179,6 +177,7 @@ def test_the_contract_files_are_valid_and_refuse_what_the_contract_forbids():
     conforms({"error": {"code": "not_found", "message": "m", "details": {}}, "extra": 1}, "Error.json")  # open
 
 
+@pytest.mark.usefixtures("clean_state")
 async def test_every_operation_of_the_contract_answers_in_its_shape(make_cfg, pg_dsn, emulator):
     photo = (FIXTURES / "small_photo.png").read_bytes()
     large = (FIXTURES / "dslr_landscape.jpg").read_bytes()
