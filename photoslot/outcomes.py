@@ -42,6 +42,28 @@ def ingest_answer(job: dict) -> tuple[int, str]:
     return status, label
 
 
+# ---------------------------------------------------------------- the contract's coarser view
+#
+# The admin API's contract knows a job's status as `pending` / `processing` only (finalization is
+# `is_finalized`) and three failure reasons. Each of photoslot's final states maps to one of them,
+# so every finer reason has exactly one coarse reason, and a filter by a coarse reason finds every
+# job whose finer reason it covers (docs/API.md, "The contract's view of a job").
+
+CONTRACT_STATUSES = ("pending", "processing")
+CONTRACT_REASON_FOR_STATE = {"timeout": "timeout", "failed": "provider_error", "cancelled": "cancelled"}
+CONTRACT_REASONS = tuple(CONTRACT_REASON_FOR_STATE.values())
+
+
+def contract_reason(reason: str | None) -> str | None:
+    """The contract's failure_reason for a stored (finer) one; None stays None (a success)."""
+    return None if reason is None else CONTRACT_REASON_FOR_STATE[status_for_reason(reason)]
+
+
+def reasons_covered(contract_value: str) -> tuple[str, ...]:
+    """Every finer failure reason the contract's `contract_value` stands for."""
+    return tuple(r for r in FAILURE_ANSWERS if contract_reason(r) == contract_value)
+
+
 # What each answer means, in words an admin at the studio reads on the pages (translated there by
 # the web admin's catalogue): refusals before a job (the ingest's own reasons) and a job's endings.
 REASON_WORDS: dict[str, str] = {

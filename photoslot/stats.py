@@ -103,6 +103,13 @@ def priced(row: dict, cfg) -> dict:
     out["turbotext_cost"] = round(out["turbotext_attempts"] * turbotext_rate, 6)
     out["estimated_cost"] = round(out["gemini_cost"] + out["turbotext_cost"], 6)
     out["currency"] = cfg.get("pricing.currency")
+    # the admin API contract's names for the same figures (docs/API.md, "The contract")
+    out["total_runs"] = out["finalized"]
+    avg = row.get("avg_ms")
+    out["avg_response_ms"] = int(round(avg)) if avg is not None else None
+    out["p95_response_ms"] = out["p95_ms"]
+    out["error_rate_percent"] = round(100 * out["errors"] / out["finalized"], 2) if out["finalized"] else 0.0
+    out["total_cost"] = out["estimated_cost"]
     return out
 
 
@@ -137,6 +144,7 @@ async def slot_stats(ctx, slot_id: str, *, from_=None, to=None, group_by: str | 
     count_from = min(max(start, reset_at), end) if reset_at else start
     summary, periods = await _collect(ctx, slot_id=slot_id, start=start, end=end, unit=group_by,
                                       reset_at=reset_at, provider_id=provider_id, tz=tz)
+    summary["title"] = slot["name"]
     summary["last_reset_at"] = reset_at
     summary["counted_from"] = count_from
     return {"slot_id": slot_id, "range": {"from": start, "to": end, "group_by": group_by},
@@ -162,18 +170,33 @@ def check_global_query(*, group_by: str, sort_by: str, sort_order: str, page, pa
 
 async def global_stats(ctx, *, from_=None, to=None, group_by: str | None = None, page: int = 1,
                        page_size: int = 20, sort_by: str = "period_start", sort_order: str = "asc",
-                       provider_id: str | None = None, max_days: int = GLOBAL_MAX_DAYS) -> dict:
-    """GET /api/stats/global: every slot (or one provider's), per period, sortable and paged."""
+                       provider_id: str | None = None, slot_id: str | None = None,
+                       max_days: int = GLOBAL_MAX_DAYS) -> dict:
+    """GET /api/stats/global: every slot (or one provider's, or one slot's — all of its history in
+    the window, whatever its last reset), per period, sortable and paged."""
     group_by = group_by or "day"
     check_global_query(group_by=group_by, sort_by=sort_by, sort_order=sort_order, page=page, page_size=page_size)
+    if slot_id is not None:
+        slots.check_slot_id(slot_id)
     start, end = window(ctx.clock.now(), from_, to, default=dt.timedelta(days=7), max_days=max_days)
-    summary, periods = await _collect(ctx, slot_id=None, start=start, end=end, unit=group_by, provider_id=provider_id)
+    summary, periods = await _collect(ctx, slot_id=slot_id, start=start, end=end, unit=group_by,
+                                      provider_id=provider_id)
     periods.sort(key=lambda p: (p[sort_by], p["period_start"]), reverse=sort_order == "desc")
     first = (page - 1) * page_size
     return {"range": {"from": start, "to": end, "group_by": group_by}, "summary": summary,
             "data": periods[first:first + page_size],
             "meta": {"page": page, "page_size": page_size, "total": len(periods),
                      "sort_by": sort_by, "sort_order": sort_order}}
+
+
+def dated(answer: dict) -> dict:
+    """GET /api/stats/global's periods as the admin API contract types them: dates (YYYY-MM-DD, UTC).
+    Its periods are whole UTC days, weeks or months, so nothing is lost; `period_end` stays the
+    first day after the period, as the date-time form's end is exclusive. The CLI keeps the times."""
+    for period in answer["data"]:
+        for key in ("period_start", "period_end"):
+            period[key] = period[key].astimezone(dt.timezone.utc).date().isoformat()
+    return answer
 
 
 async def recent(ctx, *, slot_id: str | None, since: dt.timedelta, provider_id: str | None = None) -> dict:

@@ -58,7 +58,8 @@ WITH bounds AS (
     SELECT date_trunc(%(unit)s, t.hour AT TIME ZONE %(tz)s) AS ps,
            grouping(date_trunc(%(unit)s, t.hour AT TIME ZONE %(tz)s)) = 1 AS whole_window,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY t.ms) AS p50_ms,
-           percentile_cont(0.95) WITHIN GROUP (ORDER BY t.ms) AS p95_ms
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY t.ms) AS p95_ms,
+           avg(t.ms) AS avg_ms
     FROM ingest_times t, generate_series(1, t.n)
     WHERE NOT t.is_test
       AND (%(slot_id)s::text IS NULL OR t.slot_id = %(slot_id)s)
@@ -68,7 +69,7 @@ WITH bounds AS (
       AND t.hour < %(to)s
     GROUP BY GROUPING SETS ((date_trunc(%(unit)s, t.hour AT TIME ZONE %(tz)s)), ())
 ), agg AS (
-    SELECT c.*, t.p50_ms, t.p95_ms
+    SELECT c.*, t.p50_ms, t.p95_ms, t.avg_ms
     FROM counts c LEFT JOIN times t ON t.whole_window = c.whole_window AND t.ps IS NOT DISTINCT FROM c.ps
 )
 SELECT NULL::timestamptz AS period_start, NULL::timestamptz AS period_end, agg.*

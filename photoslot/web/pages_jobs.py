@@ -18,6 +18,7 @@ from photoslot.web.session import ZONE, action, form_of, page
 
 routes = web.RouteTableDef()
 PAGE_SIZE = 50
+KINDS = {"booth": False, "test": True}  # the Jobs filter: booths' shots, or admins' test shots
 PERIODS = {"1h": dt.timedelta(hours=1), "24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7),
            "30d": dt.timedelta(days=30)}
 
@@ -38,20 +39,22 @@ async def jobs_page(request, ctx, session):
         page_no = max(1, int(q.get("page", "1")))
     except ValueError:
         page_no = 1
+    kind = q.get("kind") if q.get("kind") in KINDS else ""
+    is_test = KINDS.get(kind)
     try:
         rows, total = await jobs.admin_list(ctx.db, slot_id=slot_id, status=status, page=page_no,
-                                            page_size=PAGE_SIZE, created_from=since)
+                                            page_size=PAGE_SIZE, created_from=since, is_test=is_test)
     except ValidationError as exc:
         errors.update(exc.details)
         rows, total = await jobs.admin_list(ctx.db, slot_id=slot_id, page=page_no, page_size=PAGE_SIZE,
-                                            created_from=since)
+                                            created_from=since, is_test=is_test)
         status = None
     now = ctx.clock.now()
     return render.page(request, "jobs.html", session, active="jobs", title="Jobs",
                        rows=[jobs.admin_view(j, ctx.cfg, now) for j in rows], total=total, page_no=page_no,
                        pages=max(1, -(-total // PAGE_SIZE)), slot_ids=SLOT_IDS, states=jobs.STATES,
                        slot_id=slot_id or "", chosen_status=status or "", errors=errors,
-                       period=period, periods=list(PERIODS))
+                       period=period, periods=list(PERIODS), kind=kind)
 
 
 async def render_job(request, ctx, session, raw: str, *, status: int = 200, notice: str | None = None,

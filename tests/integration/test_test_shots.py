@@ -66,3 +66,37 @@ async def test_a_test_shot_that_times_out_raises_no_timeout_alert(make_cfg, pg_d
         assert (await s.ingest("slot-001", PHOTO, content_type="image/png"))[0] == 504
         checks = {c.name: c for c in await alerts.checks(s.ctx, s.clock.now())}
         assert checks["timeout_ratio"].active
+
+
+async def test_the_api_marks_test_shots_finds_them_by_is_test_and_leaves_them_out_of_every_figure(
+        make_cfg, pg_dsn, emulator):
+    async with Studio(make_cfg(), pg_dsn) as s:
+        await s.set_password()
+        await s.configure("slot-001")
+        api = await logged_in(s)
+        assert (await s.ingest("slot-001", PHOTO, content_type="image/png"))[0] == 200
+        await emulator_control(emulator, fail_rate=1.0, fail_status=400)  # the provider refuses: not retried
+        try:
+            assert [await _test_shot(s, api, "slot-001") for _ in range(2)] == [502, 502]
+        finally:
+            await emulator_control(emulator, fail_rate=0.0)
+
+        async def listed(**params) -> list[dict]:
+            _, _, page = await api.call("GET", "/api/jobs", params=params)
+            return [v["job"] for v in page["data"]]
+
+        tests, booth = await listed(is_test="true"), await listed(is_test="false")
+        assert len(tests) == 2 and all(j["is_test"] and j["failure_reason"] == "provider_error" for j in tests)
+        assert len(booth) == 1 and booth[0]["is_test"] is False and booth[0]["state"] == "succeeded"
+        assert await listed(failure_reason="provider_error", is_test="false") == []
+        assert len(await listed()) == 3  # without the filter, both kinds
+
+        # two failed test shots beside one good booth shot: no error, no error rate, no run
+        for path, params in (("/api/stats/global", {}), ("/api/stats/global", {"slot_id": "slot-001"}),
+                             ("/api/stats/slot-001", {})):
+            _, _, body = await api.call("GET", path, params=params)
+            summary = body["summary"]
+            assert (summary["total_runs"], summary["ingest_count"], summary["success"]) == (1, 1, 1), path
+            assert (summary["errors"], summary["provider_errors"], summary["error_rate_percent"]) == (0, 0, 0), path
+            assert (summary["test_shots"], summary["test_shots_succeeded"]) == (2, 0), path
+            assert summary["gemini_requests"] == 3, path  # their provider calls are spend all the same

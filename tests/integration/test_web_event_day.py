@@ -116,8 +116,7 @@ async def test_a_reload_never_repeats_a_test_shot_and_a_cancel_asks_first(make_c
             for _ in range(3):  # F5 on the result: shown again, never shot again
                 status, page = await b.get(location)
                 assert status == 200 and "Done in" in page
-            assert (await s.ctx.db.fetchone("admin_jobs_count", slot_id="slot-002", status=None, is_finalized=None,
-                                            failure_reason=None, created_from=None, created_to=None))["total"] == 1
+            assert (await jobs.admin_list(s.ctx.db, slot_id="slot-002"))[1] == 1
             job_id = re.search(r"/admin/jobs/([0-9a-f-]{36})/result", page).group(1)
             async with b.http.get(f"{s.base_url}/admin/jobs/{job_id}/result?download=1") as r:
                 assert r.status == 200 and r.content_type == "image/jpeg"
