@@ -98,7 +98,7 @@ async def test_test_shots_are_marked_and_counted_apart_on_every_page(make_cfg, p
             assert "200 × 0" in card_of(page, "slot-002") and "test shots × 1" in card_of(page, "slot-002")
             _, page = await b.get("/admin/stats")
             assert re.search(r"<dt>Booth requests</dt><dd>0</dd>", page)
-            assert re.search(r"<dt>Test shots</dt><dd>1 \(1 with a result", page)
+            assert re.search(r'<dt>Test shots</dt><dd id="stats-test-shots">1 \(1 with a result', page)
             _, page = await b.get("/admin/jobs")
             assert 'class="badge test"' in page
 
