@@ -20,6 +20,7 @@ import logging
 
 from photoslot import SLOT_IDS
 from photoslot.db import DatabaseUnavailable
+from photoslot.refusals import RecentRefusals
 from photoslot.logs import event
 
 log = logging.getLogger("photoslot.stats")
@@ -37,11 +38,14 @@ class Tally:
     def __init__(self) -> None:
         self._counts: collections.Counter[tuple] = collections.Counter()
         self._task: asyncio.Task | None = None
+        self.recent = RecentRefusals()  # when, what the booth was told, from where (refusals.py)
 
     def add(self, *, at: dt.datetime, slot_id: str, provider_id: str | None, reason: str, status: int,
-            is_test: bool = False) -> None:
+            is_test: bool = False, client: str | None = None, detail: str | None = None) -> None:
         slot = slot_id if slot_id in SLOT_IDS else INVALID_SLOT
         self._counts[(hour_of(at), slot, provider_id or "", reason, int(status), bool(is_test))] += 1
+        self.recent.add(at=at, slot_id=slot, reason=reason, status=status, is_test=is_test, client=client,
+                        detail=detail)
 
     def __len__(self) -> int:
         return len(self._counts)
@@ -59,7 +63,9 @@ class Tally:
             self._counts[tuple(key)] += n
 
     async def flush(self, db) -> int:
-        """Write what was counted (one statement); on an outage keep it for the next flush."""
+        """Write what was counted (one statement, and one for the recent refusals' record); on an
+        outage keep it for the next flush."""
+        await self.recent.flush(db)
         rows = self.drain()
         if not rows:
             return 0

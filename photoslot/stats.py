@@ -118,20 +118,22 @@ def check_provider(provider_id) -> None:
         raise ValidationError({"provider_id": f"must be one of: {', '.join(catalogue.CATALOGUE)}"})
 
 
-async def _collect(ctx, *, slot_id, start, end, unit, reset_at=None, provider_id=None) -> tuple[dict, list[dict]]:
-    """(the whole window's figures, one entry per period): one query, the aggregate written once."""
+async def _collect(ctx, *, slot_id, start, end, unit, reset_at=None, provider_id=None,
+                   tz: str = "UTC") -> tuple[dict, list[dict]]:
+    """(the whole window's figures, one entry per period): one query, the aggregate written once.
+    Periods are days (hours, weeks …) of the zone `tz` (a PostgreSQL zone: studio_time.Zone.sql)."""
     check_provider(provider_id)
     with contextlib.suppress(DatabaseUnavailable):  # this process's refusals not written yet: now
         await ctx.refusals.flush(ctx.db)
     whole, *rows = await ctx.db.fetchall("stats", slot_id=slot_id, unit=unit, reset_at=reset_at,
-                                         provider_id=provider_id, **{"from": start, "to": end})
+                                         provider_id=provider_id, tz=tz, **{"from": start, "to": end})
     periods = [{"period_start": row["period_start"], "period_end": row["period_end"], **priced(row, ctx.cfg)}
                for row in rows]
     return priced(whole, ctx.cfg), periods
 
 
 async def slot_stats(ctx, slot_id: str, *, from_=None, to=None, group_by: str | None = None,
-                     provider_id: str | None = None, max_days: int = SLOT_MAX_DAYS) -> dict:
+                     provider_id: str | None = None, max_days: int = SLOT_MAX_DAYS, tz: str = "UTC") -> dict:
     """GET /api/stats/{slot_id}: counts since the slot's last reset, per period."""
     slot = await slots.get(ctx.db, slot_id)
     group_by = group_by or "hour"
@@ -141,7 +143,7 @@ async def slot_stats(ctx, slot_id: str, *, from_=None, to=None, group_by: str | 
     reset_at = slot["last_reset_at"]
     count_from = min(max(start, reset_at), end) if reset_at else start
     summary, periods = await _collect(ctx, slot_id=slot_id, start=start, end=end, unit=group_by,
-                                      reset_at=reset_at, provider_id=provider_id)
+                                      reset_at=reset_at, provider_id=provider_id, tz=tz)
     summary["title"] = slot["name"]
     summary["last_reset_at"] = reset_at
     summary["counted_from"] = count_from
@@ -224,15 +226,16 @@ CHART_PERIODS = {"24h": (dt.timedelta(hours=24), "hour"), "7d": (dt.timedelta(da
                  "30d": (dt.timedelta(days=30), "day")}
 
 
-async def series(ctx, *, slot_id: str | None, period: str) -> dict:
+async def series(ctx, *, slot_id: str | None, period: str, tz: str = "UTC") -> dict:
     """GET /api/stats/series and the web admin's charts: one slot or all, over the last 24 h (per
-    hour), 7 or 30 days (per day), counted from the slot's last reset — the same figures as above."""
+    hour), 7 or 30 days (per day), counted from the slot's last reset — the same figures as above.
+    `tz`: the zone whose hours and days the periods are (the pages: the studio's)."""
     if period not in CHART_PERIODS:
         raise ValidationError({"period": f"must be one of: {', '.join(CHART_PERIODS)}"})
     span, unit = CHART_PERIODS[period]
     now = ctx.clock.now()
     if slot_id is not None:
-        return {**await slot_stats(ctx, slot_id, from_=now - span, to=now, group_by=unit), "period": period}
-    summary, periods = await _collect(ctx, slot_id=None, start=now - span, end=now, unit=unit)
+        return {**await slot_stats(ctx, slot_id, from_=now - span, to=now, group_by=unit, tz=tz), "period": period}
+    summary, periods = await _collect(ctx, slot_id=None, start=now - span, end=now, unit=unit, tz=tz)
     return {"slot_id": None, "period": period, "range": {"from": now - span, "to": now, "group_by": unit},
             "summary": summary, "metrics": periods}

@@ -18,3 +18,7 @@ RETURNING key;
 
 -- name: setting_get
 SELECT key, value, updated_at, updated_by FROM settings WHERE key = %(key)s;
+
+-- name: settings_announce
+-- A live setting every process keeps a copy of changed (public_address.py): they read it again.
+SELECT pg_notify('photoslot_settings', %(key)s);

@@ -90,6 +90,7 @@ class Shot:
     provider: str | None = None  # the slot's provider, once the slot was read (for the rollups)
     is_test: bool = False      # an admin's test shot: counted apart from the booths' shots everywhere
     answered_ms: int = 0
+    detail: str | None = None  # what a refused booth was told (the recent refusals' record, refusals.py)
 
     @property
     def answered_job(self):
@@ -149,7 +150,7 @@ class IngestHandler:
             try:
                 answer, outcome = await self._stages(request, shot)
             except IngestError as exc:
-                outcome = exc.reason
+                outcome, shot.detail = exc.reason, exc.details
                 answer = error_response(exc.status, exc.reason, exc.details, job_id=shot.answered_job,
                                         retry_after=exc.retry_after, close=exc.unread_body)
             except Exception:
@@ -202,7 +203,7 @@ class IngestHandler:
                      is_test=shot.is_test)
         if not shot.queued:  # a job is counted when it is finalized; a refusal here, in memory (rollups.py)
             self.ctx.refusals.add(at=shot.arrived, slot_id=shot.slot_id, provider_id=shot.provider, reason=outcome,
-                                  status=answered, is_test=shot.is_test)
+                                  status=answered, is_test=shot.is_test, client=shot.client, detail=shot.detail)
 
     def _background(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -225,7 +226,7 @@ class IngestHandler:
             try:
                 answer, outcome = await self._rehearse_stages(shot, data)
             except IngestError as exc:
-                outcome = exc.reason
+                outcome, shot.detail = exc.reason, exc.details
                 answer = error_response(exc.status, exc.reason, exc.details, job_id=shot.answered_job)
         finally:
             self._account(shot, answer, outcome)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from photoslot import audit, purge
+from photoslot import audit, public_address, purge, studio_time
 from photoslot import settings as live_settings
 from photoslot.errors import ValidationError
 from photoslot.passwords import generate_password
 from photoslot.web import render
-from photoslot.web.session import action, page
+from photoslot.web.session import action, form_of, page
 
 routes = web.RouteTableDef()
 
@@ -22,15 +22,17 @@ async def render_settings(request, ctx, session, *, status=200, errors=None, not
     return render.page(request, "settings.html", session, status=status, active="settings", title="Settings",
                        s=s, view=live_settings.public_view(s, ctx.cfg), errors=errors or {}, notice=notice,
                        new_password=new_password, values=values or {}, providers=live_settings.PROVIDER_NAMES,
-                       can_write=session.can("settings:write"), min_password=live_settings.INGEST_PASSWORD_MIN)
+                       can_write=session.can("settings:write"), min_password=live_settings.INGEST_PASSWORD_MIN,
+                       address=await public_address.load(ctx.db, ctx.cfg), studio_zone=await studio_time.load(ctx.db),
+                       zones=studio_time.common_zones())
 
 
 @routes.get("/admin/settings")
 @page("settings:read")
 async def settings_page(request, ctx, session):
     _ = render.translate(request)
-    notice = {"saved": _("Saved."), "purge": _("Purge queued; the sweeper carries it out within seconds.")}.get(
-        request.query.get("done", ""))
+    notice = {"saved": _("Saved."), "purge": _("Purge queued; the sweeper carries it out within seconds."),
+              "studio": _("Saved. Every address handed out follows it from now on.")}.get(request.query.get("done", ""))
     return await render_settings(request, ctx, session, notice=notice)
 
 
@@ -49,7 +51,7 @@ def _number(raw: str):
 async def save_settings(request, ctx, session):
     """One form: the window, the retention, optionally a new ingest password (typed, or generated
     when "generate" is ticked — shown once on the answer page, never again)."""
-    form = await request.post()
+    form = form_of(request)
     password = str(form.get("ingest_password", ""))
     generated = None
     if form.get("generate") == "on":
@@ -81,10 +83,36 @@ async def save_settings(request, ctx, session):
     raise web.HTTPSeeOther("/admin/settings?done=saved")
 
 
+@routes.post("/admin/settings/studio")
+@action("settings:write")
+async def save_studio(request, ctx, session):
+    """The studio's public address (unless the config file fixes it) and time zone: `settings.update`."""
+    form = form_of(request)
+    address = None if ctx.cfg.get("server.public_base_url") else str(form.get("public_base_url", ""))
+    zone = str(form.get("time_zone", ""))
+    current_address = await public_address.load(ctx.db, ctx.cfg)
+    current_zone = await studio_time.load(ctx.db)
+    if address is not None and (address.strip().rstrip("/") == (current_address.url if current_address.source == "setting" else "")):
+        address = None  # unchanged: not sent, not audited
+    if zone.strip() == (current_zone.name if current_zone.source == "setting" else ""):
+        zone = None
+    if address is None and zone is None:
+        _ = render.translate(request)
+        return await render_settings(request, ctx, session, notice=_("Nothing to change."))
+    try:
+        await live_settings.update(ctx.db, ctx.cfg, ctx.clock, actor=session.actor, source="web",
+                                   public_base_url=address, time_zone=zone)
+    except ValidationError as exc:
+        return await render_settings(request, ctx, session, status=422, errors=exc.details,
+                                     values={"public_base_url": form.get("public_base_url", ""),
+                                             "time_zone": form.get("time_zone", "")})
+    raise web.HTTPSeeOther("/admin/settings?done=studio")
+
+
 @routes.post("/admin/settings/purge")
 @action("settings:write")
 async def purge_media(request, ctx, session):
-    form = await request.post()
+    form = form_of(request)
     if form.get("confirm") != "on":
         _ = render.translate(request)
         return await render_settings(request, ctx, session, status=422,
