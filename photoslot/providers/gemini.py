@@ -22,7 +22,10 @@ How Google answers, and what this client makes of it (sources in docs/PROVIDERS.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import io
+import json
 import logging
 import random
 import re
@@ -173,6 +176,7 @@ class GeminiClient(ProviderClient):
             temperature=data.params.get("temperature"),
             seed=data.params.get("seed"),
             image_config=self.image_config(data),
+            should_return_http_response=True,  # the raw JSON: _parse reads finishMessage from it
         )
         return await self._generate(contents, gen_config, model=self.model_for(data), deadline=deadline,
                                     on_request=on_request, on_health=on_health)
@@ -221,9 +225,8 @@ class GeminiClient(ProviderClient):
                 log.info("gemini attempt %d failed: %s", attempt, problems.last)
             else:
                 await on_health(True, None)
-                usage = getattr(resp, "usage_metadata", None)
-                tokens += (getattr(usage, "total_token_count", None) or 0) if usage else 0
-                result = self._parse(resp, attempt)
+                result, used = self._parse(resp, attempt)
+                tokens += used
                 if isinstance(result, ProviderResult):
                     result.tokens = tokens or None
                     return result
@@ -274,32 +277,43 @@ class GeminiClient(ProviderClient):
         return ProviderFailure("provider_error", f"Gemini {said}", 502)
 
     @staticmethod
-    def _parse(resp, attempt: int) -> ProviderResult | tuple[str, str]:
-        """A result, or (kind, what was answered instead) for a retry: kind "text" (the model wrote
-        instead of drawing) or "no_image". A refusal raises."""
-        feedback = getattr(resp, "prompt_feedback", None)
-        if feedback is not None and getattr(feedback, "block_reason", None):
-            reason = enum_text(feedback.block_reason)
-            said = getattr(feedback, "block_reason_message", None)
-            raise ProviderFailure("provider_refused", f"Gemini blocked the request: {reason}"
+    def _parse(resp, attempt: int) -> tuple[ProviderResult | tuple[str, str], int]:
+        """(A result, or (kind, what was answered instead) for a retry: kind "text" (the model wrote
+        instead of drawing) or "no_image"; the tokens billed for it). A refusal raises.
+
+        Read from the response's JSON as Google documents it (GenerateContentResponse): the SDK is
+        asked for the raw body (`should_return_http_response`) because its own conversion drops a
+        candidate's `finishMessage` — the one sentence that says why an image was refused."""
+        raw = getattr(getattr(resp, "sdk_http_response", None), "body", None)
+        body = json.loads(raw) if raw else {}
+        if not isinstance(body, dict):
+            raise ValueError("generateContent answered JSON that is not an object")
+        feedback = body.get("promptFeedback") or {}
+        if feedback.get("blockReason"):
+            said = feedback.get("blockReasonMessage")
+            raise ProviderFailure("provider_refused", f"Gemini blocked the request: {feedback['blockReason']}"
                                   + (f" — {said}" if said else ""), 502)
-        usage = getattr(resp, "usage_metadata", None)
-        tokens = getattr(usage, "total_token_count", None) if usage else None
-        candidates = resp.candidates or []
-        if not candidates:
-            return "no_image", "no candidates"
+        tokens = int((body.get("usageMetadata") or {}).get("totalTokenCount") or 0)
+        candidates = body.get("candidates") or []
+        if not candidates or not isinstance(candidates[0], dict):
+            return ("no_image", "no candidates"), tokens
         cand = candidates[0]
-        finish = enum_text(cand.finish_reason)
-        finish_message = getattr(cand, "finish_message", None)
-        parts = (cand.content.parts if cand.content and cand.content.parts else [])
+        finish = str(cand.get("finishReason") or "")
+        finish_message = cand.get("finishMessage")
         texts = []
-        for part in parts:
-            blob = getattr(part, "inline_data", None)
-            if blob is not None and blob.data:
-                return ProviderResult(image=blob.data, mime=blob.mime_type, response_id=getattr(resp, "response_id", None),
-                                      tokens=tokens, attempts=attempt)
-            if getattr(part, "text", None) and not getattr(part, "thought", None):
-                texts.append(part.text.strip())
+        for part in ((cand.get("content") or {}).get("parts") or []):
+            if not isinstance(part, dict):
+                continue
+            blob = part.get("inlineData") or part.get("inline_data")
+            if isinstance(blob, dict) and blob.get("data"):
+                try:
+                    image = base64.b64decode(blob["data"], validate=True)
+                except (binascii.Error, ValueError):
+                    image = base64.urlsafe_b64decode(blob["data"])
+                return ProviderResult(image=image, mime=blob.get("mimeType") or blob.get("mime_type"),
+                                      response_id=body.get("responseId"), tokens=tokens, attempts=attempt), tokens
+            if isinstance(part.get("text"), str) and not part.get("thought"):
+                texts.append(part["text"].strip())
         text = " ".join(t for t in texts if t)
         words = "; ".join(x for x in (f"finishMessage: {finish_message}" if finish_message else "",
                                       f"the model wrote: «{text}»" if text else "") if x)
@@ -307,8 +321,8 @@ class GeminiClient(ProviderClient):
             raise ProviderFailure("provider_refused", f"Gemini refused to make the image (finish reason {finish})"
                                   + (f": {words}" if words else ""), 502)
         if text and finish in ("STOP", ""):
-            return "text", f"finish reason {finish or 'unknown'}: {words}"
-        return "no_image", f"finish reason {finish or 'unknown'}" + (f": {words}" if words else "")
+            return ("text", f"finish reason {finish or 'unknown'}: {words}"), tokens
+        return ("no_image", f"finish reason {finish or 'unknown'}" + (f": {words}" if words else "")), tokens
 
 
 def enum_text(value) -> str:
