@@ -123,6 +123,12 @@ async def expire_for_job(ctx, job_id) -> int:
     return _remove_owned(ctx, rows)
 
 
+async def expire(ctx, media_id) -> int:
+    """Close one link now (a link with no job: nothing else would close it before its TTL)."""
+    rows = await ctx.db.fetchall("media_object_expire", media_id=uuid.UUID(str(media_id)), now=ctx.clock.now())
+    return _remove_owned(ctx, rows)
+
+
 async def expire_all(ctx) -> int:
     """Close every open link (admin cache purge)."""
     rows = await ctx.db.fetchall("media_objects_expire_all", now=ctx.clock.now())
