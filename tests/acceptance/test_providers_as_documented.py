@@ -108,5 +108,6 @@ async def test_every_operation_of_both_providers_answers_the_booth_as_the_provid
         assert gemini["state"] == "down" and gemini["reason"] == reason
         r = cli(config, pg_dsn, "providers", "status")
         assert "no quota for" in r.stdout and "billing not enabled" in r.stdout
+        print(f"\nzero-quota Gemini key: answered {status} in {took:.2f} s after 1 request")
     finally:
         await serve.stop()
