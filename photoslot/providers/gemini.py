@@ -198,7 +198,7 @@ class GeminiClient(ProviderClient):
             await on_request()
             if deadline - loop.time() < MIN_ATTEMPT_SECONDS / 2:  # the accounting write ate the time left
                 raise asyncio.TimeoutError(f"deadline reached after {attempt - 1} attempt(s); {problems.summary()}")
-            wait = backoff
+            wait, jitter = backoff, True  # Google's own RetryInfo delay, when it gives one, is kept exact
             try:
                 # timeout_at the absolute deadline: time spent above never extends the call
                 async with asyncio.timeout_at(deadline):
@@ -213,7 +213,7 @@ class GeminiClient(ProviderClient):
                         raise ProviderFailure(
                             "quota_exhausted", f"Gemini asks to wait {delay:g} s before the next request "
                             f"(RetryInfo), past this shot's window: answered now. {problems.summary()}", 503) from None
-                    wait = delay
+                    wait, jitter = delay, False
                 log.info("gemini attempt %d: %s; retrying while the deadline and max_attempts allow",
                          attempt, problems.last)
             except TimeoutError:
@@ -241,7 +241,7 @@ class GeminiClient(ProviderClient):
             if attempt >= self.max_attempts:
                 raise ProviderFailure("provider_error", f"{problems.summary()} (max_attempts {self.max_attempts})", 502)
             delay = min(wait, max(0.0, deadline - loop.time() - MIN_ATTEMPT_SECONDS))
-            await asyncio.sleep(delay if wait != backoff else delay * (0.8 + 0.4 * random.random()))
+            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()) if jitter else delay)
             backoff = min(backoff * 2, 4.0)
 
     @staticmethod
