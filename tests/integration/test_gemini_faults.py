@@ -16,6 +16,7 @@ from photoslot import photos, provider_health
 from tests.big_photo import big_camera_jpeg
 from tests.conftest import FIXTURES, emulator_control, emulator_requests
 from tests.integration.studio import Studio
+from tests.integration.test_web_pages import signed_in
 
 pytestmark = pytest.mark.usefixtures("clean_state")
 
@@ -183,6 +184,12 @@ async def test_a_key_with_no_quota_for_the_model_is_answered_at_once_and_takes_g
         assert again[0] == 503 and reason in json.loads(again[2])["details"]  # refused before any call
         alerts = {r["name"]: r for r in await s.ctx.db.fetchall("ops_alert_states")}
         assert alerts["provider_down:gemini"]["active"] and reason in alerts["provider_down:gemini"]["message"]
+        http, _ = await signed_in(s, s.cfg)  # the web admin's Slots page, where a provider's state shows
+        async with http:
+            async with http.get(s.base_url + "/admin/") as r:
+                page = await r.text()
+        card = page[page.index('href="/admin/slots/slot-001"'):page.index('href="/admin/slots/slot-002"')]
+        assert "provider failing" in card and "no quota for gemini-2.5-flash-image (billing not enabled?)" in card
     assert len(await gemini_calls(emulator)) == 1 and job["provider_requests"] == 1
 
 
