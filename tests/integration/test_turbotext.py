@@ -160,6 +160,7 @@ async def test_a_4xx_on_a_poll_fails_the_job_at_once_not_at_the_windows_end(make
     assert took < 3  # answered on the poll, not at the 10 s window
     polls = [r for r in await turbotext_log(emulator) if r.get("do") == "get_result"]
     assert len(polls) == 1
+    print(f"\nTurbotext poll answered 404, 10 s window: answered {status} in {took:.2f} s")
 
 
 async def test_job_timing_out_stops_polling_at_the_deadline(make_cfg, pg_dsn, emulator):
