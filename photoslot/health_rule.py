@@ -2,7 +2,7 @@
 one probe call decides whether it is back.
 
     up ──(down_after_failures consecutive failed calls)──▶ down (retry_at = now + cool-down)
-    up ──(one answer that no call can work: no quota, refused key …, with its reason)──▶ down
+    up ──(one answer that no call can work: no quota, spent tariff …, with its reason)──▶ down
     down, before retry_at: no call goes out; new shots are refused 503 provider_unavailable
     down, from retry_at: one job may take the probe (a lease, so a dead prober is replaced)
     probe (or any call) succeeds ──▶ up;  the probe fails ──▶ down again, a new cool-down

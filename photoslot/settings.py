@@ -150,11 +150,6 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
             for key, plaintext in secret_changes.items():
                 await tx.execute("setting_upsert", key=key, value=Json(secrets.sealed(cfg, plaintext)), now=now,
                                  actor=actor)
-                # A provider down for a reason a new key may cure (refused key, no quota, spent tariff)
-                # gets its chance at the next shot instead of after its cool-down.
-                provider = key[len(PROVIDER_KEY_PREFIX):]
-                if await tx.fetchone("provider_health_key_changed", provider_id=provider, now=now):
-                    await tx.execute("provider_health_announce", provider_id=provider)
         # the audit names the password change, never its value or hash
         audited = {k: ("<changed>" if k == PASSWORD_KEY else v) for k, v in changes.items()}
         audited.update({k: "<changed>" for k in secret_changes})

@@ -58,7 +58,7 @@ ReferenceHook = Callable[[str], Awaitable[None]]
 # Called after every call with what it says about the provider's health (photoslot/health_rule.py):
 # (False, problem) for a connection error, an HTTP 5xx or 429; (True, None) when the provider answered.
 # `down_reason=` (a keyword) says the provider cannot serve anyone with this key until someone acts —
-# no quota for the model, a refused key, a spent tariff, a region it does not serve — in words for the
+# no quota for the model, a spent tariff, a region it does not serve — in words for the
 # admin: the provider is taken down at once with that reason, not after `down_after_failures` calls.
 HealthHook = Callable[..., Awaitable[None]]
 

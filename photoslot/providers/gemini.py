@@ -265,12 +265,11 @@ class GeminiClient(ProviderClient):
             reason = f"Google does not serve the Gemini API where this studio is ({message})"
             await on_health(False, said, down_reason=reason)
             return ProviderFailure("provider_unavailable", f"Gemini {said} — {reason}", 503)
-        if code in (401, 403) or "api key not valid" in low or "api_key_invalid" in low:
-            reason = f"Gemini refuses the API key ({message}); set a working one with " \
-                     "`photoslot settings provider-key gemini`"
-            await on_health(False, said, down_reason=reason)
-            return ProviderFailure("provider_unavailable", f"Gemini {said}", 503)
         await on_health(True, None)  # it answered: the provider is there, the request is not right
+        if code in (401, 403) or "api key not valid" in low:
+            # Not a reason to stop the provider: an admin who sets a working key wants the next shot to use it.
+            return ProviderFailure("provider_error", f"Gemini {said} — it refuses the API key; set a working one "
+                                   "with `photoslot settings provider-key gemini`", 502)
         if code == 404:
             return ProviderFailure("provider_error", f"Gemini knows no model {model!r} ({said}); choose one of "
                                    f"{', '.join(catalogue.GEMINI_IMAGE_MODELS)}", 502)

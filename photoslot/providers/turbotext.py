@@ -273,22 +273,21 @@ class TurbotextClient(ProviderClient):
     @staticmethod
     async def _refusal(body, status: int, where: str, on_health: HealthHook) -> ProviderFailure:
         """The failure for an answer that says no (success false, a 4xx), the provider's own text kept.
-        A refused key or a spent tariff stops every shot until someone acts: the provider goes down
-        at once with that reason; anything else says Turbotext is there."""
+        A spent tariff stops every shot until someone tops it up: the provider goes down at once with
+        that reason; anything else says Turbotext is there."""
         error = body.get("error") if isinstance(body, dict) else None
         text = str(error).strip()[:1000] if error else ""
         said = f"«{text}»" if text else ("no error text" if status == 200 else "an answer without JSON")
         http_part = f" HTTP {status}" if status != 200 else ""
         kind = "key" if status in (401, 403) else classify(text)
-        if kind == "key":
-            reason = f"Turbotext refuses the API key ({said}); set a working one with `photoslot settings provider-key turbotext`"
-            await on_health(False, reason, down_reason=reason)
-            return ProviderFailure("provider_unavailable", f"Turbotext{http_part} ({where}): {reason}", 503)
         if kind == "tariff":
             reason = f"the Turbotext tariff has no photos left ({said}); top up the account"
             await on_health(False, reason, down_reason=reason)
             return ProviderFailure("quota_exhausted", f"Turbotext{http_part} ({where}): {reason}", 503)
         await on_health(True, None)
+        if kind == "key":  # not a reason to stop the provider: the next shot uses a key set meanwhile
+            return ProviderFailure("provider_error", f"Turbotext{http_part} ({where}) refuses the API key: {said}; "
+                                   "set a working one with `photoslot settings provider-key turbotext`", 502)
         if kind == "moderation":
             return ProviderFailure("provider_refused", f"Turbotext refused the photo ({where}, moderation): {said}", 502)
         return ProviderFailure("provider_error", f"Turbotext{http_part} ({where}): {said}", 502)

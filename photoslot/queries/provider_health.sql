@@ -18,15 +18,6 @@ SET state = %(state)s, failures = %(failures)s, last_problem = %(last_problem)s,
     down_reason = %(reason)s, updated_at = %(now)s
 WHERE provider_id = %(provider_id)s;
 
--- name: provider_health_key_changed
--- A new key for a provider that went down for a reason (a refused key, no quota, a spent tariff):
--- up again, so the next shot tries the new key; a provider down for failed calls keeps its cool-down.
-UPDATE provider_health
-SET state = 'up', failures = 0, down_since = NULL, retry_at = NULL, probe_job = NULL, probe_until = NULL,
-    down_reason = NULL, changed_at = %(now)s, updated_at = %(now)s
-WHERE provider_id = %(provider_id)s AND state = 'down' AND down_reason IS NOT NULL
-RETURNING provider_id;
-
 -- name: provider_quota_note
 -- What the provider said is left on the account (Turbotext's limits.foto_limit), as it said it.
 INSERT INTO provider_health (provider_id, quota_remaining, quota_remaining_at, updated_at)

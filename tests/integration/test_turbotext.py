@@ -136,15 +136,16 @@ async def test_a_moderation_refusal_in_russian_is_provider_refused_with_turbotex
     assert "«Изображение не прошло модерацию" in job["failure_detail"]
 
 
-async def test_a_wrong_key_takes_turbotext_down_with_its_answer_in_words(make_cfg, pg_dsn, emulator):
+async def test_a_wrong_key_fails_the_shot_at_once_with_turbotexts_answer_and_the_fix(make_cfg, pg_dsn, emulator):
     async with Studio(tt_cfg(make_cfg, providers__turbotext__api_key="wrong"), pg_dsn) as s:
         await s.set_password()
         await setup_slot(s, "slot-001", "turbotext", "image_edit", prompt="sepia")
         status, body, job = await ingest(s)
-        assert status == 503 and job["failure_reason"] == "provider_unavailable"
-        assert "refuses the API key" in job["failure_detail"] and "«Неверный API ключ»" in job["failure_detail"]
-        health = await health_of(s)
-        assert health["state"] == "down" and "refuses the API key" in health["reason"]
+        assert status == 502 and job["failure_reason"] == "provider_error"
+        assert "refuses the API key: «Неверный API ключ»" in job["failure_detail"]
+        assert "settings provider-key turbotext" in job["failure_detail"]
+        # not down: the next shot uses a working key as soon as one is set
+        assert (await health_of(s))["state"] == "up"
 
 
 async def test_a_4xx_on_a_poll_fails_the_job_at_once_not_at_the_windows_end(make_cfg, pg_dsn, emulator):
