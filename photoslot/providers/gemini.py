@@ -51,6 +51,7 @@ REFUSAL_FINISH = {"SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "
 MIN_ATTEMPT_SECONDS = 0.2  # no point starting a call with less time than this left
 MAX_REQUEST_BYTES = 20 * 1024 * 1024  # Google: "total request size less than 20MB", the whole JSON body
 TEXT_ONLY_TRIES = 2  # a text answer instead of an image: one more try, then it is the model's refusal
+MAX_TEXT_KEPT = 600  # characters of a model's text kept in a job's detail
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
 _RETRY_IN = re.compile(r"retry in ([0-9.]+)\s*(ms|s)\b", re.I)
@@ -203,6 +204,7 @@ class GeminiClient(ProviderClient):
                 # timeout_at the absolute deadline: time spent above never extends the call
                 async with asyncio.timeout_at(deadline):
                     resp = await sdk.aio.models.generate_content(model=model, contents=contents, config=gen_config)
+                answer = self._parse(resp, attempt)  # a body that is not JSON raises ValueError: a failed call
             except genai_errors.APIError as exc:
                 failure = await self._api_error(exc, model, problems, on_health)
                 if failure is not None:
@@ -225,7 +227,7 @@ class GeminiClient(ProviderClient):
                 log.info("gemini attempt %d failed: %s", attempt, problems.last)
             else:
                 await on_health(True, None)
-                result, used = self._parse(resp, attempt)
+                result, used = answer
                 tokens += used
                 if isinstance(result, ProviderResult):
                     result.tokens = tokens or None
@@ -314,6 +316,8 @@ class GeminiClient(ProviderClient):
             if isinstance(part.get("text"), str) and not part.get("thought"):
                 texts.append(part["text"].strip())
         text = " ".join(t for t in texts if t)
+        if len(text) > MAX_TEXT_KEPT:  # a model that writes pages: the detail keeps the beginning
+            text = text[:MAX_TEXT_KEPT] + f"… ({len(text)} characters)"
         words = "; ".join(x for x in (f"finishMessage: {finish_message}" if finish_message else "",
                                       f"the model wrote: «{text}»" if text else "") if x)
         if finish in REFUSAL_FINISH:
