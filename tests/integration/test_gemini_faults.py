@@ -338,3 +338,11 @@ async def test_without_an_aspect_ratio_the_one_nearest_to_the_upright_photo_is_a
             assert out.size == (832, 1248)  # gemini-2.5-flash-image's 2:3
     (call,) = await gemini_calls(emulator)
     assert call["fields"]["imageConfig"] == {"aspectRatio": "2:3"}
+
+
+async def test_a_body_that_is_not_json_is_a_failed_call_and_retried(make_cfg, pg_dsn, emulator):
+    await emulator_control(emulator, provider="gemini", script=["truncated_json", "ok"])
+    async with Studio(make_cfg(), pg_dsn) as s:
+        status, body, job = await run_one(s)
+    assert status == 200, body[:300]
+    assert job["provider_requests"] == 2
