@@ -16,8 +16,12 @@ Alerts:
   window all failed on the provider's side (provider_error, quota_exhausted, invalid_result);
 - `provider_down:<provider>`: the provider is down (photoslot/health_rule.py); announced the moment
   a process makes the transition (`announce_if_changed`), checked again on every pass;
-- `quota:<provider>`: today's requests (UTC day, counted by photoslot.quotas across processes) at
-  or above `alerts.quota_used_percent` of `providers.<provider>.requests_per_day`.
+- `quota:<provider>`: today's requests (the provider's day, `providers.<p>.quota_time_zone`, counted
+  by photoslot.quotas across processes) at or above `alerts.quota_used_percent` of
+  `providers.<provider>.requests_per_day`;
+- `provider_quota_low:<provider>`: what the provider itself last said is left on the account
+  (Turbotext's `limits.foto_limit`) at or below `alerts.provider_quota_remaining`; announced the
+  moment a worker records it (`provider_health.note_quota`), checked again on every pass.
 """
 from __future__ import annotations
 
@@ -115,9 +119,14 @@ async def checks(ctx, now: dt.datetime) -> list[Check]:
     health = {r["provider_id"]: r for r in await db.fetchall("provider_health_all")}
     for provider in sorted(set(health) | set((cfg.get("providers") or {}).keys())):
         row = health.get(provider)
-        h = health_rule.Health(**{k: row[k] for k in row if k in HEALTH_FIELDS}) if row else \
-            health_rule.Health(provider_id=provider)
+        h = health_rule.Health(**{k: row.get("down_reason" if k == "reason" else k) for k in HEALTH_FIELDS}) \
+            if row else health_rule.Health(provider_id=provider)
         out.append(provider_down_check(h, now))
+
+    # what the provider says is left on the account (Turbotext's tariff), as last reported
+    for row in health.values():
+        if row.get("quota_remaining") is not None:
+            out.append(quota_low_check(cfg, row["provider_id"], int(row["quota_remaining"])))
 
     # quota nearly spent (the daily window; a spent minute window heals by itself within a minute)
     qpct = float(cfg.get("alerts.quota_used_percent"))
@@ -133,6 +142,13 @@ async def checks(ctx, now: dt.datetime) -> list[Check]:
 
 
 HEALTH_FIELDS = frozenset(f.name for f in dataclasses.fields(health_rule.Health))
+
+
+def quota_low_check(cfg, provider: str, remaining: int) -> Check:
+    floor = int(cfg.get("alerts.provider_quota_remaining"))
+    return Check(f"provider_quota_low:{provider}", remaining <= floor, remaining, floor, "warning",
+                 f"{provider} says {remaining} photo(s) are left on the account (alert at {floor} or fewer); "
+                 "top it up before the event runs dry")
 
 
 def provider_down_check(h: health_rule.Health, now: dt.datetime) -> Check:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,7 @@ DEFAULTS: dict[str, Any] = {
             "max_parallel": 4,
             "requests_per_minute": 500,
             "requests_per_day": 2000,
+            "quota_time_zone": "America/Los_Angeles",  # Google's daily quota resets at midnight Pacific
             "max_input_megapixels": 24,
             "max_attempts": 3,  # requests per job at most (retries of 5xx, 429, connection errors, no image)
             "down_after_failures": 5,  # consecutive failed calls that take the provider down
@@ -83,6 +85,7 @@ DEFAULTS: dict[str, Any] = {
             "poll_interval_seconds": 2,
             "requests_per_minute": None,
             "requests_per_day": None,
+            "quota_time_zone": "UTC",  # the day requests_per_day counts
             "max_input_megapixels": 24,
             "max_attempts": 3,  # requests per job at most (retries of 5xx, 429, connection errors, no image)
             "down_after_failures": 5,  # consecutive failed calls that take the provider down
@@ -106,6 +109,7 @@ DEFAULTS: dict[str, Any] = {
         "min_jobs": 5,
         "provider_failures": 5,
         "quota_used_percent": 90,
+        "provider_quota_remaining": 50,  # provider_quota_low when a provider says this many or fewer are left
         "webhook_timeout_seconds": 5,
     },
     "logging": {"level": "INFO"},
@@ -378,6 +382,12 @@ def _validate(cfg: Config) -> None:
         cap = cfg.get(f"providers.{name}.max_input_megapixels")
         if cap is not None and not (isinstance(cap, (int, float)) and cap > 0):
             raise ConfigError(f"providers.{name}.max_input_megapixels must be a positive number or null")
+        zone = cfg.get(f"providers.{name}.quota_time_zone")
+        try:
+            zoneinfo.ZoneInfo(str(zone))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"providers.{name}.quota_time_zone={zone!r} is not a time zone name "
+                              "(an IANA name such as America/Los_Angeles, Europe/Moscow or UTC)") from None
     for key in ("server.trusted_proxies", "metrics.allow"):
         if not isinstance(cfg.get(key), list):
             raise ConfigError(f"{key} must be a list of addresses or networks")

@@ -8,6 +8,10 @@ provider's cheapest authenticated request, which generates nothing and costs not
 * Gemini: `GET /v1beta/models/{model}` — the model's metadata;
 * Turbotext: `do=get_result` for queue 0 — a status poll, which Turbotext does not bill; an
   accepted key gets "queue not found", a wrong one is refused.
+
+Those prove a key is accepted, not that it can work: a Gemini project without billing reads model
+metadata fine and gets `429 … limit: 0` on every image. `--live` (photoslot/doctor_live.py) makes
+the one real call per provider that proves it, and says so before it spends anything.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from photoslot import db as dbmod
-from photoslot import schema, templates, tls
+from photoslot import doctor_live, public_address, schema, templates, tls
 from photoslot import settings as live_settings
 from photoslot.alerts import disk_usage
 from photoslot.config import ConfigError, load_config
@@ -74,12 +78,13 @@ def as_json(checks: list[Check]) -> dict:
 
 # ---------------------------------------------------------------- the whole run
 
-async def run(config_path: str | None = None, environ: dict | None = None) -> list[Check]:
+async def run(config_path: str | None = None, environ: dict | None = None, *, live: bool = False) -> list[Check]:
+    """Every check; `live` adds one real call per provider an enabled slot uses (doctor_live)."""
     try:
         cfg = load_config(config_path, environ=environ)
     except ConfigError as exc:
         return [fail("config", str(exc), "correct the file or variable named above (every key: config.example.yaml)")]
-    return [check_config(cfg), *check_data_dir(cfg), *await _database_checks(cfg),
+    return [check_config(cfg), *check_data_dir(cfg), *await _database_checks(cfg, live=live),
             await check_port(cfg), check_tls(cfg)]
 
 
@@ -89,7 +94,7 @@ def check_config(cfg) -> Check:
     return ok("config", where + (f" + environment: {', '.join(env)}" if env else ""))
 
 
-async def _database_checks(cfg) -> list[Check]:
+async def _database_checks(cfg, *, live: bool = False) -> list[Check]:
     names = ("schema", "ingest_password", "providers", "clock", "slots")
     try:
         dsn = await asyncio.wait_for(asyncio.to_thread(dbmod.resolve_dsn, cfg), timeout=60)
@@ -107,9 +112,14 @@ async def _database_checks(cfg) -> list[Check]:
         if schema_check.status != OK:
             return out + [skipped(n, "the schema is not at this photoslot's version") for n in names[1:]]
         out.append(await check_ingest_password(database))
-        out += await check_providers(cfg, database)
+        providers = await check_providers(cfg, database)
+        out += providers
         out.append(await check_clock(database))
         out += await check_slots(cfg, database)
+        out += await check_gemini_models(cfg, database)
+        out += await check_public_address(cfg, database)
+        if live:
+            out += await live_checks(cfg, database, {c.name: c for c in providers})
         return out
     finally:
         await database.close()
@@ -344,6 +354,94 @@ async def turbotext_key_problem(cfg, key: str) -> str | None:
 
 
 KEY_CHECKS = {"gemini": gemini_key_problem, "turbotext": turbotext_key_problem}
+
+
+async def _in_use(db) -> dict[str, list[dict]]:
+    """The enabled slots by provider."""
+    out: dict[str, list[dict]] = {}
+    for slot in await db.fetchall("slot_list"):
+        if slot["enabled"] and slot["provider_id"]:
+            out.setdefault(slot["provider_id"], []).append(slot)
+    return out
+
+
+def gemini_models(cfg, slots: list[dict]) -> dict[str, list[str]]:
+    """Each Gemini model the enabled slots use (a slot without `model` uses providers.gemini.model)."""
+    models: dict[str, list[str]] = {}
+    for slot in slots:
+        params = (slot["settings_json"] or {}).get("params") or {}
+        model = params.get("model") or cfg.get("providers.gemini.model")
+        models.setdefault(str(model), []).append(slot["id"])
+    return models
+
+
+async def check_gemini_models(cfg, db) -> list[Check]:
+    """A model name Google does not list for images fails every shot with a 404: caught here, offline."""
+    slots = (await _in_use(db)).get("gemini")
+    if not slots:
+        return []
+    known = catalogue.GEMINI_IMAGE_MODELS
+    unknown = {m: ids for m, ids in gemini_models(cfg, slots).items() if m not in known}
+    if unknown:
+        what = "; ".join(f"{m!r} (used by {', '.join(ids)})" for m, ids in unknown.items())
+        return [fail("gemini models", f"no Gemini image model is called {what}",
+                     f"set providers.gemini.model (or the slot's model parameter) to one of {', '.join(known)}")]
+    return [ok("gemini models", ", ".join(gemini_models(cfg, slots)))]
+
+
+_KIND_WORDS = {public_address.LOOPBACK: "loopback", public_address.PRIVATE: "a private address"}
+
+
+def _host_kind(url: str | None) -> str | None:
+    """"loopback" or "a private address" when the URL's host is one, else None (the internet may
+    reach it; a DNS name is judged by doctor --live, which has Turbotext fetch a link)."""
+    return _KIND_WORDS.get(public_address.kind(url or ""))
+
+
+async def check_public_address(cfg, db) -> list[Check]:
+    """Turbotext fetches the photo from server.public_base_url: from the internet, a loopback or
+    private address is unreachable, and every Turbotext shot would fail after being billed."""
+    slots = (await _in_use(db)).get("turbotext")
+    if not slots:
+        return []
+    if not cfg.served_base_url:  # where the last `serve` listens: the fallback when nobody set an address
+        cfg.served_base_url = await live_settings.served_base_url(db)
+    address = await public_address.load(db, cfg)  # the config key, else the Settings page's, else serve's
+    base = address.url
+    kind = _host_kind(base)
+    turbotext_kind = _host_kind(_base_url(cfg, "turbotext"))
+    ids = ", ".join(s["id"] for s in slots)
+    if kind is None or turbotext_kind is not None:  # public, or a rehearsal whose Turbotext is local too
+        return [ok("public address", f"{base} (Turbotext fetches the photos of {ids} from it)")]
+    where = {"config": "server.public_base_url", "environment": "server.public_base_url",
+             "setting": "the public address set on the Settings page"}.get(
+        address.source, "no public address is set: photoslot falls back to")
+    return [fail("public address", f"{where} {base} is {kind}: Turbotext's servers cannot fetch the photos of "
+                 f"{ids} from it, so every shot would fail",
+                 "set the Public address (web admin: Settings; or server.public_base_url) to an address reachable "
+                 "from the internet — a port forward or a tunnel to this PC (HTTPS recommended); then check it "
+                 "with `photoslot doctor --live`")]
+
+
+async def live_checks(cfg, db, provider_checks: dict[str, Check]) -> list[Check]:
+    """One real call per provider an enabled slot uses and whose key check passed."""
+    in_use = await _in_use(db)
+    out: list[Check] = []
+    for name in live_settings.PROVIDER_NAMES:
+        if name not in in_use:
+            continue
+        check_name = f"live {name}"
+        offline = provider_checks.get(f"provider {name}")
+        if offline is None or offline.status != OK:
+            out.append(skipped(check_name, f"the {name} key check failed"))
+            continue
+        key = await live_settings.provider_api_key(db, cfg, name)
+        if name == "gemini":
+            for model in gemini_models(cfg, in_use[name]):
+                out.append(await doctor_live.gemini(cfg, key, model, ok, fail))
+        else:
+            out.append(await doctor_live.turbotext(cfg, db, key, ok, fail))
+    return out
 
 
 # ---------------------------------------------------------------- TLS, clock

@@ -2,6 +2,7 @@
 one probe call decides whether it is back.
 
     up ──(down_after_failures consecutive failed calls)──▶ down (retry_at = now + cool-down)
+    up ──(one answer that no call can work: no quota, spent tariff …, with its reason)──▶ down
     down, before retry_at: no call goes out; new shots are refused 503 provider_unavailable
     down, from retry_at: one job may take the probe (a lease, so a dead prober is replaced)
     probe (or any call) succeeds ──▶ up;  the probe fails ──▶ down again, a new cool-down
@@ -46,28 +47,35 @@ class Health:
     probe_job: str | None = None         # the job whose call is the probe, while it runs
     probe_until: dt.datetime | None = None
     changed_at: dt.datetime | None = None
+    reason: str | None = None            # why it is down, in words, when an answer said so
 
     @property
     def is_down(self) -> bool:
         return self.state == DOWN
 
 
-def failed(h: Health, rule: Rule, now: dt.datetime, problem: str, *, job_id: str | None = None) -> Health:
+def failed(h: Health, rule: Rule, now: dt.datetime, problem: str, *, job_id: str | None = None,
+           down_reason: str | None = None) -> Health:
     """One failed call. The threshold takes an up provider down; a failed probe restarts the cool-down;
-    other calls failing while it is down (they were under way already) only count."""
+    other calls failing while it is down (they were under way already) only count. A `down_reason`
+    (an answer saying no call can work until someone acts) takes it down at once, with that reason."""
     h = dataclasses.replace(h, failures=h.failures + 1, last_problem=problem[:500], last_failure_at=now)
+    if down_reason:
+        h = dataclasses.replace(h, reason=down_reason[:500])
     if h.state == UP:
-        if h.failures >= rule.down_after_failures:
+        if h.failures >= rule.down_after_failures or down_reason:
             return _down(h, rule, now, changed=True)
         return h
     if job_id is not None and job_id == h.probe_job:
-        return _down(h, rule, now, changed=False)
+        # The probe's own answer says why now: its reason, or none (an ordinary failed call).
+        return _down(dataclasses.replace(h, reason=down_reason[:500] if down_reason else None), rule, now,
+                     changed=False)
     return h
 
 
 def succeeded(h: Health, now: dt.datetime) -> Health:
     """A call that reached a working provider (the answer may still be a refusal): it is up."""
-    if h.state == UP and h.failures == 0:
+    if h.state == UP and h.failures == 0 and h.reason is None:
         return h
     return Health(provider_id=h.provider_id, state=UP, failures=0, last_problem=h.last_problem,
                   last_failure_at=h.last_failure_at, changed_at=now if h.state != UP else h.changed_at)
@@ -113,4 +121,6 @@ def describe(h: Health, now: dt.datetime) -> str:
         return f"{h.provider_id} is up"
     wait = (f"next try in {max(0.0, (h.retry_at - now).total_seconds()):.0f} s" if h.retry_at and now < h.retry_at
             else "a probe call decides")
+    if h.reason:
+        return f"{h.provider_id} is down: {h.reason}; {wait}"
     return f"{h.provider_id} is down after {h.failures} failed calls in a row (last: {h.last_problem}); {wait}"

@@ -419,6 +419,44 @@ def prepare_for_provider(path, mime: str, max_megapixels: float | None = None) -
     return _reencode(main, photo, limit)
 
 
+def shrink_to(data: bytes, mime: str, max_bytes: int) -> tuple[bytes, str]:
+    """The picture re-encoded to at most `max_bytes`: first at full size as JPEG at the quality every
+    provider copy uses, then smaller (each side by the square root of the size still to shed), until it
+    fits. A picture with transparency stays a PNG and only gets smaller. For a request limit that
+    counts the encoded bytes (Gemini's 20 MiB); the models work at about 1 MP, so this loses nothing
+    they would have seen."""
+    if len(data) <= max_bytes:
+        return data, mime
+    with Image.open(io.BytesIO(data)) as src, _decoding("provider", src.width * src.height):
+        src.load()
+        icc = src.info.get("icc_profile")
+        im = _colour(src) or _detach(src)
+        try:
+            return _encode_under(im, icc, max_bytes)
+        finally:
+            im.close()
+
+
+def _encode_under(im: Image.Image, icc, max_bytes: int) -> tuple[bytes, str]:
+    alpha = "A" in im.getbands()
+    scale = 1.0
+    for _ in range(12):
+        frame = im if scale == 1.0 else im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
+                                                  Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        if alpha:
+            frame.save(out, "PNG", compress_level=6, icc_profile=icc)
+        else:
+            (frame if frame.mode == "RGB" else frame.convert("RGB")).save(out, "JPEG", quality=JPEG_QUALITY,
+                                                                          icc_profile=icc)
+        if frame is not im:
+            frame.close()
+        if out.tell() <= max_bytes:
+            return out.getvalue(), "image/png" if alpha else "image/jpeg"
+        scale *= max(0.3, min(0.9, (max_bytes / out.tell()) ** 0.5 * 0.95))
+    raise InvalidImage(f"cannot bring this picture under {max_bytes} bytes")
+
+
 def _scale_for(photo: photos.Photo, limit: int) -> int:
     """The power of two each side is divided by to fit `limit` pixels (1 = full size)."""
     factor = 1

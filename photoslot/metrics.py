@@ -110,6 +110,9 @@ async def snapshot(ctx) -> dict:
     snap["media"] = await asyncio.to_thread(media_usage, ctx.media)
     # this process's copy of the shared provider health (photoslot/provider_health.py): no query needed
     snap["providers_up"] = {p: 0 if ctx.health.get(p).is_down else 1 for p in catalogue.CATALOGUE}
+    # what each provider last said is left on the account (Turbotext's limits.foto_limit), same copy
+    snap["quota_remaining"] = {p: ctx.health.quota(p).remaining for p in catalogue.CATALOGUE
+                               if ctx.health.quota(p).remaining is not None}
     try:
         snap.update(await asyncio.wait_for(_db_values(ctx, now), timeout=SCRAPE_DB_TIMEOUT))
         snap["db_up"] = 1
@@ -194,6 +197,13 @@ class DatabaseCollector:
         for provider, value in sorted(s.get("providers_up", {}).items()):
             pup.add_metric([provider], value)
         yield pup
+
+        qrem = GaugeMetricFamily("photoslot_provider_quota_remaining", "What the provider last said is left on "
+                                 "the account (Turbotext: photos left on the tariff, limits.foto_limit)",
+                                 labels=["provider"])
+        for provider, value in sorted(s.get("quota_remaining", {}).items()):
+            qrem.add_metric([provider], value)
+        yield qrem
 
         if not s.get("db_up"):
             return

@@ -22,7 +22,8 @@ async def slot_cards(ctx, zone: studio_time.Zone) -> list[dict]:
     last = {r["slot_id"]: r for r in await ctx.db.fetchall("overview_last_results", now=now)}
     cards = []
     for slot in await slots.list_all(ctx.db):
-        card = {"slot": slots.view(ctx.cfg, slot), "last_result": None, "today": None, "badges": []}
+        card = {"slot": slots.view(ctx.cfg, slot), "last_result": None, "today": None, "badges": [],
+                "provider_reason": None}
         if slots.is_configured(slot):
             result = last.get(slot["id"])
             card["last_result"] = {"job_id": str(result["id"]), "completed_at": result["finalized_at"]} if result else None
@@ -31,7 +32,10 @@ async def slot_cards(ctx, zone: studio_time.Zone) -> list[dict]:
                 card["badges"].append("provider_down")
             elif f"provider_failing:{provider}" in alerts:
                 card["badges"].append("provider_failing")
-            if f"quota:{provider}" in alerts:
+            health = ctx.health.get(provider)
+            if health.is_down:  # why, in words: "this key's project has no quota for … (billing not enabled?)"
+                card["provider_reason"] = health.reason or health.last_problem
+            if f"quota:{provider}" in alerts or f"provider_quota_low:{provider}" in alerts:
                 card["badges"].append("quota_low")
         row = today.get(slot["id"])
         if row is not None and (slots.is_configured(slot) or row["requests"] or row["test_shots"]):

@@ -29,10 +29,18 @@ log = logging.getLogger("photoslot.providers.health")
 CHANNEL = "photoslot_provider_health"
 POLL_SECONDS = 2.0  # the fallback refresh when a notification is missed (or notifications are off)
 FIELDS = [f.name for f in dataclasses.fields(Health)]
+COLUMNS = {"reason": "down_reason"}  # Health field -> provider_health column, where they differ
 
 
 def _from_row(row: dict) -> Health:
-    return Health(**{k: row.get(k) for k in FIELDS})
+    return Health(**{k: row.get(COLUMNS.get(k, k)) for k in FIELDS})
+
+
+@dataclasses.dataclass(frozen=True)
+class QuotaLeft:
+    """What the provider last said is left on the account (Turbotext's limits.foto_limit)."""
+    remaining: int | None = None
+    at: dt.datetime | None = None
 
 
 class HealthBoard:
@@ -40,6 +48,7 @@ class HealthBoard:
 
     def __init__(self) -> None:
         self._health: dict[str, Health] = {}
+        self._quota: dict[str, QuotaLeft] = {}
         self._task: asyncio.Task | None = None
         self._refreshing: asyncio.Task | None = None
 
@@ -66,9 +75,13 @@ class HealthBoard:
     def put(self, h: Health) -> None:
         self._health[h.provider_id] = h
 
+    def quota(self, provider_id: str) -> QuotaLeft:
+        return self._quota.get(provider_id) or QuotaLeft()
+
     async def refresh(self, db) -> None:
         for row in await db.fetchall("provider_health_all"):
             self.put(_from_row(row))
+            self._quota[row["provider_id"]] = QuotaLeft(row.get("quota_remaining"), row.get("quota_remaining_at"))
 
     def changed(self, db) -> None:
         """A NOTIFY said some provider's health changed: re-read (one query, coalesced)."""
@@ -99,8 +112,11 @@ class HealthBoard:
 
 # ---------------------------------------------------------------- changes
 
-async def report(ctx, provider_id: str, *, ok: bool, problem: str | None = None, job_id=None) -> Health:
-    """One call's outcome for the provider's health (failed: a connection error, call timeout, 5xx, 429)."""
+async def report(ctx, provider_id: str, *, ok: bool, problem: str | None = None, job_id=None,
+                 down_reason: str | None = None) -> Health:
+    """One call's outcome for the provider's health (failed: a connection error, call timeout, 5xx, 429).
+    `down_reason`: the answer says no call can work until someone acts — down at once, with it; the
+    job that got that answer is left to fail with its own words, the others end now."""
     board: HealthBoard = ctx.health
     now = ctx.clock.now()
     job = str(job_id) if job_id is not None else None
@@ -112,17 +128,19 @@ async def report(ctx, provider_id: str, *, ok: bool, problem: str | None = None,
     async with ctx.db.transaction() as tx:
         current = await _locked(tx, provider_id, now)
         after = (health_rule.succeeded(current, now) if ok
-                 else health_rule.failed(current, rule, now, problem or "unknown problem", job_id=job))
+                 else health_rule.failed(current, rule, now, problem or "unknown problem", job_id=job,
+                                         down_reason=down_reason))
         if after == current:
             board.put(current)
             return current
-        await tx.execute("provider_health_save", now=now, **dataclasses.asdict(after))
+        await _save(tx, after, now)
         went_down = current.state == health_rule.UP and after.state == health_rule.DOWN
         came_up = current.state == health_rule.DOWN and after.state == health_rule.UP
         probe_failed = after.is_down and current.is_down and after.retry_at != current.retry_at
         if went_down or probe_failed:  # the shots admitted for the probe waited on it: they end too
             ended = await tx.fetchall("jobs_end_provider_down", provider_id=provider_id, now=now,
-                                      detail=health_rule.describe(after, now)[:2000])
+                                      detail=health_rule.describe(after, now)[:2000],
+                                      keep_job=job if down_reason else None)
         # Every change, failures counted included: a process whose copy still says "no failures"
         # would skip writing the success that must reset the count (the happy path's shortcut).
         await tx.execute("provider_health_announce", provider_id=provider_id)
@@ -131,7 +149,7 @@ async def report(ctx, provider_id: str, *, ok: bool, problem: str | None = None,
         ctx.media.remove(row["old_upload_path"])
     if went_down:
         event(log, "provider_down", logging.ERROR, provider=provider_id, failures=after.failures,
-              last=after.last_problem, retry_in_s=rule.cooldown_seconds, jobs_ended=len(ended))
+              last=after.last_problem, reason=after.reason, retry_in_s=rule.cooldown_seconds, jobs_ended=len(ended))
         await _alert(ctx, after, now)
     elif came_up:
         event(log, "provider_up", logging.WARNING, provider=provider_id,
@@ -151,12 +169,29 @@ async def take_probe(ctx, provider_id: str, job_id) -> bool:
         current = await _locked(tx, provider_id, now)
         after = health_rule.take_probe(current, rule, now, str(job_id))
         if after is not None:
-            await tx.execute("provider_health_save", now=now, **dataclasses.asdict(after))
+            await _save(tx, after, now)
             await tx.execute("provider_health_announce", provider_id=provider_id)
     ctx.health.put(after or current)
     if after is not None:
         event(log, "provider_probe", provider=provider_id, job=str(job_id))
     return after is not None
+
+
+async def _save(tx, h: Health, now: dt.datetime) -> None:
+    await tx.execute("provider_health_save", now=now, **dataclasses.asdict(h))
+
+
+async def note_quota(ctx, provider_id: str, remaining: int) -> None:
+    """Record what the provider said is left (one statement, only when it changed from this process's
+    copy), and raise or clear the provider_quota_low alert at once when it crosses the threshold."""
+    board: HealthBoard = ctx.health
+    if board.quota(provider_id).remaining == remaining:
+        return
+    now = ctx.clock.now()
+    await ctx.db.execute("provider_quota_note", provider_id=provider_id, remaining=remaining, now=now)
+    board._quota[provider_id] = QuotaLeft(remaining, now)
+    with contextlib.suppress(DatabaseUnavailable):
+        await alerts.announce_if_changed(ctx, alerts.quota_low_check(ctx.cfg, provider_id, remaining), now=now)
 
 
 async def _locked(tx, provider_id: str, now: dt.datetime) -> Health:
@@ -173,9 +208,16 @@ async def _alert(ctx, h: Health, now: dt.datetime) -> None:
 
 # ---------------------------------------------------------------- reading
 
-def view(h: Health, now: dt.datetime) -> dict:
-    """One provider's health for `photoslot providers status`, GET /api/providers/health and /readyz."""
-    return {"provider": h.provider_id, "state": h.state, "up": not h.is_down, "consecutive_failures": h.failures,
+def view(h: Health, now: dt.datetime, quota: QuotaLeft | None = None) -> dict:
+    """One provider's health for `photoslot providers status`, GET /api/providers/health and /readyz.
+    `reason`: why it is down in words (null while up); `quota_remaining`: what the provider last said
+    is left on the account (null when it never said)."""
+    quota = quota or QuotaLeft()
+    return {"provider": h.provider_id, "state": h.state, "up": not h.is_down,
+            "reason": (h.reason or f"{h.failures} failed calls in a row (last: {h.last_problem})") if h.is_down else None,
+            "down_reason": h.reason if h.is_down else None,  # only an answer that named why (no quota, region …)
+            "quota_remaining": quota.remaining, "quota_remaining_at": quota.at,
+            "consecutive_failures": h.failures,
             "last_problem": h.last_problem, "last_failure_at": h.last_failure_at, "down_since": h.down_since,
             "retry_at": h.retry_at, "probe_running": bool(h.probe_job and h.probe_until and now < h.probe_until),
             "retry_after_s": health_rule.refusal(h, now), "changed_at": h.changed_at,
@@ -184,6 +226,12 @@ def view(h: Health, now: dt.datetime) -> dict:
 
 async def board_view(ctx, providers) -> list[dict]:
     """Every provider's health read from the database now (the CLI has no running copy)."""
-    rows = {r["provider_id"]: _from_row(r) for r in await ctx.db.fetchall("provider_health_all")}
+    rows = {r["provider_id"]: r for r in await ctx.db.fetchall("provider_health_all")}
     now = ctx.clock.now()
-    return [view(rows.get(p) or Health(provider_id=p), now) for p in providers]
+    out = []
+    for p in providers:
+        row = rows.get(p)
+        h = _from_row(row) if row else Health(provider_id=p)
+        quota = QuotaLeft(row.get("quota_remaining"), row.get("quota_remaining_at")) if row else None
+        out.append(view(h, now, quota))
+    return out

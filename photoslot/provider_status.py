@@ -46,13 +46,15 @@ async def overview(ctx) -> list[dict]:
         minute = usage[pid]["minute"]
         out.append({
             "id": pid, "name": provider.name, "up": h["up"], "state": h["state"],
-            "down_since": h["down_since"], "changed_at": h["changed_at"], "why": h["last_problem"] if not h["up"] else None,
+            "down_since": h["down_since"], "changed_at": h["changed_at"], "why": h["down_reason"],
             "next_probe": h["retry_at"] if not h["up"] else None, "probe_running": h["probe_running"],
             "failures": h["consecutive_failures"], "last_error": h["last_problem"], "last_error_at": h["last_failure_at"],
             "key_configured": keys[pid], "slots": using[pid],
             "requests_today": day["used"], "quota_day": day["limit"],
             "quota_left": None if day["limit"] is None else max(0, day["limit"] - day["used"]),
             "requests_this_minute": minute["used"], "quota_minute": minute["limit"],
+            # what the provider itself last said is left on the account (Turbotext's photos), and when
+            "account_left": h["quota_remaining"], "account_left_at": h["quota_remaining_at"],
             "meanwhile": _meanwhile(ctx.health.get(pid), now) if not h["up"] else None,
         })
     return out
@@ -67,7 +69,8 @@ async def down_now(ctx) -> list[dict]:
         return []
     using = _slots_of(await slots.list_all(ctx.db))
     return [{"id": h.provider_id, "name": CATALOGUE[h.provider_id].name, "since": h.down_since,
-             "why": h.last_problem, "next_probe": h.retry_at, "slots": using[h.provider_id],
+             "why": h.reason or h.last_problem, "failures": h.failures, "next_probe": h.retry_at,
+             "slots": using[h.provider_id],
              "meanwhile": _meanwhile(h, now)} for h in down]
 
 

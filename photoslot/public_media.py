@@ -30,8 +30,11 @@ class Gone(PhotoslotError):
     exit_code = 1
 
 
-def public_url(cfg, media_id) -> str:
-    return f"{cfg.public_base_url()}/public/media/{media_id}"
+def public_url(cfg, media_id, mime: str | None = None) -> str:
+    """The link, ending in the file's extension: Turbotext documents its input URLs as "format: jpg,
+    png, jpeg" and may judge a link by its ending. The bare id is served too."""
+    ext = media.MIME_EXT.get(mime or "")
+    return f"{cfg.public_base_url()}/public/media/{media_id}" + (f".{ext}" if ext else "")
 
 
 async def register(ctx, *, data: bytes | None = None, path=None, mime: str | None = None, job_id=None,
@@ -72,7 +75,7 @@ async def register(ctx, *, data: bytes | None = None, path=None, mime: str | Non
         if owns:
             ctx.media.remove(file_path)
         raise
-    return {"id": str(row["id"]), "public_url": public_url(ctx.cfg, row["id"]), "expires_at": row["expires_at"],
+    return {"id": str(row["id"]), "public_url": public_url(ctx.cfg, row["id"], mime), "expires_at": row["expires_at"],
             "mime": mime, "size_bytes": size}
 
 
@@ -82,13 +85,15 @@ def _head(path: Path) -> bytes:
 
 
 async def resolve(ctx, media_id: str) -> dict:
-    """The live link's row; NotFound (404) for an unknown id, Gone (410) once it is closed."""
+    """The live link's row; NotFound (404) for an unknown id (or an ending that is not its file's
+    type), Gone (410) once it is closed. `media_id` is the id, alone or with its extension."""
+    stem, dot, ext = str(media_id).partition(".")
     try:
-        mid = uuid.UUID(str(media_id))
+        mid = uuid.UUID(stem)
     except ValueError:
         raise NotFound("no such media") from None
     row = await ctx.db.fetchone("media_object_get", media_id=mid)
-    if row is None:
+    if row is None or (dot and ext != media.MIME_EXT.get(row["mime"])):
         raise NotFound("no such media")
     if row["expired_at"] is not None or row["expires_at"] <= ctx.clock.now() or row["job_finalized"]:
         raise Gone("this link has expired")
@@ -115,6 +120,12 @@ def _remove_owned(ctx, rows: list[dict]) -> int:
 async def expire_for_job(ctx, job_id) -> int:
     """Close every open link of a job (called before the job is finalized); returns how many."""
     rows = await ctx.db.fetchall("media_objects_expire_for_job", job_id=job_id, now=ctx.clock.now())
+    return _remove_owned(ctx, rows)
+
+
+async def expire(ctx, media_id) -> int:
+    """Close one link now (a link with no job: nothing else would close it before its TTL)."""
+    rows = await ctx.db.fetchall("media_object_expire", media_id=uuid.UUID(str(media_id)), now=ctx.clock.now())
     return _remove_owned(ctx, rows)
 
 

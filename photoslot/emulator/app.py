@@ -25,7 +25,7 @@ from .keys import STATE_KEY
 
 log = logging.getLogger("photoslot.emulator")
 
-#: Gemini inline requests may carry up to 20 MB of images (base64 makes them bigger).
+#: Read up to 64 MiB so that a request over Gemini's 20 MiB is answered with Google's 400, not aiohttp's 413.
 CLIENT_MAX_SIZE = 64 * 1024 * 1024
 SHUTDOWN_TIMEOUT = 2.0
 
@@ -60,7 +60,8 @@ async def _index(request: web.Request) -> web.Response:
     return web.json_response({
         "service": "photoslot emulator",
         "gemini": ["POST /{v1,v1beta}/models/{model}:generateContent", "GET /{v1,v1beta}/models/{model}"],
-        "turbotext": "POST /api_ai/{generate_image2image,mix_images,deepfake_photo}",
+        "turbotext": ["POST /api_ai/{generate_image2image,mix_images,deepfake_photo}",
+                      "GET /download.php?f={name}", "GET /image/{path}"],
         "control": ["POST /emulator/control", "GET /emulator/control",
                     "GET /emulator/stats", "GET /emulator/requests"],
     })
@@ -101,6 +102,8 @@ def make_app(
         app.router.add_get(rf"/{version}/models/{{model:[^/:]+}}", gemini.get_model)
     app.router.add_post("/api_ai/{method}", turbotext.api_ai)
     app.router.add_get("/api_ai/result/{name}", turbotext.download_result)
+    app.router.add_get("/download.php", turbotext.download_result)  # uploaded_image (mix, deepfake)
+    app.router.add_get("/image/{name:.+}", turbotext.download_result)  # data.image[0] (image2image)
     app.router.add_post("/emulator/control", _control)
     app.router.add_get("/emulator/control", _get_control)
     app.router.add_get("/emulator/stats", _stats)

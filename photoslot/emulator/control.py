@@ -21,7 +21,15 @@ PROVIDERS = ("gemini", "turbotext")
 SIMPLE_OUTCOMES = frozenset(
     {"ok", "no_image", "safety", "hang", "truncated_json", "not_image", "huge", "fail"}
 )
+#: Outcomes one provider knows (docs/EMULATOR.md says which documented answer each reproduces).
+GEMINI_OUTCOMES = frozenset(
+    {"zero_quota", "rate_limit", "image_safety", "prohibited", "image_other", "text_only", "location", "html_502",
+     "unknown_model"}
+)
+TURBOTEXT_OUTCOMES = frozenset({"forbidden", "tariff"})
 _FAIL_RE = re.compile(r"^fail:(\d{3})$")
+_RATE_LIMIT_RE = re.compile(r"^rate_limit:(\d+(?:\.\d+)?)$")  # a 429 whose RetryInfo asks for N seconds
+_POLL_FAIL_RE = re.compile(r"^poll_fail:(\d{3})$")  # Turbotext: queued, then every poll answers this status
 OUTPUT_MIMES = ("image/png", "image/jpeg", "image/webp")
 #: "model": about 1 MP at the photo's aspect ratio, as Gemini's image model answers; "input": the
 #: photo's stored size; "echo": the photo's own bytes back, untouched (benchmarks: no Pillow work).
@@ -29,6 +37,8 @@ OUTPUT_SIZES = ("model", "input", "echo")
 LOG_CAP = 1000
 
 KNOB_FIELDS = (
+    "no_quota",
+    "foto_limit",
     "latency_seconds",
     "fail_rate",
     "fail_status",
@@ -58,19 +68,28 @@ def _is_number(value: Any) -> bool:
 def validate_script_item(item: Any) -> str:
     if not isinstance(item, str):
         raise ControlError(f"script items must be strings, got {item!r}")
-    if item in SIMPLE_OUTCOMES:
+    if item in SIMPLE_OUTCOMES or item in GEMINI_OUTCOMES or item in TURBOTEXT_OUTCOMES:
         return item
-    m = _FAIL_RE.match(item)
+    m = _FAIL_RE.match(item) or _POLL_FAIL_RE.match(item)
     if m and _valid_status(int(m.group(1))):
+        return item
+    if _RATE_LIMIT_RE.match(item):
         return item
     raise ControlError(
         f"unknown script outcome {item!r}; expected one of "
-        f"{sorted(SIMPLE_OUTCOMES)} or 'fail:<status 400-599>'"
+        f"{sorted(SIMPLE_OUTCOMES | GEMINI_OUTCOMES | TURBOTEXT_OUTCOMES)}, 'fail:<status 400-599>', "
+        "'rate_limit:<seconds>' or 'poll_fail:<status 400-599>'"
     )
+
+
+#: Turbotext's `limits.foto_limit` a fresh emulator starts with (photos left on the tariff).
+DEFAULT_FOTO_LIMIT = 1000
 
 
 @dataclasses.dataclass
 class ProviderKnobs:
+    no_quota: bool = False  # Gemini: every generateContent is the zero-quota 429 (models.get still works)
+    foto_limit: int | None = DEFAULT_FOTO_LIMIT  # Turbotext: photos left; null = answers carry no `limits`
     latency_seconds: float = 0.0
     fail_rate: float = 0.0
     fail_status: int = 503
@@ -152,6 +171,15 @@ def validate_control(body: Any) -> dict[str, Any]:
         if not isinstance(body["hang"], bool):
             raise ControlError("hang must be a boolean")
         out["hang"] = body["hang"]
+    if "no_quota" in body:
+        if not isinstance(body["no_quota"], bool):
+            raise ControlError("no_quota must be a boolean")
+        out["no_quota"] = body["no_quota"]
+    if "foto_limit" in body:
+        v = body["foto_limit"]
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+            raise ControlError("foto_limit must be a non-negative integer or null")
+        out["foto_limit"] = v
     if "reconnect_polls" in body:
         v = body["reconnect_polls"]
         if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 10_000:

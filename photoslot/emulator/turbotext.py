@@ -1,4 +1,18 @@
-"""Turbotext ``/api_ai/{method}`` wire protocol: create_queue → get_result polling → download."""
+"""Turbotext ``/api_ai/{method}`` wire protocol: create_queue → get_result polling → download.
+
+The final answers copy the samples of Turbotext's photo-API method pages
+(turbotext.ru/photo_ai/docs/info; docs/EMULATOR.md quotes each):
+
+* generate_image2image: no `uploaded_image` at all — the result is `data.image[0]`, a path relative
+  to the Turbotext host ("image/generate_image2image_id12_0.png"), served here under `/image/…`;
+* mix_images: `uploaded_image` at the top level beside `data` ("…/download.php?f=….png");
+* deepfake_photo: `uploaded_image` at the top level, `data.image` absolute links,
+  `data.forbidden_content`, `data.face_restore: "False"`; the result is the `url` photo (the person
+  whose face is replaced) with the face from `url_image_target`;
+* every final answer carries `limits: {"foto_limit", "text_limit"}` (the tariff's photos left).
+
+Turbotext documents no error texts; the Russian ones here are assumed (docs/EMULATOR.md).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +23,7 @@ import logging
 import secrets
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -23,13 +38,32 @@ log = logging.getLogger("photoslot.emulator")
 METHODS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "generate_image2image": (("url", "content"), ("url",), "url"),
     "mix_images": (("url_image_target", "url"), ("url_image_target", "url"), "url_image_target"),
-    "deepfake_photo": (("url", "url_image_target"), ("url", "url_image_target"), "url_image_target"),
+    # documented: `url` — the person whose face is replaced; `url_image_target` — the face to put in
+    "deepfake_photo": (("url", "url_image_target"), ("url", "url_image_target"), "url"),
 }
 IMAGE_FIELDS = frozenset({"url", "url_image_target"})
+#: "url with image (format: jpg, png, jpeg)" (generate_image2image's page); webp as the method tables list it
+IMAGE_ENDINGS = (".jpg", ".jpeg", ".png", ".webp")
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=10)
 MAX_FETCH_BYTES = 64 * 1024 * 1024
 HUGE_BYTES = 30 * 1024 * 1024
+TEXT_LIMIT = 10000
 
+# Turbotext's error texts: not documented anywhere public — assumed, in Russian as the service answers.
+ERR_KEY = "Неверный API ключ"
+ERR_METHOD = "Неизвестный метод"
+ERR_ACTION = "Неизвестное действие"
+ERR_MISSING = "Не передан обязательный параметр: {name}"
+ERR_RANGE = "Неверное значение параметра {name}: допустимо от {low} до {high}"
+ERR_NUMBER = "Неверное значение параметра {name}"
+ERR_FORMAT = "Неверный формат изображения по ссылке {name}: допустимы jpg, png, jpeg"
+ERR_QUEUE = "Очередь не найдена"
+ERR_DOWNLOAD = "Не удалось загрузить изображение по ссылке ({why})"
+ERR_NO_IMAGE = "Не удалось сгенерировать изображение, попробуйте ещё раз"
+ERR_MODERATION = "Изображение не прошло модерацию: обнаружен запрещённый контент"
+ERR_TARIFF = "Недостаточно фото-попыток на вашем тарифе. Пополните баланс"
+ERR_BAD_IMAGE = "Не удалось обработать изображение"
+ERR_SERVICE = "Сервис временно недоступен"
 
 # generate_image2image's numeric fields as Turbotext documents them: name → (min, max, integer?)
 RANGES = {"generate_image2image": {"seed": (1, 10 ** 10, True), "user_id": (1, None, True),
@@ -45,9 +79,12 @@ def _check_ranges(method: str, form) -> str | None:
         try:
             value = int(raw) if integer else float(raw)
         except (TypeError, ValueError):
-            return f"Invalid parameter: {name}"
+            return ERR_NUMBER.format(name=name)
         if value < low or (high is not None and value > high):
-            return f"Invalid parameter: {name} must be between {low} and {high if high is not None else 'any'}"
+            return ERR_RANGE.format(name=name, low=low, high=high if high is not None else "∞")
+    face_restore = form.get("face_restore")
+    if method == "deepfake_photo" and face_restore is not None and face_restore not in ("True", "False"):
+        return ERR_NUMBER.format(name="face_restore") + ": True или False"
     return None
 
 
@@ -57,10 +94,15 @@ class QueueItem:
     method: str
     outcome: str
     entry: dict[str, Any]
+    fields: dict[str, str]
     done: bool = False
     error: str | None = None
+    poll_status: int | None = None  # poll_fail:NNN — every poll answers this HTTP status
+    forbidden: bool = False
     result_name: str | None = None
     result_ext: str = "png"
+    width: int | None = None
+    height: int | None = None
     polls: int = 0
 
 
@@ -136,16 +178,22 @@ async def _serve(request: web.Request, state: EmulatorState) -> tuple[str, web.S
         _count(state, "invalid_key")
         state.record({"provider": "turbotext", "path": request.path, "method": method,
                       "outcome": "invalid_key"})
-        return "invalid_key", _fail("Invalid API key", 401)
+        return "invalid_key", _fail(ERR_KEY, 401)
     if method not in METHODS:
-        return "unknown_method", _fail("Unknown method")
+        return "unknown_method", _fail(ERR_METHOD)
     form = await request.post()
     do = form.get("do")
     if do == "create_queue":
         return await _create_queue(request, state, method, form)
     if do == "get_result":
         return _get_result(request, state, method, form)
-    return "unknown_action", _fail("Unknown action")
+    return "unknown_action", _fail(ERR_ACTION)
+
+
+def _bad(state: EmulatorState, entry: dict, error: str) -> tuple[str, web.StreamResponse]:
+    entry["outcome"] = "bad_request"
+    _count(state, "bad_request")
+    return "bad_request", _fail(error)
 
 
 async def _create_queue(request: web.Request, state: EmulatorState, method: str,
@@ -171,14 +219,13 @@ async def _create_queue(request: web.Request, state: EmulatorState, method: str,
     for name in required:
         value = form.get(name)
         if not isinstance(value, str) or not value.strip():
-            entry["outcome"] = "bad_request"
-            _count(state, "bad_request")
-            return "bad_request", _fail(f"Missing parameter: {name}")
+            return _bad(state, entry, ERR_MISSING.format(name=name))
+    for name in url_fields:
+        if not urlsplit(str(form[name])).path.lower().endswith(IMAGE_ENDINGS):
+            return _bad(state, entry, ERR_FORMAT.format(name=name))
     problem = _check_ranges(method, form)
     if problem is not None:
-        entry["outcome"] = "bad_request"
-        _count(state, "bad_request")
-        return "bad_request", _fail(problem)
+        return _bad(state, entry, problem)
 
     try:
         outcome = await state.outcome_after_hangs("turbotext")
@@ -188,12 +235,16 @@ async def _create_queue(request: web.Request, state: EmulatorState, method: str,
         raise
     if state.closing:
         entry["outcome"] = "shutdown"
-        return "shutdown", _fail("Service unavailable", 503)
+        return "shutdown", _fail(ERR_SERVICE, 503)
     if outcome.startswith("fail:"):
         code = int(outcome.split(":", 1)[1])
         entry["outcome"] = f"http_{code}"
         _count(state, entry["outcome"])
-        return entry["outcome"], _fail(f"Emulated HTTP error {code}", code)
+        return entry["outcome"], _fail(ERR_SERVICE, code)
+    if outcome == "tariff" or state.knobs["turbotext"].foto_limit == 0:
+        entry["outcome"] = "tariff"
+        _count(state, "tariff")
+        return "tariff", _fail(ERR_TARIFF)
 
     queueid = store.new_id()
     entry["queueid"] = queueid
@@ -204,7 +255,9 @@ async def _create_queue(request: web.Request, state: EmulatorState, method: str,
         return "truncated_json", web.Response(body=raw[: len(raw) // 2],
                                               content_type="application/json")
 
-    item = QueueItem(queueid=queueid, method=method, outcome=outcome, entry=entry)
+    item = QueueItem(queueid=queueid, method=method, outcome=outcome, entry=entry, fields=fields)
+    if outcome.startswith("poll_fail:"):
+        item.poll_status = int(outcome.split(":", 1)[1])
     entry["outcome"] = "queued"
     store.items[queueid] = item
     urls = [(f, str(form[f])) for f in url_fields]
@@ -244,23 +297,23 @@ async def _process(app: web.Application, state: EmulatorState, store: TurbotextS
             except asyncio.CancelledError:
                 raise
             except asyncio.TimeoutError:
-                item.error, final = "Failed to download image: timeout", "download_failed"
+                item.error, final = ERR_DOWNLOAD.format(why="timeout"), "download_failed"
                 return
             except Exception as exc:  # noqa: BLE001 - any client error is a failed download
-                item.error = f"Failed to download image: {type(exc).__name__}"
+                item.error = ERR_DOWNLOAD.format(why=type(exc).__name__)
                 final = "download_failed"
                 return
             if status != 200:
-                item.error, final = f"Failed to download image: HTTP {status}", "download_failed"
+                item.error, final = ERR_DOWNLOAD.format(why=f"HTTP {status}"), "download_failed"
                 return
             if len(data) > MAX_FETCH_BYTES:
-                item.error, final = "Failed to download image: too large", "download_failed"
+                item.error, final = ERR_DOWNLOAD.format(why="too large"), "download_failed"
                 return
             info = await asyncio.to_thread(transform.describe, data, ctype, url)
             info["role"] = role
             item.entry["images"].append(info)
             if info["width"] is None:
-                item.error, final = "Failed to download image: not an image", "download_failed"
+                item.error, final = ERR_DOWNLOAD.format(why="not an image"), "download_failed"
                 return
             images[role] = data
 
@@ -270,28 +323,34 @@ async def _process(app: web.Application, state: EmulatorState, store: TurbotextS
 
         outcome = item.outcome
         if outcome == "no_image":
-            item.error, final = "No image generated", "no_image"
+            item.error, final = ERR_NO_IMAGE, "no_image"
             return
         if outcome == "safety":
-            item.error, final = "Content rejected by moderation", "safety"
+            item.error, final = ERR_MODERATION, "safety"
             return
         mime = knobs.output_mime
         target = METHODS[item.method][2]
+        overlay = images.get("url_image_target") if item.method == "deepfake_photo" else None
         if outcome == "not_image":
             data = b"this is not an image"
         else:
             try:
-                data = await asyncio.to_thread(transform.transform, images[target], mime)
+                data = await asyncio.to_thread(transform.transform, images[target], mime, "input", overlay=overlay)
             except transform.NotAnImage:
-                item.error, final = "Failed to process image", "bad_image"
+                item.error, final = ERR_BAD_IMAGE, "bad_image"
                 return
             if outcome == "huge":
                 data = data + b"\0" * max(0, HUGE_BYTES - len(data))
+        described = next(i for i in item.entry["images"] if i["role"] == target)
+        item.width, item.height = described["width"], described["height"]
+        item.forbidden = outcome == "forbidden"
         name = secrets.token_hex(16)
         store.results[name] = (data, mime)
         item.result_name = name
         item.result_ext = transform.extension_for(mime)
-        final = outcome if outcome in ("not_image", "huge") else "ok"
+        if knobs.foto_limit:
+            knobs.foto_limit -= 1
+        final = outcome if outcome in ("not_image", "huge", "forbidden") else "ok"
     except asyncio.CancelledError:
         final = "cancelled"
         raise
@@ -302,6 +361,35 @@ async def _process(app: web.Application, state: EmulatorState, store: TurbotextS
         _count(state, final)
         log.info("turbotext queue %s %s outcome=%s ms=%.1f", item.queueid, item.method, final,
                  (time.monotonic() - started) * 1000)
+
+
+def final_answer(item: QueueItem, base: str, foto_limit: int | None) -> dict[str, Any]:
+    """The documented success answer of each method (docs/EMULATOR.md quotes the samples)."""
+    file_name = f"{item.result_name}.{item.result_ext}"
+    data: dict[str, Any]
+    if item.method == "generate_image2image":
+        # no uploaded_image: data.image holds a path relative to the Turbotext host
+        data = {"user_id": int(item.fields.get("user_id", 1)),
+                "image": [f"image/generate_image2image_id{item.queueid}_{file_name}"],
+                "prompt": item.fields.get("content", ""), "width": item.width, "height": item.height,
+                "scale": float(item.fields.get("scale", 7.5)), "seed": int(item.fields.get("seed", 5443937701)),
+                "strength": int(item.fields.get("strength", 40)),
+                "original_language": item.fields.get("original_language", "ru")}
+        body: dict[str, Any] = {"success": True, "error": "", "data": data}
+    elif item.method == "mix_images":
+        data = {"prompt": item.fields.get("content", ""), "width": item.width, "height": item.height,
+                "seed": 9147962925, "strength": 50, "pattern_prompt": False}
+        body = {"success": True, "error": "", "data": data, "uploaded_image": f"{base}/download.php?f={file_name}"}
+    else:  # deepfake_photo
+        link = f"{base}/download.php?f={file_name}"
+        data = {"image": [link], "width": item.width, "height": item.height,
+                "forbidden_content": item.forbidden, "face_restore": item.fields.get("face_restore", "False")}
+        body = {"success": True, "error": "", "data": data, "uploaded_image": link}
+    if item.forbidden and item.method != "deepfake_photo":
+        data["forbidden_content"] = True
+    if foto_limit is not None:
+        body["limits"] = {"foto_limit": foto_limit, "text_limit": TEXT_LIMIT}
+    return body
 
 
 def _get_result(request: web.Request, state: EmulatorState, method: str,
@@ -320,32 +408,37 @@ def _get_result(request: web.Request, state: EmulatorState, method: str,
     item = store.items.get(queueid) if queueid is not None else None
     if item is None:
         entry["outcome"] = "not_found"
-        return "not_found", _fail("Queue not found")
+        return "not_found", _fail(ERR_QUEUE)
     item.polls += 1
+    if item.poll_status is not None:
+        entry["outcome"] = f"http_{item.poll_status}"
+        return entry["outcome"], _fail(ERR_QUEUE, item.poll_status)
     if not item.done or item.polls <= state.knobs["turbotext"].reconnect_polls:
         entry["outcome"] = "reconnect"
         return "reconnect", _json({"action": "reconnect"})
     if item.error is not None or item.result_name is None:
         entry["outcome"] = "failed"
-        return "failed", _fail(item.error or "No image generated")
-    base = f"{request.scheme}://{request.host}"
+        return "failed", _fail(item.error or ERR_NO_IMAGE)
     entry["outcome"] = "success"
-    return "success", _json({
-        "success": True,
-        "data": {
-            "image": [item.result_name],
-            "uploaded_image": f"{base}/api_ai/result/{item.result_name}.{item.result_ext}",
-        },
-    })
+    base = f"{request.scheme}://{request.host}"
+    return "success", _json(final_answer(item, base, state.knobs["turbotext"].foto_limit))
+
+
+def _result_token(name: str) -> str:
+    name = name.rsplit("/", 1)[-1]
+    if name.startswith("generate_image2image_id"):
+        name = name.split("_", 3)[-1]  # generate_image2image_id<queueid>_<token>.<ext>
+    return name.rsplit(".", 1)[0]
 
 
 async def download_result(request: web.Request) -> web.StreamResponse:
+    """The result file: `/download.php?f=<name>` (mix_images, deepfake_photo), `/image/<path>`
+    (generate_image2image's relative data.image[0]) or `/api_ai/result/<name>`."""
     state: EmulatorState = request.app[STATE_KEY]
     store = request.app[TT_KEY]
     started = time.monotonic()
-    name = request.match_info["name"]
-    token = name.rsplit(".", 1)[0]
-    found = store.results.get(token)
+    name = request.query.get("f") or request.match_info.get("name", "")
+    found = store.results.get(_result_token(name))
     state.stats["turbotext"].downloads += 1
     outcome = "ok" if found else "not_found"
     state.record({"provider": "turbotext", "path": request.path, "method": "result",
@@ -353,6 +446,6 @@ async def download_result(request: web.Request) -> web.StreamResponse:
     log.info("turbotext GET %s outcome=%s ms=%.1f", request.path, outcome,
              (time.monotonic() - started) * 1000)
     if found is None:
-        return _fail("Not found", 404)
+        return web.Response(status=404, text="Not found")
     data, mime = found
     return web.Response(body=data, content_type=mime)

@@ -30,6 +30,9 @@ class ProviderResult:
     response_id: str | None = None
     tokens: int | None = None
     attempts: int = 1
+    # What the provider said is left on the account after this call (Turbotext's `limits.foto_limit`),
+    # when it says so; the worker records it (photoslot_provider_quota_remaining, the quota_low alert).
+    quota_remaining: int | None = None
 
 
 class ProviderFailure(Exception):
@@ -54,7 +57,10 @@ ReferenceHook = Callable[[str], Awaitable[None]]
 
 # Called after every call with what it says about the provider's health (photoslot/health_rule.py):
 # (False, problem) for a connection error, an HTTP 5xx or 429; (True, None) when the provider answered.
-HealthHook = Callable[[bool, "str | None"], Awaitable[None]]
+# `down_reason=` (a keyword) says the provider cannot serve anyone with this key until someone acts —
+# no quota for the model, a spent tariff, a region it does not serve — in words for the
+# admin: the provider is taken down at once with that reason, not after `down_after_failures` calls.
+HealthHook = Callable[..., Awaitable[None]]
 
 
 class Problems:
@@ -83,7 +89,7 @@ def kind_of(problem: str) -> str:
     return m.group(1) if m else problem.split(":", 1)[0][:60]
 
 
-async def _nothing(*_args) -> None:
+async def _nothing(*_args, **_kwargs) -> None:
     return None
 
 
@@ -96,6 +102,9 @@ class ProviderClient(abc.ABC):
     # True: the provider fetches its inputs by URL, so the worker makes public links for the photo
     # and the templates (ProviderInput.urls) instead of passing their bytes.
     needs_public_links: bool = False
+    # The largest request body the provider takes, images included (None: no such limit); the worker
+    # reduces the images until request_bytes() fits (worker/attempt.py `_fit_request`).
+    max_request_bytes: int | None = None
 
     def __init__(self, api_key: str | None, max_attempts: int = 3) -> None:
         self.api_key = api_key
@@ -109,6 +118,10 @@ class ProviderClient(abc.ABC):
 
     def key_changed(self) -> None:
         """Drop whatever was bound to the old key (an SDK client, say)."""
+
+    def request_bytes(self, operation: str, data: ProviderInput) -> int:
+        """An upper estimate of the request body this input makes (see max_request_bytes)."""
+        return 0
 
     @abc.abstractmethod
     async def run(self, operation: str, data: ProviderInput, *, deadline: float, on_request: RequestHook,

@@ -25,6 +25,8 @@ class Param:
     maximum: float | None = None
     required: bool = False
     max_length: int | None = None  # for "str"
+    max_words: int | None = None  # for "str": a limit the provider counts in words
+    choices: tuple[str, ...] | None = None  # for "str": the only values the provider knows
 
     def as_dict(self) -> dict:
         out = {"type": self.type, "description": self.description, "required": self.required}
@@ -36,6 +38,10 @@ class Param:
             out["maximum"] = self.maximum
         if self.max_length is not None:
             out["max_length"] = self.max_length
+        if self.max_words is not None:
+            out["max_words"] = self.max_words
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
         return out
 
 
@@ -92,9 +98,44 @@ class Provider:
         }
 
 
-_GEMINI_SAMPLING = {
+# Gemini's image models, as Google's image-generation page lists them: the output sizes they offer
+# (gemini-2.5-flash-image answers at one size, about 1 MP; gemini-3-pro-image-preview at 1K, 2K or 4K)
+# and the aspect ratios both take (generationConfig.imageConfig.aspectRatio).
+GEMINI_IMAGE_MODELS: dict[str, tuple[str, ...]] = {
+    "gemini-2.5-flash-image": (),
+    "gemini-3-pro-image-preview": ("1K", "2K", "4K"),
+}
+DEFAULT_GEMINI_MODEL = "gemini-2.5-flash-image"
+ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+IMAGE_SIZES = ("1K", "2K", "4K")
+
+
+def nearest_aspect_ratio(width: int, height: int) -> str:
+    """The listed aspect ratio closest to a photo of this (upright) size, compared on a log scale so
+    that 3:2 and 2:3 are as far from 1:1 as each other."""
+    ratio = math.log(width / height)
+
+    def distance(name: str) -> float:
+        w, h = (int(x) for x in name.split(":"))
+        return abs(math.log(w / h) - ratio)
+
+    return min(ASPECT_RATIOS, key=distance)
+
+
+def image_sizes(model: str | None) -> tuple[str, ...]:
+    """The output sizes a Gemini model offers (empty: one size only)."""
+    return GEMINI_IMAGE_MODELS.get(model or "", ())
+
+
+_GEMINI_PARAMS = {
     "temperature": Param("float", "sampling temperature; lower is more faithful", None, 0.0, 2.0),
     "seed": Param("int", "fixed seed for repeatable results", None, 0, 2**31 - 1),
+    "model": Param("str", "the Gemini image model (unset: providers.gemini.model)", None,
+                   choices=tuple(GEMINI_IMAGE_MODELS)),
+    "aspect_ratio": Param("str", "shape of the result (unset: the one nearest to the booth photo)", None,
+                          choices=ASPECT_RATIOS),
+    "image_size": Param("str", "size of the result, for a model that offers sizes (gemini-3-pro-image-preview)",
+                        None, choices=IMAGE_SIZES),
 }
 
 GEMINI = Provider(
@@ -107,14 +148,14 @@ GEMINI = Provider(
             id="image_edit",
             name="Edit by prompt",
             description="The photo is edited as the prompt says (background, style, lighting …).",
-            params=dict(_GEMINI_SAMPLING),
+            params=dict(_GEMINI_PARAMS),
         ),
         "style_transfer": Operation(
             id="style_transfer",
             name="Style transfer",
             description="The photo is redrawn in the look of the style template, guided by the prompt.",
             needs=("style",),
-            params=dict(_GEMINI_SAMPLING),
+            params=dict(_GEMINI_PARAMS),
         ),
         "identity_transfer": Operation(
             id="identity_transfer",
@@ -123,7 +164,7 @@ GEMINI = Provider(
                         "an optional style template sets the look.",
             needs=("face",),
             optional=("style",),
-            params=dict(_GEMINI_SAMPLING),
+            params=dict(_GEMINI_PARAMS),
         ),
     },
 )
@@ -144,7 +185,8 @@ TURBOTEXT = Provider(
                 # the prompt's language `ru` unless told, user_id 1; the defaults are sent.
                 "seed": Param("int", "fixed seed for repeatable results (random when unset)", None, 1, 10 ** 10),
                 "scale": Param("float", "how strictly the prompt is followed", 7.5, 0.1, 20.0),
-                "negative_prompt": Param("str", "what must not appear in the result", None, max_length=1000),
+                "negative_prompt": Param("str", "what must not appear in the result (Turbotext reads at most 80 words)",
+                                         None, max_length=1000, max_words=80),
                 "original_language": Param("str", "language the prompt is written in (e.g. en, ru)", "ru",
                                            max_length=8),
                 "user_id": Param("int", "Turbotext's user id for the request", 1, 1, 2 ** 31 - 1),
@@ -161,13 +203,13 @@ TURBOTEXT = Provider(
         "identity_transfer": Operation(
             id="identity_transfer",
             name="Face swap (deepfake photo)",
-            description="/api_ai/deepfake_photo: the face of the face template (url) replaces the face in the photo "
-                        "(url_image_target). No prompt.",
+            description="/api_ai/deepfake_photo: the face of the face template (url_image_target) is put onto the "
+                        "person in the photo (url). No prompt.",
             prompt_required=False,
             uses_prompt=False,
             needs=("face",),
             params={
-                "face_restore": Param("bool", "let Turbotext sharpen the swapped face", False),
+                "face_restore": Param("bool", "let Turbotext sharpen the swapped face (sent as True/False)", False),
             },
         ),
     },
@@ -194,6 +236,10 @@ def _check_value(name: str, spec: Param, value: Any) -> str | None:
             return "must be a string"
         if spec.max_length is not None and len(value) > spec.max_length:
             return f"must be at most {spec.max_length} characters"
+        if spec.max_words is not None and len(value.split()) > spec.max_words:
+            return f"must be at most {spec.max_words} words"
+        if spec.choices is not None and value not in spec.choices:
+            return f"must be one of: {', '.join(spec.choices)}"
         return None
     elif spec.type == "bool":
         if not isinstance(value, bool):
@@ -274,6 +320,14 @@ def validate(provider_id: Any, operation_id: Any, settings: Any) -> dict[str, st
         for name, spec in operation.params.items():
             if spec.required and name not in params:
                 errors[f"settings_json.params.{name}"] = "is required"
+        size = params.get("image_size")
+        if "image_size" in operation.params and size is not None and "settings_json.params.image_size" not in errors:
+            model = params.get("model")
+            if size not in image_sizes(model if isinstance(model, str) else None):
+                sized = ", ".join(m for m, sizes in GEMINI_IMAGE_MODELS.items() if sizes)
+                errors["settings_json.params.image_size"] = (
+                    f"needs a model that offers sizes ({sized}); set model too" if not model else
+                    f"{model} answers at one size; image_size needs {sized}")
     templates = settings.get("templates", {})
     if not isinstance(templates, dict):
         errors["settings_json.templates"] = "must be an object"

@@ -1,10 +1,21 @@
-"""Turbotext on aiohttp: create_queue → queueid → get_result polling → download uploaded_image.
+"""Turbotext on aiohttp: create_queue → queueid → get_result polling → download the result.
 
 Turbotext fetches its inputs by URL, so the worker hands this client public links (docs/PROVIDERS.md):
 `data.urls["photo"]` and one per template role. Every request runs under the job's deadline;
 polling stops there (asyncio.TimeoutError) or when the worker cancels the call because the job was
 finalized elsewhere. Only create_queue is a billable request (`on_request`, quotas); polls are
 counted separately (`on_poll`).
+
+What Turbotext's photo-API pages document (turbotext.ru/photo_ai/docs/info, quoted in docs/PROVIDERS.md)
+and this client follows:
+* the final `do=get_result` answer puts the result link in the top-level `uploaded_image`
+  (mix_images, deepfake_photo), or only as a path relative to the Turbotext host in `data.image[0]`
+  (generate_image2image) — every form is accepted, in that order (and `data.uploaded_image`);
+* deepfake_photo: `url` is the photo whose face is replaced (the guest's), `url_image_target` the
+  photo with the face to put in (the template); `face_restore` is `True`/`False`;
+* `data.forbidden_content: true` is the moderation's verdict: the image is never delivered;
+* `limits.foto_limit` is what is left on the tariff;
+* the error texts are Russian.
 """
 from __future__ import annotations
 
@@ -12,6 +23,7 @@ import asyncio
 import json
 import logging
 import random
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
@@ -28,8 +40,34 @@ METHODS = {
 }
 MAX_RESULT_BYTES = 50 * 1024 * 1024
 MIN_ATTEMPT_SECONDS = 0.2
-# Turbotext's error texts that mean "your content was refused", not "something broke".
-REFUSAL_WORDS = ("moderation", "prohibited", "nsfw", "forbidden content")
+
+# Turbotext answers in Russian and documents no list of its error texts, so a text is classified by
+# word stems (Russian first, the English ones for a proxy or a future English answer). Each class
+# decides the job's reason; the provider's own text always goes into the job's detail.
+MODERATION_WORDS = ("модерац", "запрещ", "недопустим", "цензур", "непристойн", "18+", "эротик", "порно",
+                    "moderation", "prohibited", "nsfw", "forbidden")
+KEY_WORDS = ("ключ", "токен", "авториз", "api key", "apikey", "api-key", "unauthorized", "invalid token")
+TARIFF_WORDS = ("лимит", "тариф", "баланс", "недостаточно", "закончил", "исчерпан", "оплат", "пополн",
+                "limit", "balance", "insufficient")
+
+
+def classify(text: str) -> str:
+    """"moderation", "key", "tariff" or "other" for one of Turbotext's error texts."""
+    low = text.lower()
+    if any(w in low for w in MODERATION_WORDS):
+        return "moderation"
+    if any(w in low for w in KEY_WORDS):
+        return "key"
+    if any(w in low for w in TARIFF_WORDS):
+        return "tariff"
+    return "other"
+
+
+def truthy(value) -> bool:
+    """Turbotext's flags arrive as JSON booleans, numbers or PHP-ish strings ("True", "1", "false")."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
 
 
 class TurbotextClient(ProviderClient):
@@ -69,10 +107,11 @@ class TurbotextClient(ProviderClient):
             if data.prompt:
                 form["content"] = data.prompt
         elif operation == "identity_transfer":
-            form = {"url": data.urls["face"], "url_image_target": data.urls["photo"]}
+            # As documented: `url` is the person whose face is replaced — the guest in the booth's
+            # photo — and `url_image_target` the face put in, the template's.
+            form = {"url": data.urls["photo"], "url_image_target": data.urls["face"]}
             if p.get("face_restore") is not None:
-                # Turbotext's API is PHP: the string "false" would be truthy there, "0" is not.
-                form["face_restore"] = "1" if p["face_restore"] else "0"
+                form["face_restore"] = "True" if p["face_restore"] else "False"  # documented: True/False
         else:
             raise ProviderFailure("internal_error", f"turbotext operation {operation!r} is not implemented")
         return form
@@ -89,9 +128,11 @@ class TurbotextClient(ProviderClient):
         queueid, attempts = await self._create_queue(http, endpoint, form, deadline=deadline, on_request=on_request,
                                                      on_health=on_health)
         await on_reference(queueid)
-        image_url = await self._poll(http, endpoint, queueid, deadline=deadline, on_poll=on_poll, on_health=on_health)
+        image_url, remaining = await self._poll(http, endpoint, queueid, deadline=deadline, on_poll=on_poll,
+                                                on_health=on_health)
         image, mime = await self._download(http, image_url, deadline=deadline)
-        return ProviderResult(image=image, mime=mime, response_id=None, tokens=None, attempts=attempts)
+        return ProviderResult(image=image, mime=mime, response_id=None, tokens=None, attempts=attempts,
+                              quota_remaining=remaining)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
@@ -128,17 +169,13 @@ class TurbotextClient(ProviderClient):
                     problems.add(f"HTTP {status}")
                     await on_health(False, problems.last)
                 elif status != 200 or not isinstance(body, dict):
-                    await on_health(True, None)
                     # Not retried: a garbled answer may still have queued (and billed) the job.
-                    error = body.get("error") if isinstance(body, dict) else None
-                    raise ProviderFailure("provider_error", f"Turbotext create_queue HTTP {status}: "
-                                          f"{error or 'unreadable answer'}", 502)
+                    raise await self._refusal(body, status, "create_queue", on_health)
                 elif body.get("success") and body.get("queueid") is not None:
                     await on_health(True, None)
                     return str(body["queueid"]), attempt
                 else:
-                    await on_health(True, None)
-                    raise self._failure(body.get("error"), "create_queue")
+                    raise await self._refusal(body, status, "create_queue", on_health)
             if attempt >= self.max_attempts:
                 raise ProviderFailure("provider_error", f"{problems.summary()} (create_queue, max_attempts "
                                       f"{self.max_attempts})", 502)
@@ -149,10 +186,12 @@ class TurbotextClient(ProviderClient):
             backoff = min(backoff * 2, 4.0)
 
     async def _poll(self, http, endpoint: str, queueid: str, *, deadline: float, on_poll: PollHook,
-                    on_health: HealthHook = NO_HOOK) -> str:
+                    on_health: HealthHook = NO_HOOK) -> tuple[str, int | None]:
+        """(the result's URL, the photos left on the tariff when the answer says so)."""
         loop = asyncio.get_running_loop()
         polls = 0
         last = "no answer yet"
+        where = f"queue {queueid}"
         while True:
             remaining = deadline - loop.time()
             if remaining <= self.poll_interval + MIN_ATTEMPT_SECONDS / 2:
@@ -174,19 +213,43 @@ class TurbotextClient(ProviderClient):
                 last = f"HTTP {status}"
                 await on_health(False, f"{last} (get_result)")
                 continue  # a poll is free to repeat; the job is still queued on their side
-            if status != 200 or not isinstance(body, dict):
-                last = f"HTTP {status}" if status != 200 else "unreadable answer"
+            if status != 200:
+                # A 4xx will not change by asking again: answer the booth now, not at the window's end.
+                raise await self._refusal(body, status, f"{where}, get_result", on_health)
+            if not isinstance(body, dict):
+                last = "unreadable answer"
                 continue
             if body.get("action") == "reconnect":
                 last = "reconnect"
                 continue
-            if body.get("success"):
-                data = body.get("data") or {}
-                url = data.get("uploaded_image") if isinstance(data, dict) else None
-                if not url:
-                    raise ProviderFailure("invalid_result", f"Turbotext queue {queueid} answered without an image", 502)
-                return str(url)
-            raise self._failure(body.get("error"), f"queue {queueid}")
+            if not body.get("success"):
+                raise await self._refusal(body, status, where, on_health)
+            data = body.get("data") if isinstance(body.get("data"), dict) else {}
+            if truthy(data.get("forbidden_content")) or truthy(body.get("forbidden_content")):
+                raise ProviderFailure("provider_refused", f"Turbotext's moderation flagged the result of {where} "
+                                      "(forbidden_content: true); it is not delivered", 502)
+            url = self.result_location(body)
+            if url is None:
+                raise ProviderFailure("invalid_result", f"Turbotext {where} answered success without a result link "
+                                      "(no uploaded_image, no data.image)", 502)
+            return url, quota_left(body)
+
+    def result_location(self, body: dict) -> str | None:
+        """The result's absolute URL: top-level `uploaded_image`, then `data.uploaded_image`, then
+        `data.image[0]`; a path is relative to the Turbotext host (providers.turbotext.base_url)."""
+        data = body.get("data") if isinstance(body.get("data"), dict) else {}
+        images = data.get("image")
+        first = images[0] if isinstance(images, list) and images else images
+        for candidate in (body.get("uploaded_image"), data.get("uploaded_image"), first):
+            if not isinstance(candidate, str) or not candidate.strip():
+                continue
+            text = candidate.strip()
+            parts = urlsplit(text)
+            if parts.scheme in ("http", "https") and parts.netloc:
+                return text
+            if not parts.scheme and " " not in text:  # "image/generate_image2image_id12_0.png"
+                return urljoin(self.base_url + "/", text)
+        return None
 
     async def _download(self, http, url: str, *, deadline: float) -> tuple[bytes, str | None]:
         async with asyncio.timeout_at(deadline):  # the job's absolute deadline
@@ -208,8 +271,35 @@ class TurbotextClient(ProviderClient):
                                       f"{exc.__class__.__name__}", 502) from None
 
     @staticmethod
-    def _failure(error, where: str) -> ProviderFailure:
-        text = str(error or "no error text")[:500]
-        if any(word in text.lower() for word in REFUSAL_WORDS):
-            return ProviderFailure("provider_refused", f"Turbotext refused the image ({where}): {text}", 502)
-        return ProviderFailure("provider_error", f"Turbotext ({where}): {text}", 502)
+    async def _refusal(body, status: int, where: str, on_health: HealthHook) -> ProviderFailure:
+        """The failure for an answer that says no (success false, a 4xx), the provider's own text kept.
+        A spent tariff stops every shot until someone tops it up: the provider goes down at once with
+        that reason; anything else says Turbotext is there."""
+        error = body.get("error") if isinstance(body, dict) else None
+        text = str(error).strip()[:1000] if error else ""
+        said = f"«{text}»" if text else ("no error text" if status == 200 else "an answer without JSON")
+        http_part = f" HTTP {status}" if status != 200 else ""
+        kind = "key" if status in (401, 403) else classify(text)
+        if kind == "tariff":
+            reason = f"the Turbotext tariff has no photos left ({said}); top up the account"
+            await on_health(False, reason, down_reason=reason)
+            return ProviderFailure("quota_exhausted", f"Turbotext{http_part} ({where}): {reason}", 503)
+        await on_health(True, None)
+        if kind == "key":  # not a reason to stop the provider: the next shot uses a key set meanwhile
+            return ProviderFailure("provider_error", f"Turbotext{http_part} ({where}) refuses the API key: {said}; "
+                                   "set a working one with `photoslot settings provider-key turbotext`", 502)
+        if kind == "moderation":
+            return ProviderFailure("provider_refused", f"Turbotext refused the photo ({where}, moderation): {said}", 502)
+        return ProviderFailure("provider_error", f"Turbotext{http_part} ({where}): {said}", 502)
+
+
+def quota_left(body: dict) -> int | None:
+    """`limits.foto_limit` of a final answer (photos left on the tariff), when it is there."""
+    for holder in (body, body.get("data") if isinstance(body.get("data"), dict) else {}):
+        limits = holder.get("limits")
+        if isinstance(limits, dict) and limits.get("foto_limit") is not None:
+            try:
+                return int(limits["foto_limit"])
+            except (TypeError, ValueError):
+                return None
+    return None

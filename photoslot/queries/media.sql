@@ -30,6 +30,11 @@ FROM (SELECT mo.id FROM media_objects mo LEFT JOIN jobs j ON j.id = mo.job_id
 WHERE m.id = due.id AND m.expired_at IS NULL
 RETURNING m.id, m.file_path, m.owns_file;
 
+-- name: media_object_expire
+-- One link closed now (photoslot doctor --live's test photo, once Turbotext has it).
+UPDATE media_objects SET expired_at = %(now)s WHERE id = %(media_id)s AND expired_at IS NULL
+RETURNING id, file_path, owns_file;
+
 -- name: media_objects_expire_all
 UPDATE media_objects SET expired_at = %(now)s WHERE expired_at IS NULL
 RETURNING id, file_path, owns_file;

@@ -1,4 +1,5 @@
--- Provider request accounting for requests_per_minute / requests_per_day (fixed UTC windows).
+-- Provider request accounting for requests_per_minute / requests_per_day (fixed windows: the
+-- minute, and the day in the provider's quota_time_zone, passed as the UTC instant it starts).
 -- Time is always a parameter (%(now)s from the injected clock), never SQL's now().
 
 -- name: quota_counts
@@ -7,8 +8,10 @@ WHERE provider_id = %(provider_id)s
   AND ((window_kind = 'minute' AND window_start = %(minute)s) OR (window_kind = 'day' AND window_start = %(day)s));
 
 -- name: quota_counts_all
-SELECT provider_id, window_kind, requests FROM provider_request_counts
-WHERE (window_kind = 'minute' AND window_start = %(minute)s) OR (window_kind = 'day' AND window_start = %(day)s);
+-- The current minute and every provider's current day start (quotas.usage keeps each provider's own).
+SELECT provider_id, window_kind, window_start, requests FROM provider_request_counts
+WHERE (window_kind = 'minute' AND window_start = %(minute)s)
+   OR (window_kind = 'day' AND window_start IN (SELECT jsonb_array_elements_text(%(days)s::jsonb)::timestamptz));
 
 -- name: quota_take
 -- Counts one request in a window unless the window is already at its limit (null = no limit).

@@ -38,14 +38,16 @@ FROM slots s WHERE s.id = %(slot_id)s;
 
 -- name: ingest_admission
 -- The ingest's one round trip before it reads a photo: ingest_context, plus the requests already
--- counted in the slot's provider's current minute and day (quotas.exhausted_among).
+-- counted in the slot's provider's current minute and day (quotas.exhausted_among); `days` maps each
+-- provider to the start of its day (quotas.day_starts: the day in its quota_time_zone).
 SELECT s.*,
        (SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) FROM settings) AS live_settings,
        (SELECT count(*) FROM jobs WHERE NOT is_finalized AND status = 'pending') AS pending_jobs,
        (SELECT coalesce(jsonb_object_agg(q.window_kind, q.requests), '{}'::jsonb) FROM provider_request_counts q
         WHERE q.provider_id = s.provider_id
           AND ((q.window_kind = 'minute' AND q.window_start = %(minute)s)
-               OR (q.window_kind = 'day' AND q.window_start = %(day)s))) AS quota_used
+               OR (q.window_kind = 'day'
+                   AND q.window_start = (%(days)s::jsonb ->> s.provider_id)::timestamptz))) AS quota_used
 FROM slots s WHERE s.id = %(slot_id)s;
 
 -- name: slot_recent_results

@@ -294,9 +294,10 @@ class IngestHandler:
         if declared_size is not None and declared_size > max_bytes + 256 * 1024:
             raise IngestError(413, "payload_too_large", f"upload is larger than {self.cfg.get('ingest.max_upload_mb')} MB",
                               unread_body=True)
-        starts = quotas.window_starts(shot.arrived)
-        context = await _reachable(self.ctx.db.fetchone("ingest_admission", slot_id=shot.slot_id,
-                                                        minute=starts["minute"], day=starts["day"]), unread_body=True)
+        minute = quotas.window_starts(shot.arrived)["minute"]
+        context = await _reachable(self.ctx.db.fetchone("ingest_admission", slot_id=shot.slot_id, minute=minute,
+                                                        days=quotas.day_starts(self.cfg, shot.arrived)),
+                                   unread_body=True)
         shot.provider = context["provider_id"] if context is not None else None
         if context is None:
             raise IngestError(404, "slot_not_found", f"{shot.slot_id} is not configured or is disabled",

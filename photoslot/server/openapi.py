@@ -65,7 +65,8 @@ SCHEMAS: dict[str, dict] = {
     "Token": _obj({"access_token": STR, "token_type": {"type": "string", "enum": ["bearer"]},
                    "expires_in_sec": INT}),
     "Parameter": _obj({"type": {"type": "string", "enum": ["int", "float", "str", "bool"]}, "description": STR,
-                       "required": BOOL}),
+                       "required": BOOL, "choices": {"type": "array", "items": STR},
+                       "max_words": INT}, ["type", "description", "required"]),
     "Operation": _obj({"id": STR, "name": STR, "description": STR, "prompt_required": BOOL,
                        "needs": {"type": "array", "items": STR},
                        "parameters": {"type": "object", "additionalProperties": _ref("Parameter")}}),
@@ -73,6 +74,8 @@ SCHEMAS: dict[str, dict] = {
                      ["id", "name", "operations"]),
     "ProviderList": _obj({"providers": {"type": "array", "items": _ref("Provider")}}),
     "ProviderHealth": _obj({"provider": STR, "state": {"type": "string", "enum": ["up", "down"]}, "up": BOOL,
+                            "reason": _nullable(STR), "quota_remaining": _nullable(INT),
+                            "quota_remaining_at": _nullable(TIME),
                             "consecutive_failures": INT, "last_problem": _nullable(STR),
                             "last_failure_at": _nullable(TIME), "down_since": _nullable(TIME),
                             "retry_at": _nullable(TIME), "probe_running": BOOL, "retry_after_s": _nullable(INT),
@@ -233,7 +236,9 @@ PATHS: dict[str, dict] = {
     "/api/providers": {"get": _op("The provider → operation → parameter catalogue", "slots:read", {
         "200": _json(_ref("ProviderList"), "providers")})},
     "/api/providers/health": {"get": _op("Each provider's health, shared by every process: up or down "
-                                         "(consecutive failed calls), the last problem, when the next call may go",
+                                         "(consecutive failed calls, or an answer that no call can work), why in "
+                                         "words, the last problem, when the next call may go, what the provider "
+                                         "says is left on the account",
                                          "slots:read", {
         "200": _json(_obj({"data": {"type": "array", "items": _ref("ProviderHealth")}}), "health")})},
     "/api/slots": {"get": _op("The 15 slots (without recent_results); meta.total: how many matched", "slots:read", {

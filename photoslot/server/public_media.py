@@ -1,4 +1,5 @@
-"""GET /public/media/{id} — temporary files a provider fetches (no auth; the id is the secret)."""
+"""GET /public/media/{id}.{ext} (or the bare id) — temporary files a provider fetches (no auth; the id is the
+secret; the extension is the file's type, as Turbotext wants its input links to end)."""
 from __future__ import annotations
 
 from aiohttp import web

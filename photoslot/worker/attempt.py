@@ -118,7 +118,35 @@ class Attempt:
         except NotFound as exc:
             await self.fail("internal_error", exc.message)
             return None
+        await self._fit_request(data)
         return data
+
+    async def _fit_request(self, data: ProviderInput) -> None:
+        """A provider that takes the images inside one request of bounded size (Gemini: 20 MiB, base64
+        and all) gets them reduced just enough to fit — the largest first, re-encoded, then smaller —
+        instead of a 400 for size after the booth's photo was accepted."""
+        limit = self.client.max_request_bytes
+        if limit is None:
+            return
+        operation = self.job["operation_id"]
+        before = self.client.request_bytes(operation, data)
+        rounds = 0
+        while (size := self.client.request_bytes(operation, data)) > limit and rounds < 8:
+            rounds += 1
+            images = {"photo": (data.image, data.mime), **data.templates}
+            role, (blob, mime) = max(images.items(), key=lambda kv: len(kv[1][0]))
+            # base64 makes 3 bytes 4: shed the excess, a margin besides
+            target = max(64 * 1024, len(blob) - (size - limit) * 3 // 4 - 256 * 1024)
+            smaller, new_mime = await media.off_loop(media.shrink_to, blob, mime, target)
+            if role == "photo":
+                data.image, data.mime = smaller, new_mime
+            else:
+                data.templates[role] = (smaller, new_mime)
+            event(log, "provider_input_reduced", **self.fields, role=role, bytes_before=len(blob),
+                  bytes_after=len(smaller), request_limit=limit)
+        if rounds:
+            event(log, "provider_request_fitted", **self.fields, request_bytes_before=before,
+                  request_bytes_after=self.client.request_bytes(operation, data), request_limit=limit)
 
     async def _attach_templates(self, data: ProviderInput) -> None:
         """Templates of the job's snapshot: inline bytes, or public links for a provider that fetches
@@ -152,6 +180,9 @@ class Attempt:
                                        on_health=self._on_health)
         provider_ms = int((time.monotonic() - call_started) * 1000)
         self._observe("ok", provider_ms / 1000)
+        if result.quota_remaining is not None:  # what the provider says is left on the account
+            with contextlib.suppress(DatabaseUnavailable):
+                await provider_health.note_quota(self.ctx, self.job["provider_id"], result.quota_remaining)
         return result, provider_ms
 
     async def _store(self, result: ProviderResult):
@@ -232,9 +263,10 @@ class Attempt:
         self.requests += 1
         self.in_call = True
 
-    async def _on_health(self, ok: bool, problem: str | None) -> None:
+    async def _on_health(self, ok: bool, problem: str | None, *, down_reason: str | None = None) -> None:
         """A call's outcome: into the provider's shared health, and (a failure) into the job's detail
-        so far, which a timeout keeps ("HTTP 503 × 17 from gemini, last: …")."""
+        so far, which a timeout keeps ("HTTP 503 × 17 from gemini, last: …"). A `down_reason` takes the
+        provider down at once with it (providers/base.py HealthHook)."""
         self.in_call = False
         ctx = self.ctx
         if not ok:
@@ -244,7 +276,7 @@ class Attempt:
         # Shielded: the report that takes the provider down ends this very job, whose notification
         # cancels this attempt — the transition's alert and clean-up must still run to their end.
         report = asyncio.ensure_future(provider_health.report(ctx, self.job["provider_id"], ok=ok, problem=problem,
-                                                              job_id=self.job_id))
+                                                              job_id=self.job_id, down_reason=down_reason))
         _reports.add(report)
         report.add_done_callback(_reports.discard)
         report.add_done_callback(lambda t: t.cancelled() or t.exception())

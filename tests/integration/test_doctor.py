@@ -16,7 +16,7 @@ from photoslot import doctor, schema, slots, templates
 from photoslot import settings as live_settings
 from photoslot.clock import ManualClock
 from photoslot.context import AppContext
-from tests.conftest import EMULATOR_KEY, FIXTURES, emulator_requests, free_port, write_config
+from tests.conftest import EMULATOR_KEY, FIXTURES, emulator_control, emulator_requests, free_port, write_config
 from tests.integration.studio import Studio
 
 
@@ -268,3 +268,128 @@ async def test_a_config_that_does_not_parse_is_the_only_answer(tmp_path):
     checks = await doctor.run(str(path), environ={"PHOTOSLOT_SERVER_PROT": "8081"})
     assert [(c.name, c.status) for c in checks] == [("config", doctor.FAIL)]
     assert "did you mean PHOTOSLOT_SERVER_PORT" in checks[0].detail
+
+
+# ---------------------------------------------------------------- what only the address and the names tell
+
+@pytest.mark.parametrize("public, turbotext_url, status", [
+    ("http://192.168.1.20:8080", "https://www.turbotext.ru", doctor.FAIL),  # a LAN address: unreachable for Turbotext
+    ("http://127.0.0.1:8080", "https://www.turbotext.ru", doctor.FAIL),
+    ("http://10.0.0.5", "https://www.turbotext.ru", doctor.FAIL),
+    ("http://100.64.3.4", "https://www.turbotext.ru", doctor.FAIL),  # carrier-grade NAT
+    ("http://photobooth.local:8080", "https://www.turbotext.ru", doctor.FAIL),
+    (None, "https://www.turbotext.ru", doctor.FAIL),  # unset: photoslot falls back to 127.0.0.1
+    ("https://booth.example.com", "https://www.turbotext.ru", doctor.OK),
+    ("https://203.0.113.7", "https://www.turbotext.ru", doctor.FAIL),  # TEST-NET: reserved, not the internet
+    ("http://127.0.0.1:8080", None, doctor.OK),  # a rehearsal: the emulator on this PC fetches from loopback fine
+])
+async def test_a_turbotext_slot_with_a_public_address_turbotext_cannot_reach_fails_with_the_fix(
+        studio_cfg, emulator, public, turbotext_url, status):
+    overrides = {"server__public_base_url": public}
+    if turbotext_url:  # the real Turbotext's address; no key, so nothing is called
+        overrides.update(providers__turbotext__base_url=turbotext_url, providers__turbotext__api_key=None)
+    path = studio_cfg(**overrides)
+    await ready_studio(path)
+    check = (await run(path))["public address"]
+    assert check.status == status, check
+    if status == doctor.FAIL:
+        assert "Turbotext's servers cannot fetch the photos of slot-002" in check.detail
+        assert "server.public_base_url" in check.fix and "doctor --live" in check.fix
+
+
+async def test_an_unknown_gemini_model_name_fails_offline_naming_the_ones_there_are(studio_cfg):
+    path = studio_cfg(providers__gemini__model="gemini-2.5-flash-image-preview")  # retired
+    await ready_studio(path, turbotext=False)
+    checks = await run(path)
+    assert checks["gemini models"].status == doctor.FAIL
+    assert "'gemini-2.5-flash-image-preview' (used by slot-001)" in checks["gemini models"].detail
+    assert "gemini-3-pro-image-preview" in checks["gemini models"].fix
+    # the key check asks Google for the model's metadata: 404 too
+    assert "knows no model" in checks["provider gemini"].detail
+
+
+# ---------------------------------------------------------------- doctor --live
+
+async def live_studio(studio_cfg, make_cfg, pg_dsn, *, serve: bool = True, **overrides):
+    """The doctor's config, and (serve=True) a running studio on the same database answering the
+    public links doctor --live registers."""
+    if not serve:
+        return studio_cfg(server__public_base_url=f"http://127.0.0.1:{free_port()}", **overrides), None
+    s = Studio(make_cfg(), pg_dsn, workers=0)
+    await s.__aenter__()
+    return studio_cfg(server__public_base_url=s.base_url, **overrides), s
+
+
+async def test_live_checks_draw_one_image_per_gemini_model_and_send_turbotext_a_photo_through_the_public_link(
+        studio_cfg, make_cfg, pg_dsn, emulator, tmp_path):
+    path, s = await live_studio(studio_cfg, make_cfg, pg_dsn)
+    try:
+        await ready_studio(path)
+        from photoslot.config import load_config
+
+        cfg = load_config(path, environ={})
+        ctx = await AppContext.open(cfg, clock=s.clock)
+        try:
+            await slots.configure(ctx.db, ctx.clock, "slot-003", actor="test", source="test", provider_id="gemini",
+                                  operation_id="image_edit",
+                                  settings_json={"prompt": "x", "params": {"model": "gemini-3-pro-image-preview"}})
+        finally:
+            await ctx.close()
+        checks = {c.name: c for c in await doctor.run(str(path), environ={}, live=True)}
+    finally:
+        await s.__aexit__(None, None, None)
+    assert failed(checks) == {}
+    assert "gemini-2.5-flash-image drew a 1024×1024 image" in checks["live gemini gemini-2.5-flash-image"].detail
+    assert "gemini-3-pro-image-preview drew a 1024×1024 image" in checks["live gemini gemini-3-pro-image-preview"].detail
+    assert "Turbotext fetched the test photo from" in checks["live turbotext"].detail
+    assert "999 photo(s) left on the tariff" in checks["live turbotext"].detail
+    calls = await emulator_requests(emulator)
+    assert sorted(c["model"] for c in calls if c.get("method") == "generateContent") == [
+        "gemini-2.5-flash-image", "gemini-3-pro-image-preview"]
+    assert len([c for c in calls if c.get("do") == "create_queue"]) == 1
+    kept = sorted((tmp_path / "data" / "doctor").iterdir())
+    assert len(kept) == 3
+    for file in kept:
+        text = file.read_text(encoding="utf-8")
+        assert EMULATOR_KEY not in text
+        assert "characters of base64 image data removed" in text or "turbotext" in file.name
+        assert max(len(w) for w in text.split()) < 300  # no image bytes left in any field
+
+
+async def test_live_gemini_catches_the_key_without_quota_the_metadata_check_lets_through(
+        studio_cfg, make_cfg, pg_dsn, emulator):
+    await emulator_control(emulator, provider="gemini", no_quota=True)
+    path, s = await live_studio(studio_cfg, make_cfg, pg_dsn)
+    try:
+        await ready_studio(path, turbotext=False)
+        checks = {c.name: c for c in await doctor.run(str(path), environ={}, live=True)}
+    finally:
+        await s.__aexit__(None, None, None)
+    assert checks["provider gemini"].status == doctor.OK  # the model's metadata needs no billing
+    live = checks["live gemini gemini-2.5-flash-image"]
+    assert live.status == doctor.FAIL
+    assert "this key's project has no quota for gemini-2.5-flash-image (billing not enabled?)" in live.detail
+    assert "billing" in live.fix and "answer kept in" in live.detail
+
+
+async def test_live_turbotext_says_when_no_photoslot_serves_the_public_link_and_spends_nothing(
+        studio_cfg, make_cfg, pg_dsn, emulator):
+    path, _ = await live_studio(studio_cfg, make_cfg, pg_dsn, serve=False)
+    await ready_studio(path)
+    checks = {c.name: c for c in await doctor.run(str(path), environ={}, live=True)}
+    live = checks["live turbotext"]
+    assert live.status == doctor.FAIL and "does not serve its public link" in live.detail
+    assert "photoslot serve" in live.fix
+    assert not [c for c in await emulator_requests(emulator) if c.get("do") == "create_queue"]
+
+
+async def test_live_turbotext_reports_turbotexts_refusal_in_its_own_words(studio_cfg, make_cfg, pg_dsn, emulator):
+    path, s = await live_studio(studio_cfg, make_cfg, pg_dsn)
+    try:
+        await ready_studio(path, turbotext=True)
+        await emulator_control(emulator, provider="turbotext", script=["poll_fail:404"])
+        checks = {c.name: c for c in await doctor.run(str(path), environ={}, live=True)}
+    finally:
+        await s.__aexit__(None, None, None)
+    live = checks["live turbotext"]
+    assert live.status == doctor.FAIL and "«Очередь не найдена»" in live.detail

@@ -25,7 +25,7 @@ from google.genai import types
 from PIL import Image
 
 from photoslot.emulator import make_app, start_emulator
-from photoslot.emulator.transform import model_size
+from photoslot.emulator.transform import model_size, transform
 from tests.conftest import FIXTURES
 
 KEY = "emulator-key"
@@ -59,9 +59,9 @@ async def image_host():
     async def serve(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         hits.append(name)
-        if name == "gone":
+        if name == "gone.png":
             return web.Response(status=410, text="link expired")
-        if name == "text":
+        if name == "text.png":
             return web.Response(text="this is not an image", content_type="text/plain")
         path = FIXTURES / name
         if not path.is_file():
@@ -359,6 +359,81 @@ async def test_client_disconnect_during_hang_decrements_in_flight(emulator, http
     assert log[-1]["outcome"] == "cancelled"
 
 
+async def test_a_key_without_quota_gets_googles_429_with_quota_failure_and_retry_info(emulator, http):
+    # the shape Google sends a project without image quota (public reports, e.g. google-gemini/gemini-cli#8437,
+    # continuedev/continue#11558): message "… limit: 0, model: … Please retry in 31.2s." + QuotaFailure + RetryInfo
+    await control(http, emulator, provider="gemini", no_quota=True)
+    with pytest.raises(genai_errors.ClientError) as info:
+        await sdk_edit(sdk_client(emulator.base_url), fixture_bytes("small_photo.png"), mime="image/png")
+    err = info.value
+    assert (err.code, err.status) == (429, "RESOURCE_EXHAUSTED")
+    assert f"limit: 0, model: {MODEL}" in err.message and err.message.endswith("Please retry in 31.2s.")
+    kinds = {d["@type"].rsplit(".", 1)[1]: d for d in err.details["error"]["details"]}
+    assert set(kinds) == {"Help", "QuotaFailure", "RetryInfo"}
+    assert kinds["RetryInfo"]["retryDelay"] == "31s"
+    assert kinds["QuotaFailure"]["violations"][0]["quotaDimensions"] == {"location": "global", "model": MODEL}
+    async with http.get(f"{emulator.base_url}/v1beta/models/{MODEL}", headers={"x-goog-api-key": KEY}) as r:
+        assert r.status == 200  # the model's metadata needs no quota: only a real call shows the trap
+
+
+async def test_unknown_models_get_googles_404_on_both_calls(emulator, http):
+    client = sdk_client(emulator.base_url)
+    with pytest.raises(genai_errors.ClientError) as info:
+        await client.aio.models.generate_content(model="gemini-2.5-flash-image-preview", contents=["x"])
+    assert (info.value.code, info.value.status) == (404, "NOT_FOUND")
+    assert info.value.message.startswith("models/gemini-2.5-flash-image-preview is not found for API version v1")
+    with pytest.raises(genai_errors.ClientError) as info:
+        await client.aio.models.get(model="gemini-typo-image")
+    assert info.value.code == 404
+    model = await client.aio.models.get(model="gemini-3-pro-image-preview")
+    assert model.input_token_limit == 65536 and "generateContent" in model.supported_actions
+
+
+async def test_a_request_over_20_mib_gets_googles_400(emulator, http):
+    body = json.dumps({"contents": [{"parts": [{"inlineData": {"mimeType": "image/jpeg",
+                                                               "data": "A" * (20 * 1024 * 1024)}}]}]})
+    async with http.post(f"{emulator.base_url}/v1beta/models/{MODEL}:generateContent", data=body,
+                         headers={"x-goog-api-key": KEY, "content-type": "application/json"}) as r:
+        assert r.status == 400
+        assert (await r.json())["error"] == {"code": 400, "status": "INVALID_ARGUMENT",
+                                             "message": "Request payload size exceeds the limit: 20971520 bytes."}
+
+
+@pytest.mark.parametrize("model, config, size", [
+    (MODEL, {"aspect_ratio": "16:9"}, (1344, 768)),
+    (MODEL, {}, (1248, 832)),  # the photo's own 3:2
+    ("gemini-3-pro-image-preview", {"aspect_ratio": "4:5"}, (928, 1152)),
+    ("gemini-3-pro-image-preview", {"aspect_ratio": "3:2", "image_size": "2K"}, (2528, 1696)),
+])
+async def test_the_answer_is_at_the_size_the_model_documents_for_the_asked_ratio_and_size(emulator, model, config,
+                                                                                          size):
+    resp = await sdk_client(emulator.base_url).aio.models.generate_content(
+        model=model, contents=[types.Part.from_bytes(data=fixture_bytes("small_photo.png"), mime_type="image/png"), "x"],
+        config=types.GenerateContentConfig(response_modalities=["IMAGE"], image_config=types.ImageConfig(**config)))
+    assert Image.open(io.BytesIO(image_parts(resp)[0].data)).size == size
+
+
+async def test_refusals_text_answers_region_and_html_502_in_googles_shapes(emulator, http):
+    await control(http, emulator, provider="gemini",
+                  script=["image_safety", "image_other", "prohibited", "text_only", "location", "html_502"])
+    url = f"{emulator.base_url}/v1beta/models/{MODEL}:generateContent"
+    body = {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png",
+                                                    "data": base64.b64encode(fixture_bytes("small_photo.png")).decode()}},
+                                    {"text": "edit"}]}]}
+    answers = []
+    for _ in range(6):
+        async with http.post(url, json=body, headers={"x-goog-api-key": KEY}) as r:
+            answers.append((r.status, r.content_type, await r.text()))
+    candidates = [json.loads(a[2])["candidates"][0] for a in answers[:4]]
+    assert [c["finishReason"] for c in candidates] == ["IMAGE_SAFETY", "IMAGE_OTHER", "PROHIBITED_CONTENT", "STOP"]
+    assert "Prohibited Use policy" in candidates[0]["finishMessage"] and "finishMessage" in candidates[1]
+    assert "parts" not in candidates[0]["content"]
+    assert candidates[3]["content"]["parts"] == [{"text": "I can't edit this photo the way you asked. "
+                                                           "I can help you describe the changes instead."}]
+    assert answers[4][0] == 400 and json.loads(answers[4][2])["error"]["status"] == "FAILED_PRECONDITION"
+    assert answers[5][:2] == (502, "text/html") and "<title>Error 502 (Server Error)!!1</title>" in answers[5][2]
+
+
 # ------------------------------------------------------------------------------ Turbotext
 
 
@@ -384,8 +459,9 @@ async def poll_until_done(http, emu, method: str, queueid: int, limit: int = 200
         await asyncio.sleep(0.02)
 
 
-async def test_turbotext_full_flow_fetches_urls_polls_and_serves_result(emulator, http,
-                                                                         image_host):
+async def test_turbotext_mix_images_answers_its_documented_final_json(emulator, http, image_host):
+    # mix_images' page: {"success":true,"error":"","data":{"prompt":…,"width":768,"height":576,"seed":…,
+    # "strength":50,"pattern_prompt":false},"uploaded_image":"https://www.turbotext.ru/download.php?f=….png"}
     media, hits = image_host
     await control(http, emulator, provider="turbotext", latency_seconds=0.2, reconnect_polls=2)
     status, created = await tt_post(http, emulator, "mix_images", {
@@ -397,10 +473,13 @@ async def test_turbotext_full_flow_fetches_urls_polls_and_serves_result(emulator
     assert status == 200 and created["success"] is True and isinstance(created["queueid"], int)
     polls, result = await poll_until_done(http, emulator, "mix_images", created["queueid"])
     assert polls >= 3  # latency + two forced reconnects
-    assert result["success"] is True
-    assert result["data"]["image"] and len(result["data"]["image"]) == 1
-    link = result["data"]["uploaded_image"]
-    assert link.startswith(f"{emulator.base_url}/api_ai/result/") and link.endswith(".png")
+    assert set(result) == {"success", "error", "data", "uploaded_image", "limits"}
+    assert result["success"] is True and result["error"] == ""
+    assert set(result["data"]) == {"prompt", "width", "height", "seed", "strength", "pattern_prompt"}
+    assert (result["data"]["width"], result["data"]["height"]) == (451, 300)
+    assert result["limits"] == {"foto_limit": 999, "text_limit": 10000}
+    link = result["uploaded_image"]
+    assert link.startswith(f"{emulator.base_url}/download.php?f=") and link.endswith(".png")
     async with http.get(link) as resp:
         assert resp.status == 200 and resp.content_type == "image/png"
         data = await resp.read()
@@ -413,25 +492,77 @@ async def test_turbotext_full_flow_fetches_urls_polls_and_serves_result(emulator
     assert stats["downloads"] == 1 and stats["fetches"] == 2
     assert stats["in_flight"] == 0 and stats["max_concurrent"] == 1
     assert stats["by_outcome"] == {"ok": 1}
-    async with http.get(f"{emulator.base_url}/api_ai/result/nope.png") as resp:
+    async with http.get(f"{emulator.base_url}/download.php", params={"f": "nope.png"}) as resp:
         assert resp.status == 404
 
 
-async def test_turbotext_image2image_and_deepfake_transform_the_right_input(emulator, http,
-                                                                            image_host):
+async def test_turbotext_image2image_answers_only_a_path_relative_to_the_host(emulator, http, image_host):
+    # generate_image2image's page: no uploaded_image; "data": {"user_id":12, "image":
+    # ["image/generate_image2image_id12_0.png"], "prompt", "width", "height", "scale", "seed", "strength",
+    # "original_language"}
     media, _ = image_host
-    cases = [
-        ("generate_image2image", {"url": f"{media}/template_style.jpg", "content": "x",
-                                  "strength": "40"}, (640, 427)),
-        ("deepfake_photo", {"url": f"{media}/template_face.png",
-                            "url_image_target": f"{media}/small_photo.png",
-                            "face_restore": "1"}, (451, 300)),
-    ]
-    for method, fields, size in cases:
-        _, created = await tt_post(http, emulator, method, {"do": "create_queue", **fields})
-        _, result = await poll_until_done(http, emulator, method, created["queueid"])
-        async with http.get(result["data"]["uploaded_image"]) as resp:
-            assert Image.open(io.BytesIO(await resp.read())).size == size
+    _, created = await tt_post(http, emulator, "generate_image2image", {
+        "do": "create_queue", "url": f"{media}/template_style.jpg", "content": "x", "strength": "40"})
+    _, result = await poll_until_done(http, emulator, "generate_image2image", created["queueid"])
+    assert "uploaded_image" not in result
+    data = result["data"]
+    assert set(data) == {"user_id", "image", "prompt", "width", "height", "scale", "seed", "strength",
+                         "original_language"}
+    (path,) = data["image"]
+    assert path.startswith(f"image/generate_image2image_id{created['queueid']}_") and "://" not in path
+    async with http.get(f"{emulator.base_url}/{path}") as resp:
+        assert resp.status == 200
+        assert Image.open(io.BytesIO(await resp.read())).size == (640, 427) == (data["width"], data["height"])
+
+
+async def test_turbotext_deepfake_puts_the_target_face_on_the_url_photo_as_documented(emulator, http, image_host):
+    # deepfake_photo's page: url — "the photo of the person whose face is replaced"; url_image_target —
+    # "the photo with the face to put in"; the answer: {"success":true,"error":"","data":{"image":["https://…png"],
+    # "width","height","forbidden_content":false,"face_restore":"False"},"uploaded_image":"…"}
+    media, _ = image_host
+    _, created = await tt_post(http, emulator, "deepfake_photo", {
+        "do": "create_queue", "url": f"{media}/small_photo.png", "url_image_target": f"{media}/template_face.png",
+        "face_restore": "True"})
+    _, result = await poll_until_done(http, emulator, "deepfake_photo", created["queueid"])
+    data = result["data"]
+    assert data["forbidden_content"] is False and data["face_restore"] == "True"
+    assert data["image"] == [result["uploaded_image"]] and result["uploaded_image"].startswith(emulator.base_url)
+    async with http.get(result["uploaded_image"]) as resp:
+        swapped = Image.open(io.BytesIO(await resp.read())).convert("RGB")
+    assert swapped.size == (451, 300) == (data["width"], data["height"])  # the url photo, the guest's
+    plain = Image.open(io.BytesIO(transform(fixture_bytes("small_photo.png"), "image/png"))).convert("RGB")
+    corner = (10, 10, 100, 60)  # where the face went in
+    assert swapped.crop(corner).tobytes() != plain.crop(corner).tobytes()
+    assert swapped.crop((300, 200, 440, 290)).tobytes() == plain.crop((300, 200, 440, 290)).tobytes()
+    for bad in ("1", "yes"):
+        _, body = await tt_post(http, emulator, "deepfake_photo", {
+            "do": "create_queue", "url": f"{media}/small_photo.png",
+            "url_image_target": f"{media}/template_face.png", "face_restore": bad})
+        assert body["success"] is False and "face_restore" in body["error"]
+
+
+async def test_turbotext_refuses_an_input_link_without_an_image_ending(emulator, http, image_host):
+    # "url: string - required # url with image (format: jpg, png, jpeg)"
+    media, hits = image_host
+    _, body = await tt_post(http, emulator, "generate_image2image", {
+        "do": "create_queue", "url": f"{media}/small_photo", "content": "x"})
+    assert body == {"success": False, "error": "Неверный формат изображения по ссылке url: допустимы jpg, png, jpeg"}
+    assert hits == []
+
+
+async def test_turbotext_forbidden_result_and_spent_tariff(emulator, http, image_host):
+    media, _ = image_host
+    await control(http, emulator, provider="turbotext", script=["forbidden", "tariff"], foto_limit=7)
+    form = {"do": "create_queue", "url": f"{media}/small_photo.png", "url_image_target": f"{media}/template_face.png"}
+    _, created = await tt_post(http, emulator, "deepfake_photo", form)
+    _, result = await poll_until_done(http, emulator, "deepfake_photo", created["queueid"])
+    assert result["data"]["forbidden_content"] is True and result["limits"]["foto_limit"] == 6
+    assert await tt_post(http, emulator, "deepfake_photo", form) == (
+        200, {"success": False, "error": "Недостаточно фото-попыток на вашем тарифе. Пополните баланс"})
+    await control(http, emulator, provider="turbotext", foto_limit=None)
+    _, created = await tt_post(http, emulator, "deepfake_photo", form)
+    _, result = await poll_until_done(http, emulator, "deepfake_photo", created["queueid"])
+    assert "limits" not in result
 
 
 async def test_turbotext_queue_items_count_as_provider_parallelism(emulator, http, image_host):
@@ -453,15 +584,15 @@ async def test_turbotext_queue_items_count_as_provider_parallelism(emulator, htt
 async def test_turbotext_dead_link_fails_item_with_http_status(emulator, http, image_host):
     media, _ = image_host
     _, created = await tt_post(http, emulator, "mix_images", {
-        "do": "create_queue", "url_image_target": f"{media}/gone",
+        "do": "create_queue", "url_image_target": f"{media}/gone.png",
         "url": f"{media}/template_style.jpg"})
     _, result = await poll_until_done(http, emulator, "mix_images", created["queueid"])
-    assert result == {"success": False, "error": "Failed to download image: HTTP 410"}
+    assert result == {"success": False, "error": "Не удалось загрузить изображение по ссылке (HTTP 410)"}
     _, created = await tt_post(http, emulator, "generate_image2image", {
-        "do": "create_queue", "url": f"{media}/text", "content": "x"})
+        "do": "create_queue", "url": f"{media}/text.png", "content": "x"})
     _, result = await poll_until_done(http, emulator, "generate_image2image",
                                       created["queueid"])
-    assert result == {"success": False, "error": "Failed to download image: not an image"}
+    assert result == {"success": False, "error": "Не удалось загрузить изображение по ссылке (not an image)"}
     stats = (await get_json(http, f"{emulator.base_url}/emulator/stats"))["turbotext"]
     assert stats["by_outcome"] == {"download_failed": 2}
 
@@ -469,7 +600,7 @@ async def test_turbotext_dead_link_fails_item_with_http_status(emulator, http, i
 async def test_turbotext_missing_or_wrong_bearer_is_401(emulator, http):
     form = {"do": "create_queue", "url": "http://127.0.0.1:9/x.png", "content": "x"}
     status, body = await tt_post(http, emulator, "generate_image2image", form, headers={})
-    assert (status, body) == (401, {"success": False, "error": "Invalid API key"})
+    assert (status, body) == (401, {"success": False, "error": "Неверный API ключ"})
     status, _ = await tt_post(http, emulator, "generate_image2image", form,
                               headers=bearer("wrong"))
     assert status == 401
@@ -477,25 +608,28 @@ async def test_turbotext_missing_or_wrong_bearer_is_401(emulator, http):
 
 async def test_turbotext_protocol_errors(emulator, http):
     assert await tt_post(http, emulator, "make_coffee", {"do": "create_queue"}) == (
-        200, {"success": False, "error": "Unknown method"})
+        200, {"success": False, "error": "Неизвестный метод"})
     assert await tt_post(http, emulator, "mix_images",
                          {"do": "create_queue", "url_image_target": "http://x/a.png"}) == (
-        200, {"success": False, "error": "Missing parameter: url"})
+        200, {"success": False, "error": "Не передан обязательный параметр: url"})
     assert await tt_post(http, emulator, "mix_images",
                          {"do": "get_result", "queueid": "999999999"}) == (
-        200, {"success": False, "error": "Queue not found"})
+        200, {"success": False, "error": "Очередь не найдена"})
 
 
 async def test_turbotext_scripted_failures(emulator, http, image_host):
     media, _ = image_host
-    await control(http, emulator, provider="turbotext", script=["fail:429", "no_image"])
+    await control(http, emulator, provider="turbotext", script=["fail:429", "no_image", "poll_fail:404"])
     form = {"do": "create_queue", "url": f"{media}/small_photo.png", "content": "x"}
     status, body = await tt_post(http, emulator, "generate_image2image", form)
     assert status == 429 and body["success"] is False
     _, created = await tt_post(http, emulator, "generate_image2image", form)
     _, result = await poll_until_done(http, emulator, "generate_image2image",
                                       created["queueid"])
-    assert result == {"success": False, "error": "No image generated"}
+    assert result == {"success": False, "error": "Не удалось сгенерировать изображение, попробуйте ещё раз"}
+    _, created = await tt_post(http, emulator, "generate_image2image", form)
+    assert await tt_post(http, emulator, "generate_image2image", {"do": "get_result", "queueid": created["queueid"]}) \
+        == (404, {"success": False, "error": "Очередь не найдена"})
 
 
 async def test_turbotext_hang_holds_create_queue_until_released(emulator, http, image_host):

@@ -75,7 +75,8 @@ async def test_turbotext_image_edit_posts_photo_link_and_parameters(make_cfg, pg
                                    "user_id": "1"}
     (photo,) = create[0]["images"]
     assert photo["role"] == "url" and photo["sha256"] == media.sha256_hex(photo_bytes)
-    assert photo["source"].startswith(f"{s.base_url}/public/media/")
+    # "url with image (format: jpg, png, jpeg)": the link ends in the file's extension
+    assert photo["source"].startswith(f"{s.base_url}/public/media/") and photo["source"].endswith(".jpg")
     assert any(r.get("do") == "get_result" and r["outcome"] == "success" for r in log)
     assert any(r.get("method") == "result" for r in log)
 
@@ -94,7 +95,10 @@ async def test_turbotext_style_transfer_mixes_photo_with_style_link(make_cfg, pg
     assert by_role["url"]["sha256"] == fixture_sha("template_style.jpg")
 
 
-async def test_turbotext_identity_transfer_swaps_face_from_template(make_cfg, pg_dsn, emulator):
+async def test_turbotext_identity_transfer_puts_the_templates_face_on_the_guest_as_documented(make_cfg, pg_dsn,
+                                                                                              emulator):
+    # deepfake_photo's page: url — "the photo of the person whose face is replaced" (the guest),
+    # url_image_target — "the photo with the face to put in" (the template); face_restore True/False
     photo = (FIXTURES / "small_photo.png").read_bytes()
     async with Studio(make_cfg(**TT), pg_dsn) as s:
         await s.set_password()
@@ -103,14 +107,15 @@ async def test_turbotext_identity_transfer_swaps_face_from_template(make_cfg, pg
         status, headers, body = await s.ingest("slot-005", photo, content_type="image/png")
         assert status == 200, body[:300]
         with Image.open(io.BytesIO(body)) as out:  # a PNG shot comes back PNG: the booth's own format
-            assert out.format == "PNG" and out.size == (451, 300)
+            assert out.format == "PNG" and out.size == (451, 300)  # the guest's photo, not the template's
         assert headers["Content-Type"] == "image/png"
         assert s.files("templates")  # a template's file is only borrowed by the link
     (create,) = [r for r in await emulator_requests(emulator) if r.get("do") == "create_queue"]
-    assert create["path"] == "/api_ai/deepfake_photo" and create["fields"] == {"face_restore": "1"}
+    assert create["path"] == "/api_ai/deepfake_photo" and create["fields"] == {"face_restore": "True"}
     by_role = {i["role"]: i for i in create["images"]}
-    assert by_role["url_image_target"]["sha256"] == media.sha256_hex(photo)
-    assert by_role["url"]["sha256"] == fixture_sha("template_face.png")
+    assert by_role["url"]["sha256"] == media.sha256_hex(photo)
+    assert by_role["url_image_target"]["sha256"] == fixture_sha("template_face.png")
+    assert by_role["url"]["source"].endswith(".png") and by_role["url_image_target"]["source"].endswith(".png")
 
 
 async def test_turbotext_failure_text_lands_in_the_job_detail(make_cfg, pg_dsn, emulator, photo_bytes):
@@ -125,7 +130,7 @@ async def test_turbotext_failure_text_lands_in_the_job_detail(make_cfg, pg_dsn, 
         answer = json.loads(body)
         job = await s.job(answer["job_id"])
         assert job["status"] == "failed" and job["failure_reason"] == "provider_error"
-        assert "No image generated" in job["failure_detail"]
+        assert "«Не удалось сгенерировать изображение" in job["failure_detail"]  # Turbotext's own words, kept
         assert s.files("uploads") == [] and s.files("public") == []
 
 

@@ -30,7 +30,10 @@ async def test_link_serves_the_bytes_with_their_type_until_the_ttl_then_410(make
     async with Studio(make_cfg(ingest__sync_response_seconds=5), pg_dsn, workers=0) as s:
         link = await public_media.register(s.ctx, data=PHOTO)
         created = s.clock.now()
-        assert link["public_url"] == f"{s.base_url}/public/media/{link['id']}"
+        # the link ends in the file's extension (Turbotext: "url with image (format: jpg, png, jpeg)")
+        assert link["public_url"] == f"{s.base_url}/public/media/{link['id']}.png"
+        assert (await fetch(s, f"{s.base_url}/public/media/{link['id']}"))[0] == 200  # the bare id too
+        assert (await fetch(s, f"{s.base_url}/public/media/{link['id']}.jpg"))[0] == 404  # not its type
         assert abs((link["expires_at"] - created).total_seconds() - 5) < 1  # T_public_link_ttl = T_sync_response
         status, ctype, body = await fetch(s, link["public_url"])
         assert (status, ctype, body) == (200, "image/png", PHOTO)

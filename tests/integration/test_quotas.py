@@ -1,6 +1,7 @@
 """requests_per_minute / requests_per_day, counted in PostgreSQL for every provider request."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -61,12 +62,12 @@ async def test_retries_count_too_and_a_quota_spent_mid_job_fails_it_as_quota_exh
         assert job["status"] == "failed" and job["failure_reason"] == "quota_exhausted"
         assert "1 requests per minute" in job["failure_detail"]
         assert job["provider_requests"] == 1
-        used = await quotas.counts(s.ctx.db, "gemini", s.clock.now())
+        used = await quotas.counts(s.ctx.db, "gemini", s.clock.now(), s.cfg)
         assert used == {"minute": 1, "day": 1}
     assert len([r for r in await emulator_requests(emulator) if r["provider"] == "gemini"]) == 1
 
 
-async def test_daily_quota_refuses_until_the_next_utc_day(make_cfg, pg_dsn):
+async def test_daily_quota_refuses_until_the_providers_next_day(make_cfg, pg_dsn):
     async with Studio(make_cfg(providers__gemini__requests_per_day=2), pg_dsn) as s:
         await s.set_password()
         await s.configure("slot-001")
@@ -114,3 +115,35 @@ async def test_provider_input_limits_are_checked_at_ingest(make_cfg, pg_dsn, emu
         assert status == 413, body[:200]
         assert json.loads(body)["failure_reason"] == "payload_too_large" and "15 MB" in json.loads(body)["details"]
         assert await job_count(s) == 0 and s.files("uploads") == []
+
+
+def clock_at(s, when: dt.datetime) -> None:
+    s.clock.advance((when - s.clock.now()).total_seconds())
+
+
+async def test_geminis_day_is_counted_midnight_to_midnight_pacific(make_cfg, pg_dsn):
+    # "Requests per day (RPD) quotas reset at midnight Pacific time" (Gemini API rate-limits page)
+    async with Studio(make_cfg(providers__gemini__requests_per_day=1), pg_dsn) as s:
+        await s.set_password()
+        await s.configure("slot-001")
+        clock_at(s, dt.datetime(2031, 1, 15, 7, 30, tzinfo=dt.timezone.utc))  # 23:30 on the 14th in Los Angeles
+        assert (await s.ingest("slot-001", PHOTO, content_type="image/png"))[0] == 200
+        status, headers, body = await s.ingest("slot-001", PHOTO, content_type="image/png")
+        assert status == 503 and json.loads(body)["failure_reason"] == "quota_exhausted"
+        assert 1790 <= int(headers["Retry-After"]) <= 1800  # 30 min to midnight Pacific, not 16.5 h to UTC's
+        clock_at(s, dt.datetime(2031, 1, 15, 8, 0, 5, tzinfo=dt.timezone.utc))  # a new day in Los Angeles
+        assert (await s.ingest("slot-001", PHOTO, content_type="image/png"))[0] == 200
+        usage = await quotas.usage(s.ctx.db, s.cfg, s.clock.now())
+        assert usage["gemini"]["day"] == {"used": 1, "limit": 1}
+
+
+def test_a_quota_day_follows_its_time_zone_across_daylight_saving():
+    la = quotas._zone("America/Los_Angeles")
+    summer = dt.datetime(2031, 7, 1, 12, 0, tzinfo=dt.timezone.utc)
+    assert quotas.window_starts(summer, la)["day"] == dt.datetime(2031, 7, 1, 7, 0, tzinfo=dt.timezone.utc)
+    winter = dt.datetime(2031, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
+    assert quotas.window_starts(winter, la)["day"] == dt.datetime(2031, 1, 1, 8, 0, tzinfo=dt.timezone.utc)
+    spring_forward = dt.datetime(2031, 3, 9, 12, 0, tzinfo=dt.timezone.utc)  # a 23-hour day in Los Angeles
+    assert quotas.day_end(spring_forward, la) - quotas.window_starts(spring_forward, la)["day"] == \
+        dt.timedelta(hours=23)
+    assert quotas.window_starts(winter)["day"] == dt.datetime(2031, 1, 1, tzinfo=dt.timezone.utc)  # UTC default

@@ -79,3 +79,16 @@ def test_problems_summarise_a_jobs_failed_calls_by_kind():
         p.add(text)
     assert p.summary() == "HTTP 503 × 3, ClientConnectorError × 1 from gemini, last: ClientConnectorError: refused"
     assert kind_of("HTTP 429 RESOURCE_EXHAUSTED") == "HTTP 429"
+
+
+def test_an_answer_with_a_down_reason_takes_it_down_at_once_and_the_reason_is_said_in_words():
+    reason = "this key's project has no quota for gemini-2.5-flash-image (billing not enabled?)"
+    h = hr.failed(hr.Health("gemini"), RULE, T0, "HTTP 429 RESOURCE_EXHAUSTED: … limit: 0 …", down_reason=reason)
+    assert h.state == hr.DOWN and h.failures == 1 and h.reason == reason and h.retry_at == at(15)
+    assert hr.describe(h, at(5)) == f"gemini is down: {reason}; next try in 10 s"
+    probe = hr.take_probe(h, RULE, at(15), "job-9")
+    assert hr.failed(probe, RULE, at(16), "HTTP 429", job_id="job-9", down_reason=reason).reason == reason
+    ordinary = hr.failed(probe, RULE, at(16), "HTTP 503", job_id="job-9")
+    assert ordinary.state == hr.DOWN and ordinary.reason is None  # the probe said something else this time
+    up = hr.succeeded(ordinary, at(20))
+    assert up.state == hr.UP and up.reason is None
