@@ -56,7 +56,9 @@ async def test_ingests_and_job_transitions_log_one_structured_line_each_without_
             by_job.setdefault(f["job"], []).append(f)
     tt_job = tt[1]["X-Job-Id"]
     events = [f["event"] for f in by_job[tt_job]]
-    assert events[:2] == ["job_queued", "job_processing"] and "job_succeeded" in events
+    # job_queued is logged once the INSERT returns; a worker of the same process, woken by the
+    # INSERT's NOTIFY, may log job_processing a moment before it: the two come first, in either order
+    assert sorted(events[:2]) == ["job_processing", "job_queued"] and events[-1] == "job_succeeded"
     done = next(f for f in by_job[tt_job] if f["event"] == "job_succeeded")
     assert done["provider"] == "turbotext" and done["attempt"] == "1"
     assert done["queueid"] and int(done["polls"]) >= 1 and int(done["total_ms"]) > 0 and "provider_ms" in done
