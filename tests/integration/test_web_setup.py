@@ -99,7 +99,7 @@ async def test_the_templates_page_renames_and_deletes_after_naming_the_slots_it_
         async with Browser(s) as b:
             await b.sign_in()
             status, page = await b.get("/admin/templates")
-            assert status == 200 and 'href="/admin/slots/slot-005">slot-005</a>' in page and "image/png" in page
+            assert status == 200 and 'href="/admin/slots/slot-005" translate="no">slot-005</a>' in page and ">PNG<" in page
             assert (await b.post(f"/admin/templates/{face}/label", {"label": "Bride"}))[:1] == (303,)
             assert (await templates.get(s.ctx.db, face))["label"] == "Bride"
             # deleting asks first: a GET page naming what it disables; a POST without the confirmation deletes nothing
@@ -154,7 +154,9 @@ async def test_the_public_address_is_a_live_setting_every_url_follows_at_once(ma
             assert status == 422 and "must start with http:// or https://" in page
             assert cfg.public_base_url() == "http://10.0.0.5:8080"
             entry = (await s.ctx.db.fetchall("audit_page", limit=1, action="settings.update"))[0]
-            assert entry["details"] == {"public_base_url": "http://10.0.0.5:8080"}
+            # what it was, too: the Audit page shows before → after
+            assert entry["details"] == {"public_base_url": "http://10.0.0.5:8080",
+                                        "was": {"public_base_url": "https://studio.example.com"}}
 
 
 async def test_a_public_address_set_in_the_config_file_is_shown_read_only_and_cannot_be_changed(make_cfg, pg_dsn):
