@@ -116,6 +116,6 @@ async def purge_media(request, ctx, session):
     if form.get("confirm") != "on":
         _ = render.translate(request)
         return await render_settings(request, ctx, session, status=422,
-                                     errors={"purge": _("Tick the confirmation to purge.")})
+                                     errors={"purge": "Tick the confirmation to purge."})
     await purge.request_purge(ctx, str(form.get("scope", "")), actor=session.actor, source="web")
     raise web.HTTPSeeOther("/admin/settings?done=purge")

@@ -193,7 +193,7 @@ async def render_slot(request, ctx, session, slot_id: str, *, status: int = 200,
                       shot: dict | None = None, shot_gone: bool = False, **kw) -> web.Response:
     context = await slot_context(request, ctx, session, slot_id, **kw)
     return render.page(request, "slot.html", session, status=status, active="slots",
-                       title=f"{context['slot']['id']} · {context['slot']['name'] or ''}".rstrip(" ·"),
+                       raw_title=f"{context['slot']['id']} · {context['slot']['name'] or ''}".rstrip(" ·"),
                        notice=notice, shot=shot, shot_gone=shot_gone, **context)
 
 

@@ -42,7 +42,8 @@ def lang_of(request: web.Request) -> str:
 
 
 def page(request: web.Request, template: str, session: Session | None, *, status: int = 200, active: str = "",
-         title: str = "", **context) -> web.Response:
+         title: str = "", raw_title: str | None = None, **context) -> web.Response:
+    """A page: `title` is a catalogue text; `raw_title` one made of data (a slot's id and name)."""
     lang = lang_of(request)
     _ = i18n.translator(lang)
     zone = request.get(ZONE) or studio_time.pc_zone()
@@ -54,7 +55,7 @@ def page(request: web.Request, template: str, session: Session | None, *, status
     response = aiohttp_jinja2.render_template(template, request, {
         "_": _, "lang": lang, "session": session, "csrf": session.csrf if session else "",
         "msg": lambda text: message(text, _), "nav": NAV, "active": active,
-        "title": _(title) if title else "", "path": request.path_qs, "zone": zone, "when": when,
+        "title": raw_title if raw_title is not None else (_(title) if title else ""), "path": request.path_qs, "zone": zone, "when": when,
         "words": lambda reason: reason_words(reason, _),
         "param_label": lambda name: words.param(name, _), "role_label": lambda role: words.role(role, _),
         "op_label": lambda p, o: words.operation(p, o, _), "provider_name": words.provider,
@@ -108,9 +109,9 @@ def message(text: str | None, _) -> str:
         return Markup(escape(_(msgid))).format(**values)
 
     known = i18n.known_message(str(text), markup, value)
-    if known is None:
+    if known is None:  # shown as it came, marked as English (and missing from the catalogue)
         i18n.missing(str(text))
-        return str(text)
+        return foreign(str(text))
     return known
 
 

@@ -65,6 +65,7 @@ FIELDS = {
     "sync_response_seconds": "Response window (seconds)",
     "result_retention_hours": "Result retention (hours)",
     "ingest_password": "Ingest password",
+    "password": "Password",
     "public_base_url": "Public address",
     "time_zone": "Time zone",
     "provider_key.gemini": "Gemini API key",
