@@ -129,6 +129,7 @@ MESSAGES = [
     (r"choose a photo for the test shot", "choose a photo for the test shot"),
     (r"Tick the confirmation to purge\.", "Tick the confirmation to purge."),
     (r"choose an image", "choose an image"),
+    (r"the image: (?P<why>.+)", "the image is refused: {why}"),
     (r"the file is larger than (?P<n>\d+) MB", "the file is larger than {n} MB"),
     (r"no such slot", "no such slot"),
     (r"must be before 'to'", "must be before the end"),

@@ -99,6 +99,8 @@ def message(text: str | None, _) -> str:
             return words.actor(raw, _)
         if name == "permission":
             return words.permission(raw, _)
+        if name == "why":  # a message inside a message: in words too
+            return message(raw, _)
         if name == "last":  # a provider's own answer: its words, marked as English
             return foreign(raw)
         if name == "code":  # a code of the protocol, as the booth gets it
