@@ -28,7 +28,7 @@ import uuid
 
 import jwt
 
-from photoslot import users
+from photoslot import audit, users
 from photoslot.errors import PhotoslotError
 from photoslot.logs import event
 from photoslot.passwords import hash_password, verify_password
@@ -179,6 +179,13 @@ async def _reserve_try(ctx, pair_key: str, client_key: str, now: dt.datetime) ->
         await tx.execute("login_try_reserve", pair_key=pair_key, client_key=client_key, now=now, since=since)
 
 
+def _shown_name(username: str) -> str:
+    """The name a failed sign-in tried, as the audit keeps it: cut, and in ASCII escapes beyond
+    printable text (whatever a client sent fits a text column and shows as what it is)."""
+    name = username[:100]
+    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+
+
 def _text(value) -> bool:
     """A non-empty string that is UTF-8 text (a lone surrogate is not, and scrypt could not hash it)."""
     if not isinstance(value, str) or not value:
@@ -190,11 +197,13 @@ def _text(value) -> bool:
     return True
 
 
-async def login(ctx, username, password, *, client: str | None, issue=None) -> dict:
-    """POST /api/login (and the web admin's sign-in). `client` is the request's client address
-    (client_address.py). Unknown user and wrong password look the same (401) and cost the same.
+async def login(ctx, username, password, *, client: str | None, issue=None, source: str = "http") -> dict:
+    """POST /api/login (and the web admin's sign-in, `source` "web"). `client` is the request's client
+    address (client_address.py). Unknown user and wrong password look the same (401) and cost the same.
     `issue(username, epoch, now)` makes the token instead of the API's (the web admin's session
-    token, sessions.py)."""
+    token, sessions.py). Both outcomes of a checked password are audited — the sign-in, and the
+    failure with the name tried and the address (a try the throttle refused checks no password and is
+    only logged, so a flood writes no more audit rows than the throttle lets tries through)."""
     now = ctx.clock.now()
     if not (_text(username) and _text(password)) or len(password) > 1024:
         raise BadRequest("username and password must be non-empty strings", {"fields": ["username", "password"]})
@@ -209,8 +218,12 @@ async def login(ctx, username, password, *, client: str | None, issue=None) -> d
     if not (ok and record is not None):
         # The reservation made above stays: it is this failure's record.
         event(log, "login_failed", logging.WARNING, user=username[:100], client=client)
+        await audit.record(ctx.db, ctx.clock, actor=audit.ANONYMOUS, source=source, action="users.login_failed",
+                           target=_shown_name(username), details={"client": client})
         raise Unauthorized("wrong username or password")
     await ctx.db.execute("login_try_succeeded", pair_key=pair_key, client_key=client_key)
+    await audit.record(ctx.db, ctx.clock, actor=f"admin:{username}", source=source, action="users.login",
+                       target=username, details={"client": client})
     epoch = await users.session_epoch(ctx.db, username)
     event(log, "login", user=username, client=client, web=True if issue is not None else None)
     if issue is not None:

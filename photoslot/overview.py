@@ -23,7 +23,7 @@ async def slot_cards(ctx, zone: studio_time.Zone) -> list[dict]:
     cards = []
     for slot in await slots.list_all(ctx.db):
         card = {"slot": slots.view(ctx.cfg, slot), "last_result": None, "today": None, "badges": [],
-                "provider_reason": None}
+                "provider_reason": None, "provider_last": None}
         if slots.is_configured(slot):
             result = last.get(slot["id"])
             card["last_result"] = {"job_id": str(result["id"]), "completed_at": result["finalized_at"]} if result else None
@@ -33,8 +33,10 @@ async def slot_cards(ctx, zone: studio_time.Zone) -> list[dict]:
             elif f"provider_failing:{provider}" in alerts:
                 card["badges"].append("provider_failing")
             health = ctx.health.get(provider)
-            if health.is_down:  # why, in words: "this key's project has no quota for … (billing not enabled?)"
-                card["provider_reason"] = health.reason or health.last_problem
+            if health.is_down:  # why, in photoslot's words ("this key's project has no quota for … (billing
+                # not enabled?)") when the answer said; else the provider's own last answer, as it came
+                card["provider_reason"] = health.reason
+                card["provider_last"] = None if health.reason else health.last_problem
             if f"quota:{provider}" in alerts or f"provider_quota_low:{provider}" in alerts:
                 card["badges"].append("quota_low")
         row = today.get(slot["id"])

@@ -65,7 +65,7 @@ async def sign_in(ctx, username, password, *, client: str | None) -> dict:
         return _token(ctx.cfg, name, epoch=epoch, now=now, sid=uuid.uuid4().hex, auth_time=int(now.timestamp()),
                       permissions=auth.PERMISSIONS, lifetimes=lifetimes)
 
-    return await auth.login(ctx, username, password, client=client, issue=issue)
+    return await auth.login(ctx, username, password, client=client, issue=issue, source="web")
 
 
 def renewal(ctx, claims: dict) -> dict | None:

@@ -156,6 +156,7 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
     # encrypted inside the transaction, under the secrets lock
     secret_changes = {k: changes.pop(k) for k in list(changes) if k.startswith(PROVIDER_KEY_PREFIX)}
     now = clock.now()
+    before = await db.fetchall("settings_all")  # what the changed values were, for the audit
     async with db.transaction() as tx:
         for key, value in changes.items():
             await tx.execute("setting_upsert", key=key, value=Json(value), now=now, actor=actor)
@@ -167,6 +168,9 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
         # the audit names the password change, never its value or hash
         audited = {k: ("<changed>" if k == PASSWORD_KEY else v) for k, v in changes.items()}
         audited.update({k: "<changed>" for k in secret_changes})
+        was = {k: v for k, v in _previous(current, changes, before).items() if v is not None}
+        if was:  # what the changed values were (never a secret's): the audit shows before → after
+            audited["was"] = was
         await audit.record(tx, clock, actor=actor, source=source, action="settings.update",
                            target="settings", details=audited)
         if public_address.KEY in changes:  # every process hands out the new address from now on
@@ -174,6 +178,14 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
     if public_address.KEY in changes:
         cfg.live_public_base_url = changes[public_address.KEY]
     return await load(db, cfg)
+
+
+def _previous(current: LiveSettings, changes: dict, rows: list[dict]) -> dict:
+    """The values the changed (non-secret) settings had: the window and retention as they were in
+    force (the config's when none was stored), the address and zone as stored (None: the default)."""
+    stored = {r["key"]: r["value"] for r in rows}
+    effective = {SYNC_KEY: current.sync_response_seconds, RETENTION_KEY: current.result_retention_hours}
+    return {k: effective.get(k, stored.get(k)) for k in changes if k != PASSWORD_KEY}
 
 
 async def ensure_ingest_password(db, clock) -> str | None:

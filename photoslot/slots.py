@@ -97,7 +97,9 @@ async def configure(db, clock, slot_id: str, *, actor: str, source: str, name=No
     changed = {k: v for k, v in (("name", new_name), ("provider_id", new_provider), ("operation_id", new_operation),
                                  ("settings_json", settings_json), ("enabled", bool(new_enabled)))
                if current.get(k) != v}
-    await audit.record(db, clock, actor=actor, source=source, action="slot.update", target=slot_id, details=changed)
+    was = {k: current.get(k) for k in changed if current.get(k) is not None}
+    await audit.record(db, clock, actor=actor, source=source, action="slot.update", target=slot_id,
+                       details={**changed, **({"was": was} if was else {})})
     return saved
 
 

@@ -234,8 +234,17 @@ async def series(ctx, *, slot_id: str | None, period: str, tz: str = "UTC") -> d
         raise ValidationError({"period": f"must be one of: {', '.join(CHART_PERIODS)}"})
     span, unit = CHART_PERIODS[period]
     now = ctx.clock.now()
+    return {**await series_between(ctx, slot_id=slot_id, start=now - span, end=now, unit=unit, tz=tz),
+            "period": period}
+
+
+async def series_between(ctx, *, slot_id: str | None, start: dt.datetime, end: dt.datetime, unit: str,
+                         tz: str = "UTC") -> dict:
+    """The same figures over any [start, end) of at most SLOT_MAX_DAYS days, per `unit` (hour or day)
+    of the zone `tz`: the web admin's "today" and its range of dates."""
     if slot_id is not None:
-        return {**await slot_stats(ctx, slot_id, from_=now - span, to=now, group_by=unit, tz=tz), "period": period}
-    summary, periods = await _collect(ctx, slot_id=None, start=now - span, end=now, unit=unit, tz=tz)
-    return {"slot_id": None, "period": period, "range": {"from": now - span, "to": now, "group_by": unit},
-            "summary": summary, "metrics": periods}
+        return await slot_stats(ctx, slot_id, from_=start, to=end, group_by=unit, tz=tz)
+    window(end, start, end, default=dt.timedelta(days=1), max_days=SLOT_MAX_DAYS)  # the same checks
+    summary, periods = await _collect(ctx, slot_id=None, start=start, end=end, unit=unit, tz=tz)
+    return {"slot_id": None, "range": {"from": start, "to": end, "group_by": unit}, "summary": summary,
+            "metrics": periods}

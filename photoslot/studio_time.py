@@ -138,7 +138,12 @@ async def load(db) -> Zone:
 def day_start(now: dt.datetime, zone: Zone) -> dt.datetime:
     """The start of the studio's "today" as the statistics count it: the first whole UTC hour at or
     after local midnight (see the module's note on half-hour zones)."""
-    local_midnight = now.astimezone(zone.tzinfo).replace(hour=0, minute=0, second=0, microsecond=0)
+    return date_start(now.astimezone(zone.tzinfo).date(), zone)
+
+
+def date_start(day: dt.date, zone: Zone) -> dt.datetime:
+    """The start of a studio date as the statistics count it (as day_start)."""
+    local_midnight = dt.datetime.combine(day, dt.time(), tzinfo=zone.tzinfo)
     utc = local_midnight.astimezone(UTC)
     floor = utc.replace(minute=0, second=0, microsecond=0)
     return floor if floor == utc else floor + dt.timedelta(hours=1)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 OUTPUT_FORMATS = ("jpeg", "png", "webp")
+PROMPT_MAX_CHARS = 4000  # a longer prompt is refused with a message, never cut
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def image_sizes(model: str | None) -> tuple[str, ...]:
 _GEMINI_PARAMS = {
     "temperature": Param("float", "sampling temperature; lower is more faithful", None, 0.0, 2.0),
     "seed": Param("int", "fixed seed for repeatable results", None, 0, 2**31 - 1),
-    "model": Param("str", "the Gemini image model (unset: providers.gemini.model)", None,
+    "model": Param("str", "the Gemini image model (empty: the studio's default model, set in its configuration)", None,
                    choices=tuple(GEMINI_IMAGE_MODELS)),
     "aspect_ratio": Param("str", "shape of the result (unset: the one nearest to the booth photo)", None,
                           choices=ASPECT_RATIOS),
@@ -299,8 +300,8 @@ def validate(provider_id: Any, operation_id: Any, settings: Any) -> dict[str, st
         errors["settings_json.prompt"] = f"{provider.id}/{operation.id} takes no prompt"
     elif operation.prompt_required and not (prompt or "").strip():
         errors["settings_json.prompt"] = f"a prompt is required for {provider.id}/{operation.id}"
-    elif prompt and len(prompt) > 4000:
-        errors["settings_json.prompt"] = "must be at most 4000 characters"
+    elif prompt and len(prompt) > PROMPT_MAX_CHARS:
+        errors["settings_json.prompt"] = f"must be at most {PROMPT_MAX_CHARS} characters"
     fmt = settings.get("output_format")
     if fmt is not None and fmt not in OUTPUT_FORMATS:
         errors["settings_json.output_format"] = f"must be one of: {', '.join(OUTPUT_FORMATS)}"

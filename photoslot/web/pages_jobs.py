@@ -101,7 +101,8 @@ async def cancel_job(request, ctx, session):
     try:
         job = await job_control.cancel(ctx, raw, actor=session.actor, source="web")
     except Conflict as exc:  # it ended on its own meanwhile: the page says how
-        return await render_job(request, ctx, session, raw, status=409, notice=exc.message)
+        return await render_job(request, ctx, session, raw, status=409,
+                                notice=render.message(exc.message, render.translate(request)))
     raise web.HTTPSeeOther(f"/admin/jobs/{job['id']}?done=cancelled")
 
 

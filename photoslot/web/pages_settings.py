@@ -1,12 +1,12 @@
-"""Settings (the response window, retention, the ingest password, provider keys, the media purge)
-and Audit. Every change is `settings.update` or `purge.request_purge` — the functions behind
+"""Settings (the response window, retention, the ingest password, provider keys, the media purge).
+Every change is `settings.update` or `purge.request_purge` — the functions behind
 `PUT /api/settings`, `POST /api/media/cache/purge` and `photoslot settings set` — so the bounds,
 the hashing and the audit entry are theirs."""
 from __future__ import annotations
 
 from aiohttp import web
 
-from photoslot import audit, public_address, purge, studio_time
+from photoslot import public_address, purge, studio_time
 from photoslot import settings as live_settings
 from photoslot.errors import ValidationError
 from photoslot.passwords import generate_password
@@ -116,18 +116,6 @@ async def purge_media(request, ctx, session):
     if form.get("confirm") != "on":
         _ = render.translate(request)
         return await render_settings(request, ctx, session, status=422,
-                                     errors={"purge": _("Tick the confirmation to purge.")})
+                                     errors={"purge": "Tick the confirmation to purge."})
     await purge.request_purge(ctx, str(form.get("scope", "")), actor=session.actor, source="web")
     raise web.HTTPSeeOther("/admin/settings?done=purge")
-
-
-@routes.get("/admin/audit")
-@page("settings:read")
-async def audit_page(request, ctx, session):
-    user = request.query.get("user", "").strip()
-    rows = await audit.entries(ctx.db, limit=500)
-    if user:
-        rows = [r for r in rows if r["actor"].split(":", 1)[-1] == user or r["actor"] == user]
-    actors = sorted({r["actor"] for r in await audit.entries(ctx.db, limit=500)})
-    return render.page(request, "audit.html", session, active="audit", title="Audit", rows=rows[:200], user=user,
-                       actors=actors)

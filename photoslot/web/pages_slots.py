@@ -181,6 +181,7 @@ async def slot_context(request, ctx, session, slot_id: str, *, echo: dict | None
         "all_templates": await templates.list_all(ctx.db), "recent": recent, "now": now,
         "today": today["summary"], "week": week["summary"], "refused_today": refused,
         "formats": catalogue.OUTPUT_FORMATS, "window_s": live.sync_response_seconds,
+        "prompt_max": catalogue.PROMPT_MAX_CHARS,
         "address": await public_address.load(ctx.db, ctx.cfg),
         "key_missing": await provider_status.key_missing(ctx.db, ctx.cfg, saved_provider),
         "provider_down": saved_provider is not None and ctx.health.get(saved_provider).is_down,
@@ -192,7 +193,7 @@ async def render_slot(request, ctx, session, slot_id: str, *, status: int = 200,
                       shot: dict | None = None, shot_gone: bool = False, **kw) -> web.Response:
     context = await slot_context(request, ctx, session, slot_id, **kw)
     return render.page(request, "slot.html", session, status=status, active="slots",
-                       title=f"{context['slot']['id']} · {context['slot']['name'] or ''}".rstrip(" ·"),
+                       raw_title=f"{context['slot']['id']} · {context['slot']['name'] or ''}".rstrip(" ·"),
                        notice=notice, shot=shot, shot_gone=shot_gone, **context)
 
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from photoslot.web import (pages_auth, pages_jobs, pages_providers, pages_settings, pages_slots, pages_stats,
-                           pages_templates, render)
+from photoslot.web import (pages_audit, pages_auth, pages_jobs, pages_providers, pages_settings, pages_slots,
+                           pages_stats, pages_templates, render)
 
 ROUTE_TABLES = (pages_auth.routes, pages_slots.routes, pages_templates.routes, pages_providers.routes,
-                pages_settings.routes, pages_jobs.routes, pages_stats.routes)
+                pages_settings.routes, pages_jobs.routes, pages_stats.routes, pages_audit.routes)
 
 
 def install(app: web.Application) -> None:

@@ -71,7 +71,7 @@ def test_audit_lists_cli_writes_as_the_os_user_and_never_a_secret(studio_config,
     entries = json.loads(r.stdout)
     assert [e["action"] for e in entries][:3] == ["settings.update", "settings.update", "slot.update"]
     assert all(e["source"] == "cli" and e["actor"].startswith("os:") for e in entries)
-    assert entries[0]["details"] == {"sync_response_seconds": 4.0}
+    assert entries[0]["details"] == {"sync_response_seconds": 4.0, "was": {"sync_response_seconds": 3.0}}
     assert entries[1]["details"] == {"ingest_password": "<changed>"}
     assert INGEST_PASSWORD not in r.stdout
     table = cli(config, pg_dsn, "audit")

@@ -148,7 +148,7 @@ async def test_an_admins_day_from_sign_in_to_sign_out(page, studio):
     await page.get_by_label("Operation").select_option("identity_transfer")
     shown = page.locator("fieldset.op:not([hidden])")
     await expect(page.get_by_label("Prompt")).to_be_hidden()          # a face swap takes no prompt
-    await expect(shown.get_by_label("Template: face")).to_be_visible()
+    await expect(shown.get_by_role("group", name="Face template (required)")).to_be_visible()
     await page.get_by_label("Operation").select_option("style_transfer")
     await expect(page.get_by_text("Prompt (optional)")).to_be_visible()
     await expect(page.get_by_label("Name")).to_have_value("Van Gogh")
@@ -158,7 +158,7 @@ async def test_an_admins_day_from_sign_in_to_sign_out(page, studio):
     await shown.get_by_label("Label of the new image").fill("Starry night")
     await page.get_by_role("button", name="Save", exact=True).click()
     await expect(page.get_by_role("status")).to_have_text("Saved.")
-    await expect(page.get_by_role("img", name="Template style")).to_be_visible()
+    await expect(page.get_by_role("img", name="Style template")).to_be_visible()
     assert slot_row(studio, "slot-002")[1:3] + (slot_row(studio, "slot-002")[4],) == ("turbotext", "style_transfer", True)
 
     # the ingest URL and what to type into DSLR Remote Pro
@@ -217,7 +217,7 @@ async def test_an_admins_day_from_sign_in_to_sign_out(page, studio):
     studio.ingest_password = new_password
 
     await page.get_by_role("link", name="Audit").click()
-    await expect(page.get_by_role("cell", name="settings.update").first).to_be_visible()
+    await expect(page.get_by_title("settings.update").first).to_have_text("Settings changed")  # the id as a tooltip
     await shoot(page, studio, "audit")
     await page.get_by_role("link", name="Slots").click()
     await expect(page.get_by_role("img", name="Last result")).to_have_count(2)

@@ -68,8 +68,8 @@ async def booth_shot(base: str, source: str, slot: str, password: str, timeout: 
 
 
 def prompt_box(page):
-    """The slot's Prompt (a parameter such as negative_prompt has its own field)."""
-    return page.get_by_label(re.compile(r"^Prompt"))
+    """The slot's Prompt ("Prompt *" or "Prompt (optional)"; the parameters have labels of their own)."""
+    return page.get_by_label(re.compile(r"^Prompt( \*| \(optional\))?$"))
 
 
 def count(dsn: str, sql: str, *args) -> int:
@@ -205,7 +205,7 @@ async def run_the_day(page, context, studio) -> None:
             await prompt_box(page).fill(prompt)
         await expect(page.get_by_label("Name")).to_have_value(f"{provider} {operation}")  # kept across the switch
         for role, file in uploads.items():
-            group = shown.get_by_role("group", name=f"Template: {role}")
+            group = shown.get_by_role("group", name=f"{role.capitalize()} template (required)")
             await group.get_by_label("Template image").set_input_files(str(FIXTURES / file))
             await group.get_by_label("Label of the new image").fill(f"{role} for {slot_id}")
         if slot_id == "slot-006":
@@ -213,7 +213,7 @@ async def run_the_day(page, context, studio) -> None:
         await page.get_by_role("button", name="Save", exact=True).click()
         await expect(page.get_by_role("status")).to_contain_text("Saved.")
         for role in uploads:
-            await expect(page.get_by_role("img", name=f"Template {role}")).to_be_visible()
+            await expect(page.get_by_role("img", name=f"{role.capitalize()} template")).to_be_visible()
         await reload_changes_nothing(page, dsn)
         assert procs.db_rows(dsn, "SELECT provider_id, operation_id, enabled FROM slots WHERE id = %s", slot_id) == [
             (provider, operation, True)]

@@ -51,7 +51,7 @@ async def test_sign_in_sets_an_httponly_strict_cookie_and_sign_out_ends_the_toke
                 token = r.cookies["photoslot_session"].value
             async with http.get(s.base_url + "/admin/") as r:
                 page = await r.text()
-                assert r.status == 200 and page.count('class="slot-card"') == 15
+                assert r.status == 200 and page.count('id="card-slot-') == 15
             csrf = re.search(r'name="csrf" value="(\w+)"', page).group(1)
             async with http.post(s.base_url + "/admin/logout", data={"csrf": csrf}, allow_redirects=False) as r:
                 assert r.status == 303 and r.headers["Location"] == "/admin/login"

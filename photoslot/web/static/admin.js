@@ -116,6 +116,34 @@ document.addEventListener("DOMContentLoaded", function () {
   }
 
   // ------------------------------------------------------------------ live pages: [data-refresh="N"]
+  // The page is fetched again and changed in place, item by item ([data-live-item], by id): an item
+  // the keyboard focus is in is left for the next round, so focus and the screen reader's place never
+  // move. When the items themselves change (a slot configured meanwhile), the region is replaced
+  // whole — unless the focus is inside it: then that waits too. The provider banners follow.
+  function idsOf(el) {
+    return Array.prototype.map.call(el.querySelectorAll("[data-live-item]"), function (i) { return i.id; }).join(" ");
+  }
+  function updateInPlace(region, fresh) {
+    var focused = document.activeElement;
+    var inside = region.contains(focused) && focused !== region;
+    var items = fresh.querySelectorAll("[data-live-item]");
+    if (items.length && idsOf(region) === idsOf(fresh)) {
+      Array.prototype.forEach.call(items, function (item) {
+        var here = document.getElementById(item.id);
+        if (!here || here.contains(focused)) return;
+        if (here.innerHTML !== item.innerHTML) here.innerHTML = item.innerHTML;
+        if (here.className !== item.className) here.className = item.className;
+      });
+      region.querySelectorAll("summary").forEach(function (summary, i) {
+        var other = fresh.querySelectorAll("summary")[i];
+        if (other && summary.textContent !== other.textContent && !summary.contains(focused)) summary.textContent = other.textContent;
+      });
+    } else if (!inside && region.innerHTML !== fresh.innerHTML) {
+      var open = Array.prototype.map.call(region.querySelectorAll("details[open]"), function (d) { return d.id; });
+      region.innerHTML = fresh.innerHTML;
+      open.forEach(function (id) { var d = id && document.getElementById(id); if (d) d.open = true; });
+    }
+  }
   var live = document.querySelector("[data-refresh]");
   if (live) {
     var seconds = parseInt(live.getAttribute("data-refresh"), 10) || 5;
@@ -130,10 +158,44 @@ document.addEventListener("DOMContentLoaded", function () {
           if (!html || ended) return;
           var doc = new DOMParser().parseFromString(html, "text/html");
           var fresh = doc.getElementById(live.id);
-          if (fresh && fresh.innerHTML !== live.innerHTML) live.innerHTML = fresh.innerHTML;
+          if (fresh) updateInPlace(live, fresh);
+          var banners = document.getElementById("banners"), newBanners = doc.getElementById("banners");
+          if (banners && newBanners && banners.innerHTML !== newBanners.innerHTML &&
+              !banners.contains(document.activeElement)) banners.innerHTML = newBanners.innerHTML;
         }).catch(function () {});
     }, seconds * 1000);
   }
+
+  // ------------------------------------------------------------------ a refused save: focus on the first field in error
+  var firstInvalid = document.querySelector('main [aria-invalid="true"]');
+  if (firstInvalid && !document.querySelector("[data-login-form]")) {
+    firstInvalid.focus();
+  } else if (document.querySelector("[data-errors]")) {
+    document.querySelector("[data-errors]").setAttribute("tabindex", "-1");
+    document.querySelector("[data-errors]").focus();
+  }
+
+  // ------------------------------------------------------------------ a counter against a text's limit (the prompt)
+  // The limit is not a maxlength: a long paste is kept whole and said to be too long, never cut.
+  document.querySelectorAll("textarea[data-counter]").forEach(function (box) {
+    var counter = document.getElementById(box.getAttribute("data-counter"));
+    var over = document.getElementById("prompt-over");
+    var max = parseInt(box.getAttribute("data-max"), 10) || 0;
+    var wasOver = false;
+    function count() {
+      if (!counter || !max) return;
+      var n = box.value.length, too = n > max;
+      counter.textContent = counter.getAttribute(too ? "data-over" : "data-text")
+        .replace("{n}", n).replace("{max}", max).replace("{over}", n - max);
+      counter.classList.toggle("over", too);
+      if (too) box.setAttribute("aria-invalid", "true");
+      else if (!document.getElementById("err-settings_json-prompt")) box.removeAttribute("aria-invalid");
+      if (too !== wasOver && over) over.textContent = too ? counter.textContent : "";
+      wasOver = too;
+    }
+    box.addEventListener("input", count);
+    count();
+  });
 
   // ------------------------------------------------------------------ the slot form: provider and operation
   function switchOperation(form, wanted) {
