@@ -53,9 +53,12 @@ async def test_no_image_forever_ends_504_inside_the_window_and_no_call_after_the
     await emulator_control(emulator, provider="gemini", no_image_rate=1.0, latency_seconds=0.2)
     cfg = make_cfg(ingest__sync_response_seconds=2.5, providers__gemini__max_attempts=100)  # the deadline stops it
     async with Studio(cfg, pg_dsn) as s:
-        sent = time.time()
-        status, body, job = await run_one(s)
+        await s.set_password()
+        await s.configure("slot-001")
+        sent = time.time()  # the booth's own clock: the set-up above and the job read below are not the shot
+        status, headers, body = await s.ingest("slot-001", PHOTO, content_type="image/png")
         answered = time.time()
+        job = await s.wait_job(json.loads(body)["job_id"], lambda j: j["is_finalized"])
     assert status == 504
     assert json.loads(body)["failure_reason"] == "timeout"
     assert job["status"] == "timeout"
