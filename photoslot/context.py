@@ -33,6 +33,12 @@ class AppContext:
     waiters: jobs.DoneWaiters = field(default_factory=jobs.DoneWaiters)
     health: HealthBoard = field(default_factory=HealthBoard)  # every provider's health, this process's copy
     refusals: rollups.Tally = field(default_factory=rollups.Tally)  # refused ingests, counted until the next flush
+    # Bumped by NOTIFY photoslot_ingest_password (and a listener reconnect): the ingest's copy of the
+    # password record is read again (passwords.IngestPasswordCheck).
+    ingest_password_version: int = 0
+
+    def ingest_password_changed(self, _payload: str = "") -> None:
+        self.ingest_password_version += 1
 
     @classmethod
     async def open(cls, cfg, *, clock=None, dsn: str | None = None, listen: bool = False) -> "AppContext":
@@ -50,6 +56,8 @@ class AppContext:
             ctx.listener.on_reconnect(ctx.waiters.wake_all)
             ctx.listener.subscribe(HEALTH_CHANNEL, lambda _provider: ctx.health.changed(ctx.db))
             ctx.listener.on_reconnect(lambda: ctx.health.changed(ctx.db))
+            ctx.listener.subscribe(live_settings.PASSWORD_CHANNEL, ctx.ingest_password_changed)
+            ctx.listener.on_reconnect(ctx.ingest_password_changed)
         return ctx
 
     async def start_listener(self) -> None:

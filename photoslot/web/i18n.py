@@ -82,6 +82,7 @@ MESSAGES = [
     (r"must be (?P<lo>\d+) to (?P<hi>\d+) characters", "must be {lo} to {hi} characters"),
     (r"must be (?P<lo>\d+) to (?P<hi>\d+) characters without spaces", "must be {lo} to {hi} characters without spaces"),
     (r"choose a provider", "choose a provider"),
+    (r"must not contain control characters.*", "must not contain control characters (line breaks, tabs, escape or direction codes)"),
 ]
 _COMPILED = [(re.compile(pattern), msgid) for pattern, msgid in MESSAGES]
 

@@ -7,8 +7,9 @@ import re
 import aiohttp
 import pytest
 
-from photoslot import users
+from photoslot import secrets, users
 from tests import logscan
+from tests.conftest import INGEST_PASSWORD
 from tests.integration.studio import Studio
 
 pytestmark = pytest.mark.usefixtures("clean_state")
@@ -91,10 +92,10 @@ async def test_the_language_follows_the_browser_and_the_switch(make_cfg, pg_dsn)
                 assert r.headers["Location"] == "/admin/"
 
 
-async def signed_in(s, cfg) -> tuple[aiohttp.ClientSession, str]:
+async def signed_in(s, cfg, user: str = "serg") -> tuple[aiohttp.ClientSession, str]:
     """A browser-like session signed in through the form, and its CSRF token."""
     http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    async with http.post(s.base_url + "/admin/login", data={"username": "serg", "password": password_of(cfg, "serg")}) as r:
+    async with http.post(s.base_url + "/admin/login", data={"username": user, "password": password_of(cfg, user)}) as r:
         page = await r.text()
         assert r.status == 200
     return http, re.search(r'name="csrf" value="(\w+)"', page).group(1)
@@ -142,39 +143,66 @@ async def test_a_save_over_someone_elses_says_so_and_changes_nothing(make_cfg, p
             async with http.post(s.base_url + "/admin/slots/slot-003", data=form) as r:
                 page = await r.text()
                 assert r.status == 422
-                assert re.search(r'id="err-settings_json-prompt">a prompt is required', page)
+                assert re.search(r'id="err-settings_json-prompt">a prompt is required', page), re.findall(r"err-[^<]*", page)
 
 
-async def test_rotating_the_ingest_password_changes_only_it_and_shows_the_new_one_once(make_cfg, pg_dsn):
+async def test_generating_the_ingest_password_changes_only_it_and_shows_it_once_never_in_a_url(make_cfg, pg_dsn):
     cfg = make_cfg()
     async with Studio(cfg, pg_dsn, workers=0) as s:
         await s.set_password()
         http, csrf = await signed_in(s, cfg)
         async with http:
+            async with http.post(s.base_url + "/admin/settings/ingest-password/generate", data={"csrf": csrf},
+                                 allow_redirects=False) as r:
+                assert r.status == 303 and r.headers["Location"] == "/admin/settings"  # POST/Redirect/GET
+                assert "photoslot_flash" in r.cookies and r.cookies["photoslot_flash"]["httponly"]
             async with http.get(s.base_url + "/admin/settings") as r:
                 page = await r.text()
-            window = re.search(r'name="sync_response_seconds"[^>]*value="([^"]+)"', page).group(1)
-            retention = re.search(r'name="result_retention_hours"[^>]*value="([^"]+)"', page).group(1)
-            form = {"csrf": csrf, "sync_response_seconds": window, "result_retention_hours": retention,
-                    "ingest_password": "", "generate": "on"}
-            async with http.post(s.base_url + "/admin/settings", data=form) as r:
-                page = await r.text()
-                assert r.status == 200
+                assert r.headers["Cache-Control"] == "no-store"
             new = re.search(r'id="new-ingest-password">([^<]+)<', page).group(1)
             logscan.secret(new)
-            async with http.get(s.base_url + "/admin/settings") as r:
+            assert re.fullmatch(r"[A-Z2-9]{4}(-[A-Z2-9]{4}){3}", new)
+            async with http.get(s.base_url + "/admin/settings") as r:  # a reload: gone, nothing generated
                 assert new not in await r.text()
-            # unchanged fields were not sent: the window and retention still follow the config file
+            # the window and retention were not touched: they still follow the config file
             keys = {r["key"] for r in await s.ctx.db.fetchall("settings_all")}
             assert "sync_response_seconds" not in keys and "result_retention_hours" not in keys
-            entry = (await s.ctx.db.fetchall("audit_page", limit=1, action=None))[0]
-            assert (entry["actor"], entry["source"], entry["details"]) == (
-                "admin:serg", "web", {"ingest_password": "<changed>"})
+            entries = await s.ctx.db.fetchall("audit_page", limit=5, action=None)
+            assert [(e["actor"], e["source"], e["details"]) for e in entries if e["action"] == "settings.update"][0] == (
+                "admin:serg", "web", {"ingest_password": "<generated>"})
+            assert len([e for e in entries if e["action"] == "settings.update" and e["source"] == "web"]) == 1
             status, _, _ = await s.ingest("slot-001", b"x", password=new)
             assert status != 401  # the booth's new password is the one shown
-            # a form with nothing changed changes nothing
-            async with http.post(s.base_url + "/admin/settings", data={**form, "generate": ""}) as r:
-                assert r.status == 200 and "Nothing to change." in await r.text()
+            # the flash belongs to the session that made it: another session's cookie shows nothing
+            other, _ = await signed_in(s, cfg, user="igor")
+            async with other:
+                async with http.post(s.base_url + "/admin/settings/ingest-password/reveal", data={"csrf": csrf},
+                                     allow_redirects=False) as r:
+                    flash = r.cookies["photoslot_flash"].value
+                other.cookie_jar.update_cookies({"photoslot_flash": flash})
+                async with other.get(s.base_url + "/admin/settings") as r:
+                    assert new not in await r.text()
+            # a form with nothing changed changes nothing, and says so after its redirect
+            async with http.post(s.base_url + "/admin/settings", data={"csrf": csrf}, allow_redirects=False) as r:
+                assert r.status == 303 and r.headers["Location"] == "/admin/settings?done=nothing"
+
+
+async def test_a_typed_ingest_password_needs_the_same_twice(make_cfg, pg_dsn):
+    cfg = make_cfg()
+    async with Studio(cfg, pg_dsn, workers=0) as s:
+        await s.set_password()
+        http, csrf = await signed_in(s, cfg)
+        async with http:
+            form = {"csrf": csrf, "ingest_password": "typed-password-one", "ingest_password_confirm": "typed-password-1"}
+            async with http.post(s.base_url + "/admin/settings", data=form) as r:
+                assert r.status == 422 and 'id="err-ingest_password_confirm"' in await r.text()
+            record = (await s.ctx.db.fetchone("setting_get", key="ingest_password"))["value"]
+            assert secrets.ingest_password_from(s.cfg, record) == INGEST_PASSWORD  # unchanged
+            form["ingest_password_confirm"] = "typed-password-one"
+            async with http.post(s.base_url + "/admin/settings", data=form, allow_redirects=False) as r:
+                assert r.status == 303
+            record = (await s.ctx.db.fetchone("setting_get", key="ingest_password"))["value"]
+            assert secrets.ingest_password_from(s.cfg, record) == "typed-password-one"
 
 
 async def test_the_slot_page_saves_as_sent_as_no_output_format_and_a_named_one_as_chosen(make_cfg, pg_dsn):
