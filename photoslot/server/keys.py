@@ -15,3 +15,6 @@ CTX = web.AppKey("ctx", AppContext)
 # The IngestHandler (server/ingest.py): its in-flight set and loop-lag probe, read by app.py's
 # start-up/clean-up and by `serve`'s graceful stop. Typed loosely: ingest.py builds on this module.
 INGEST = web.AppKey("ingest", object)
+# The connection guard's app-side face (server/connection_guard.py `Connections`): the known
+# clients, and the guard itself once `serve` runs the app through it.
+CONNECTIONS = web.AppKey("connections", object)

@@ -13,7 +13,8 @@ from photoslot import auth
 from photoslot.server.keys import CTX
 from photoslot.server.security import client_address
 from photoslot.web import i18n, render
-from photoslot.web.session import (LANG_COOKIE, LOGIN_PATH, action, clear_session, current_claims, set_session)
+from photoslot.web.session import (LANG_COOKIE, LOGIN_PATH, action, clear_session, current_claims, set_session,
+                                   url_form)
 
 routes = web.RouteTableDef()
 
@@ -39,7 +40,7 @@ async def login_form(request):
 async def login(request):
     ctx = request.app[CTX]
     _ = render.translate(request)
-    form = await request.post()
+    form = await url_form(request)
     username, password = str(form.get("username", "")), str(form.get("password", ""))
     try:
         token = await auth.login(ctx, username, password, client=client_address(request))

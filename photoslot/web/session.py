@@ -1,7 +1,8 @@
 """The web admin's session: the API's JWT in a cookie, a CSRF token bound to it, the page headers.
 
 - The cookie holds the same token `POST /api/login` answers (auth.login), `HttpOnly` (no script can
-  read it), `SameSite=Strict` (no other site's page sends it), `Secure` when served over TLS, and
+  read it), `SameSite=Strict` (no other site's page sends it), `Secure` when served over TLS — here,
+  or by a proxy listed in `server.trusted_proxies` that says `X-Forwarded-Proto: https` — and
   it expires with the token. Every page request goes through `auth.authenticate`, so a sign-out,
   `users revoke` or `users reset` ends the page session as it ends the API's.
 - The CSRF token is an HMAC of the token's `jti` under the studio's JWT secret: bound to this
@@ -21,6 +22,7 @@ from aiohttp import web
 
 from photoslot import auth, users
 from photoslot.server.keys import CTX
+from photoslot.server.security import prove_client, served_over_https
 
 COOKIE = "photoslot_session"
 LANG_COOKIE = "photoslot_lang"
@@ -40,7 +42,7 @@ def csrf_token(cfg, claims: dict) -> str:
 
 
 def is_tls(request: web.Request) -> bool:
-    return request.secure
+    return served_over_https(request)
 
 
 def set_session(request: web.Request, response: web.StreamResponse, token: dict) -> None:
@@ -58,9 +60,11 @@ async def current_claims(request: web.Request) -> dict | None:
     if not token:
         return None
     try:
-        return await auth.authenticate(request.app[CTX], token)
+        claims = await auth.authenticate(request.app[CTX], token)
     except auth.Unauthorized:
         return None
+    prove_client(request)
+    return claims
 
 
 class Session:
@@ -103,6 +107,15 @@ def page(permission: str):
         return handler
 
     return wrap
+
+
+async def url_form(request: web.Request):
+    """A page form's fields. Only `application/x-www-form-urlencoded`: aiohttp would inflate a
+    multipart field that says `Content-Encoding: gzip` while parsing it (uploads read their
+    multipart body with toolkit.read_form, which refuses such parts)."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise web.HTTPUnsupportedMediaType()
+    return await request.post()
 
 
 async def _form_csrf(request: web.Request) -> str:
