@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import io
 import json
 
 from aiohttp import web
@@ -20,7 +19,7 @@ from photoslot.providers import catalogue
 from photoslot.server.keys import INGEST
 from photoslot.server.toolkit import read_upload
 from photoslot.web import render
-from photoslot.web.session import action, page
+from photoslot.web.session import action, page, url_form
 
 routes = web.RouteTableDef()
 
@@ -80,9 +79,18 @@ async def slot_context(request, ctx, session, slot_id: str, *, form: dict | None
     view = slots.view(ctx.cfg, slot)
     settings = slot["settings_json"] or {}
     q = request.query
-    provider_id = (form or {}).get("provider_id") or q.get("provider_id") or slot["provider_id"] or "gemini"
-    operation_id = (form or {}).get("operation_id") or q.get("operation_id") or slot["operation_id"]
+    asked_provider = (form or {}).get("provider_id") or q.get("provider_id")
+    asked_operation = (form or {}).get("operation_id") or q.get("operation_id")
+    _ = render.translate(request)
+    if asked_provider and asked_provider not in catalogue.CATALOGUE:
+        # an address typed or kept from elsewhere: the form as saved, and why (never the text asked for)
+        notice = _("The address names a provider that does not exist; the slot's own is shown.")
+        asked_provider = asked_operation = None
+    provider_id = asked_provider or slot["provider_id"] or "gemini"
+    operation_id = asked_operation or (slot["operation_id"] if provider_id == slot["provider_id"] else None)
     provider, operation = chosen_operation(provider_id, operation_id)
+    if asked_operation and provider is not None and asked_operation not in provider.operations:
+        notice = _("The address names an operation this provider does not offer; its first one is shown.")
     same_op = provider is not None and (provider.id, operation.id) == (slot["provider_id"], slot["operation_id"])
     values = {
         "name": (form or {}).get("name", q.get("name", slot["name"] or "")),
@@ -131,7 +139,7 @@ async def slot_page(request, ctx, session):
 @action("slots:write")
 async def save_slot(request, ctx, session):
     slot_id = request.match_info["slot_id"]
-    form = await request.post()
+    form = await url_form(request)
     provider, operation = chosen_operation(str(form.get("provider_id", "")), str(form.get("operation_id", "")))
     echo = {"name": str(form.get("name", "")), "prompt": str(form.get("prompt", "")),
             "enabled": form.get("enabled") == "on", "provider_id": str(form.get("provider_id", "")),
@@ -183,18 +191,19 @@ async def template_image(request, ctx, session):
     return web.FileResponse(preview, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, max-age=3600"})
 
 
-def preview_data_url(data: bytes) -> str | None:
-    """A small JPEG of the test photo, inline in the page: the upload itself is deleted with its job."""
+# Outcomes whose photo was never accepted as a photo: no preview is made of it.
+PHOTO_REFUSED = frozenset({"unsupported_media_type", "invalid_image", "payload_too_large", "invalid_request",
+                           "test_shot_running", "too_many_test_shots"})
+
+
+async def preview_data_url(data: bytes) -> str | None:
+    """A small JPEG of the test photo, inline in the page (the upload itself is deleted with its
+    job): made off the event loop, within the booth's pixel cap, like a thumbnail."""
     try:
-        from PIL import Image, ImageOps
-        with Image.open(io.BytesIO(data)) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            im.thumbnail((640, 640))
-            out = io.BytesIO()
-            im.save(out, "JPEG", quality=80)
-        return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
-    except Exception:  # not an image Pillow reads: the shot's own answer says why
+        small = await media.off_loop(media.preview_jpeg, data, lane="thumbnails")
+    except Exception:  # not an image we read: the shot's own answer says why
         return None
+    return "data:image/jpeg;base64," + base64.b64encode(small).decode("ascii")
 
 
 @routes.post(r"/admin/slots/{slot_id:slot-\d{3}}/test-shot")
@@ -208,9 +217,10 @@ async def test_shot(request, ctx, session):
         return await render_slot(request, ctx, session, slot_id, status=exc.http_status,
                                  shot={"ok": False, "status": exc.http_status, "reason": exc.code,
                                        "detail": exc.message, "ms": 0, "original": None, "job_id": None})
-    answer, outcome, job_id, ms = await request.app[INGEST].rehearse(slot_id, data)
+    answer, outcome, job_id, ms = await request.app[INGEST].rehearse(slot_id, data, admin=session.user)
+    original = None if outcome in PHOTO_REFUSED else await preview_data_url(data)
     shot = {"ok": answer.status == 200, "status": answer.status, "reason": outcome, "ms": ms,
-            "job_id": str(job_id) if job_id else None, "original": preview_data_url(data), "detail": None}
+            "job_id": str(job_id) if job_id else None, "original": original, "detail": None}
     if answer.status != 200:
         try:
             shot["detail"] = json.loads(answer.body).get("details")
