@@ -191,23 +191,25 @@ class IngestPasswordCheck:
         running look-up if it did, else start one (not sooner than `spacing` after the previous)."""
         loop = asyncio.get_running_loop()
         while self._read_started < since:
-            if self._reading is not None and self._reading_started >= since:
-                await asyncio.shield(self._reading)
-                return
-            if self._reading is not None:
-                await asyncio.shield(self._reading)  # an older look-up: wait for it, then start ours
-                continue
+            reading = self._reading
+            if reading is not None and not reading.done():
+                started = self._reading_started
+                await asyncio.shield(reading)  # a done one never gets here: awaiting it would not yield
+                if started >= since:
+                    return
+                continue  # an older look-up: it is over, start ours
             pause = self._read_started + spacing - loop.time()
             if pause > 0:
                 await asyncio.sleep(pause)
                 continue
             self._reading_started = loop.time()
-            self._reading = asyncio.ensure_future(self._read())
-            self._reading.add_done_callback(lambda f: f.cancelled() or f.exception())
+            reading = self._reading = asyncio.ensure_future(self._read())
+            reading.add_done_callback(lambda f: f.cancelled() or f.exception())
             try:
-                await asyncio.shield(self._reading)
+                await asyncio.shield(reading)
             finally:
-                self._reading = None
+                if self._reading is reading:
+                    self._reading = None
 
     async def _read(self) -> None:
         started = asyncio.get_running_loop().time()
