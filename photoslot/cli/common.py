@@ -151,7 +151,9 @@ class SafeTable(Table):
     name holding ESC/OSC sequences cannot retitle the terminal or colour what follows."""
 
     def add_row(self, *cells, **kwargs) -> None:
-        super().add_row(*(Text(logs.escape_controls(c)) if isinstance(c, str) else c for c in cells), **kwargs)
+        # line breaks stay: a cell may hold lines of its own (a slot's settings), the table keeps them in it
+        super().add_row(*(Text(logs.escape_controls(c, keep_lines=True)) if isinstance(c, str) else c for c in cells),
+                        **kwargs)
 
 
 def new_table(title: str, columns: Iterable[str], **options) -> SafeTable:

@@ -61,6 +61,10 @@ def studio_state(dsn: str, data_dir: Path) -> dict:
             "files": files}
 
 
+def dsn_name(dsn: str) -> str:
+    return psycopg2.extensions.parse_dsn(dsn)["dbname"]
+
+
 def slot_name(dsn: str, slot: str = "slot-001") -> str:
     conn = psycopg2.connect(dsn)
     try:
@@ -227,8 +231,8 @@ def test_bad_archives_change_nothing_and_a_good_one_swaps_with_an_undo(studio, t
         assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
     assert not (data_dir / "secrets" / "first-start-passwords.txt").exists()
     restored = studio_state(dsn, data_dir)
-    assert any(name.endswith("before_restore_" + name.rsplit("before_restore_", 1)[-1])
-               for name in restored["databases"] if "before_restore" in name)
+    kept = [name for name in restored["databases"] if name.startswith(dsn_name(dsn)[:27]) and "before_restore" in name]
+    assert len(kept) == 1, restored["databases"]
     r = restore(config, dsn, str(good), "--force")  # a second replace would drop the kept studio: refused
     assert r.returncode == 1 and "--discard-previous" in r.stderr
     assert studio_state(dsn, data_dir) == restored
@@ -251,7 +255,8 @@ def test_bad_archives_change_nothing_and_a_good_one_swaps_with_an_undo(studio, t
     r = restore(config, dsn, "--discard-previous")
     assert r.returncode == 0, r.stderr
     final = studio_state(dsn, data_dir)
-    assert not [name for name in final["databases"] if "undone" in name or "before_restore" in name]
+    ours = dsn_name(dsn)[:27]  # the kept studio's database is named after this one
+    assert not [name for name in final["databases"] if name.startswith(ours) and name != dsn_name(dsn)]
     assert not [name for name in final["files"] if "undone" in name or "before-restore" in name]
     assert not (data_dir / "restore-previous.json").exists()
     audit = [a[1] for a in final["audit"]]  # the restored studio's own trail: its restore, the way back to it

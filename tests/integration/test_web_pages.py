@@ -2,6 +2,7 @@
 Chromium): sign-in through the login throttle, the cookie, the page headers, the language."""
 from __future__ import annotations
 
+import asyncio
 import re
 
 import aiohttp
@@ -224,3 +225,84 @@ async def test_the_slot_page_saves_as_sent_as_no_output_format_and_a_named_one_a
                     page = await r.text()
                 selected = re.search(r'<option value="(\w*)" selected>', page[page.index('id="output_format"'):])
                 assert selected.group(1) == (stored or "")
+
+
+async def test_the_session_cookie_is_secure_when_a_trusted_proxy_says_https_and_only_then(make_cfg, pg_dsn):
+    cfg = make_cfg(server__trusted_proxies=["127.0.0.1"])
+    password = password_of(cfg, "serg")
+    async with Studio(cfg, pg_dsn, workers=0) as s:
+        for proto, secure in (("https", True), ("http", False), (None, False)):
+            headers = {"X-Forwarded-Proto": proto} if proto else {}
+            async with aiohttp.ClientSession() as http:
+                async with http.post(s.base_url + "/admin/login", data={"username": "serg", "password": password},
+                                     headers=headers, allow_redirects=False) as r:
+                    assert r.status == 303
+                    assert ("Secure" in r.headers["Set-Cookie"]) is secure, (proto, r.headers["Set-Cookie"])
+    untrusted = make_cfg()  # the same header from a peer that is no listed proxy: not believed
+    async with Studio(untrusted, pg_dsn, workers=0) as s:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(s.base_url + "/admin/login", data={"username": "serg", "password": password},
+                                 headers={"X-Forwarded-Proto": "https"}, allow_redirects=False) as r:
+                assert r.status == 303 and "Secure" not in r.headers["Set-Cookie"]
+
+
+async def test_an_unknown_provider_or_operation_in_the_address_shows_the_form_with_a_message(make_cfg, pg_dsn):
+    cfg = make_cfg()
+    async with Studio(cfg, pg_dsn, workers=0) as s:
+        await s.configure("slot-004")
+        http, _ = await signed_in(s, cfg)
+        async with http:
+            for query, message in (("provider_id=zzz", "names a provider that does not exist"),
+                                   ("provider_id=gemini&operation_id=zzz", "names an operation this provider"),
+                                   ("provider_id=%00%1b", "names a provider that does not exist")):
+                async with http.get(s.base_url + f"/admin/slots/slot-004?{query}") as r:
+                    page = await r.text()
+                    assert r.status == 200, (query, page[-500:])
+                    assert message in page and 'id="slot-form"' in page
+                    assert page.count("zzz") == page.count("%3Dzzz")  # not echoed (only in the language links' address)
+
+
+async def test_a_test_shot_of_a_huge_declared_png_stays_off_the_event_loop_and_within_the_caps(make_cfg, pg_dsn):
+    """A 79 MP PNG of a few hundred KB (the booth's 80 MP cap lets it in): the check, the provider's
+    copy and the page's preview are reduced decodes on the image threads — /healthz keeps answering
+    at once, and the process does not grow by the image's full size."""
+    import resource
+    import struct
+    import time
+    import zlib
+
+    width, height = 10_000, 7_900
+    row = b"\x00" + bytes(width * 3)
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    assert len(png) < 1024 * 1024
+    cfg = make_cfg(ingest__sync_response_seconds=30)
+    async with Studio(cfg, pg_dsn) as s:
+        await s.configure("slot-001")
+        http, csrf = await signed_in(s, cfg)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
+        slowest = 0.0
+        async with http:
+            form = aiohttp.FormData()
+            form.add_field("photo", png, filename="huge.png", content_type="image/png")
+            shot = asyncio.ensure_future(http.post(s.base_url + f"/admin/slots/slot-001/test-shot?csrf={csrf}", data=form))
+            while not shot.done():
+                started = time.perf_counter()
+                async with s.http.get(s.base_url + "/healthz") as r:
+                    assert r.status == 200
+                slowest = max(slowest, time.perf_counter() - started)
+                await asyncio.sleep(0.05)
+            async with await shot as r:
+                page = await r.text()
+                assert r.status == 200
+            # the booth's answer, in words, and the original's preview beside the result
+            assert "Done in" in page and 'alt="Original"' in page and "data:image/jpeg;base64," in page, page[-2000:]
+        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        assert slowest < 0.5, slowest
+        assert grown_mb < 400, grown_mb  # decoded whole it would take 237 MB of RGB, and many times that in copies
