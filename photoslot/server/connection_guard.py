@@ -70,7 +70,10 @@ from photoslot.server.security import SECURITY_HEADERS, SERVER_NAME
 
 log = logging.getLogger("photoslot.connections")
 
-FD_RESERVE = 128             # descriptors kept for the database pool, files, provider calls, logs
+# Descriptors kept out of the cap: 128 for the database pool, files, provider calls, logs, and 128
+# for one accept burst — asyncio accepts up to the listen backlog (aiohttp's 128) per wake-up, and
+# a connection shed or refused meanwhile gives its descriptor back only at the next loop iteration.
+FD_RESERVE = 256
 WINDOWS_SELECT_LIMIT = 512   # sockets Python's select() handles on Windows (the selector loop aiopg needs)
 LINGER_SECONDS = 1.0         # a refused connection's request is read and dropped this long, then closed
 MAX_LINGERING = 64           # beyond this many lingering refusals, close right after the answer
