@@ -336,7 +336,7 @@ class IngestHandler:
         max_field_bytes = int(self.cfg.get("ingest.max_extra_field_bytes"))
         max_bytes = media_mod.max_upload_bytes(self.cfg)
         admitted: list[Admission] = []
-        # Until the admission reads the live window, the one the password check read (≤ 1 s old).
+        # Until the admission reads the live window: the one the password check's copy holds.
         await _reachable(self.password.current(), unread_body=True)
         live = self._live or live_settings.from_rows(self.cfg, {})
         window = asyncio.timeout_at(shot.t0 + live.sync_response_seconds - self.margin)
