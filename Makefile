@@ -42,7 +42,7 @@ bench: $(VENV)/.installed-test
 
 # docs/images/: the web admin's pages, as the browser tests see them (docs/ADMIN.md shows them)
 screenshots: $(VENV)/.installed-test
-	PHOTOSLOT_SCREENSHOTS=$(CURDIR)/docs/images $(BIN)/python -m pytest -q tests/acceptance/test_web_admin.py
+	PHOTOSLOT_SCREENSHOTS=$(CURDIR)/docs/images $(BIN)/python -m pytest -q tests/acceptance/test_web_admin.py tests/acceptance/test_web_event_day.py
 
 # docs/CLI.md's command reference, from the real `--help` of every command
 docs: $(VENV)/.installed

@@ -44,6 +44,7 @@ def pages(job_id: str) -> list[tuple[str, str]]:
     return [("Slots", "/admin/"), ("Slot", "/admin/slots/slot-001"), ("Jobs", "/admin/jobs"),
             ("Job", f"/admin/jobs/{job_id}"), ("Statistics (24 h, all)", "/admin/stats"),
             ("Statistics (30 d, one slot)", "/admin/stats?period=30d&slot_id=slot-001"),
+            ("Templates", "/admin/templates"), ("Providers", "/admin/providers"),
             ("Settings", "/admin/settings"), ("Audit", "/admin/audit"), ("Sign-in", "/admin/login")]
 
 

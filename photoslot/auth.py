@@ -68,13 +68,18 @@ class Throttled(PhotoslotError):
 
 
 def issue_token(cfg, username: str, *, now: dt.datetime, epoch: int = 0, permissions=PERMISSIONS,
-                ttl_seconds: float | None = None) -> dict:
+                ttl_seconds: float | None = None, sid: str | None = None, auth_time: int | None = None) -> dict:
     """The login answer (docs/API.md "Auth"). `epoch` is the admin's current
-    session epoch (login reads it); `permissions` narrower than all exist for tests and tools."""
+    session epoch (login reads it); `permissions` narrower than all exist for tests and tools.
+    A web admin session's token also carries its session id `sid` (kept when it is renewed, ended
+    alone by the page's Sign out) and `auth_time`, when its admin signed in (sessions.py)."""
     ttl = int(ttl_seconds if ttl_seconds is not None else float(cfg.get("auth.token_ttl_minutes")) * 60)
     iat = int(now.timestamp())
     claims = {"sub": username, "permissions": list(permissions), "iat": iat, "exp": iat + ttl,
               "jti": uuid.uuid4().hex, "ep": int(epoch)}
+    if sid is not None:
+        claims["sid"] = sid
+        claims["auth_time"] = int(auth_time if auth_time is not None else iat)
     token = jwt.encode(claims, users.jwt_secret(cfg), algorithm=ALGORITHM)
     return {"access_token": token, "token_type": "bearer", "expires_in_sec": ttl}
 
@@ -93,6 +98,10 @@ def verify_token(cfg, token: str, *, now: dt.datetime) -> dict:
     if (claims.get("sub") not in users.ADMINS or not isinstance(claims.get("permissions"), list)
             or isinstance(claims.get("ep"), bool) or not isinstance(claims.get("ep"), int)):
         raise Unauthorized("invalid token")
+    if "sid" in claims and (not isinstance(claims["sid"], str) or not 8 <= len(claims["sid"]) <= 64
+                            or isinstance(claims.get("auth_time"), bool)
+                            or not isinstance(claims.get("auth_time"), int)):
+        raise Unauthorized("invalid token")
     return claims
 
 
@@ -110,7 +119,11 @@ async def authenticate(ctx, token: str) -> dict:
     """The claims of a token that is valid right now: signed here, not expired, and of the admin's
     current session (not signed out, revoked or reset since). Every protected request comes here."""
     claims = verify_token(ctx.cfg, token, now=ctx.clock.now())
-    if claims["ep"] != await users.session_epoch(ctx.db, claims["sub"]):
+    if "sid" in claims:  # a web session: its own sign-out too, in the same round trip
+        epoch, ended = await users.session_state(ctx.db, claims["sub"], claims["sid"])
+    else:
+        epoch, ended = await users.session_epoch(ctx.db, claims["sub"]), False
+    if ended or claims["ep"] != epoch:
         raise Unauthorized("this session has ended (signed out, revoked or password reset); sign in again")
     return claims
 
@@ -177,9 +190,11 @@ def _text(value) -> bool:
     return True
 
 
-async def login(ctx, username, password, *, client: str | None) -> dict:
+async def login(ctx, username, password, *, client: str | None, issue=None) -> dict:
     """POST /api/login (and the web admin's sign-in). `client` is the request's client address
-    (client_address.py). Unknown user and wrong password look the same (401) and cost the same."""
+    (client_address.py). Unknown user and wrong password look the same (401) and cost the same.
+    `issue(username, epoch, now)` makes the token instead of the API's (the web admin's session
+    token, sessions.py)."""
     now = ctx.clock.now()
     if not (_text(username) and _text(password)) or len(password) > 1024:
         raise BadRequest("username and password must be non-empty strings", {"fields": ["username", "password"]})
@@ -197,5 +212,7 @@ async def login(ctx, username, password, *, client: str | None) -> dict:
         raise Unauthorized("wrong username or password")
     await ctx.db.execute("login_try_succeeded", pair_key=pair_key, client_key=client_key)
     epoch = await users.session_epoch(ctx.db, username)
-    event(log, "login", user=username, client=client)
+    event(log, "login", user=username, client=client, web=True if issue is not None else None)
+    if issue is not None:
+        return issue(username, epoch, now)
     return issue_token(ctx.cfg, username, now=now, epoch=epoch)

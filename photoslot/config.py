@@ -124,6 +124,8 @@ DEFAULTS: dict[str, Any] = {
         "login_backoff_seconds": 1,  # the first wait after the free tries; it doubles with each failure
         "login_max_backoff_seconds": 300,
         "login_window_seconds": 3600,  # how long a failure is remembered
+        "web_session_idle_minutes": 120,  # a web admin session unused this long ends (sessions.py)
+        "web_session_max_hours": 14,  # a web admin session ends this long after its sign-in, used or not
     },
     "pricing": {
         "currency": "USD",
@@ -278,6 +280,9 @@ class Config:
     # Where the last `serve` on this database listens (settings row, see settings.SERVED_BASE_URL_KEY):
     # the links of every process follow the port serve really uses while public_base_url is unset.
     served_base_url: str | None = None
+    # The live setting `public_base_url` (Settings page), this process's copy: public_address.py
+    # keeps it fresh. The config key, when set, wins over it.
+    live_public_base_url: str | None = None
 
     def get(self, dotted: str) -> Any:
         node: Any = self.raw
@@ -322,13 +327,20 @@ class Config:
 
     def public_base_url(self) -> str:
         """The one base of every URL photoslot prints or hands out (ingest URLs, result and
-        Turbotext links): `server.public_base_url`, else where the last `serve` listens, else this
-        config's own host and port. Bound to every interface means 127.0.0.1 — an address that works
-        on this PC whatever its network; booths on other PCs and Turbotext need public_base_url.
+        Turbotext links): `server.public_base_url`, else the public address an admin saved on the
+        Settings page (public_address.py), else where the last `serve` listens, else this config's
+        own host and port. Bound to every interface means 127.0.0.1 — an address that works on this
+        PC whatever its network; booths on other PCs and Turbotext need a public address.
         """
         url = self.raw["server"]["public_base_url"]
         if url:
             return url.rstrip("/")
+        if self.live_public_base_url:
+            return self.live_public_base_url
+        return self.fallback_base_url()
+
+    def fallback_base_url(self) -> str:
+        """Where the last `serve` listens, else this config's own host and port."""
         if self.served_base_url:
             return self.served_base_url
         return self.listen_base_url()
@@ -356,6 +368,9 @@ def _validate(cfg: Config) -> None:
                 "ingest.password_max_backoff_seconds", "ingest.password_window_seconds"):
         if not float(cfg.get(key)) > 0:
             raise ConfigError(f"{key} must be a positive number of seconds")
+    for key in ("auth.web_session_idle_minutes", "auth.web_session_max_hours"):
+        if not float(cfg.get(key)) > 0:
+            raise ConfigError(f"{key} must be a positive number")
     for key in ("server.max_connections", "server.max_connections_per_client"):
         if int(cfg.get(key)) < 1:
             raise ConfigError(f"{key} must be at least 1")

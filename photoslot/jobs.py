@@ -12,7 +12,8 @@ import logging
 import uuid
 
 from photoslot.errors import ValidationError
-from photoslot.outcomes import FAILURE_ANSWERS, answer_for, status_for_reason
+from photoslot.outcomes import (CONTRACT_REASONS, CONTRACT_STATUSES, FAILURE_ANSWERS, answer_for, contract_reason,
+                                reasons_covered, status_for_reason)
 
 log = logging.getLogger("photoslot.jobs")
 
@@ -30,12 +31,13 @@ def new_job_id() -> uuid.UUID:
 
 
 async def enqueue(db, *, job_id, slot: dict, now: dt.datetime, expires_at: dt.datetime, upload_path: str | None,
-                  upload_mime: str | None, upload_size: int | None, metadata: dict) -> None:
+                  upload_mime: str | None, upload_size: int | None, metadata: dict, is_test: bool = False) -> None:
+    """A new pending job. `is_test`: an admin's test shot, not a guest's (counted apart everywhere)."""
     await db.execute(
         "job_insert", id=job_id, slot_id=slot["id"], provider_id=slot["provider_id"],
         operation_id=slot["operation_id"], slot_settings=dict(slot["settings_json"] or {}),
         input_metadata=metadata, upload_path=upload_path, upload_mime=upload_mime,
-        upload_size_bytes=upload_size, expires_at=expires_at, now=now,
+        upload_size_bytes=upload_size, expires_at=expires_at, is_test=is_test, now=now,
     )
 
 
@@ -120,14 +122,19 @@ async def list_recent(db, *, slot_id=None, status=None, limit: int = 20,
 ADMIN_SORTS = ("created_at", "expires_at")
 
 
-def check_list_filters(*, status=None, failure_reason=None, page: int = 1, page_size: int = 20,
-                       sort_by: str = "created_at", sort_order: str = "desc") -> None:
+def check_list_filters(*, status=None, contract_status=None, failure_reason=None, failure_code=None, page: int = 1,
+                       page_size: int = 20, sort_by: str = "created_at", sort_order: str = "desc") -> None:
     """The admin job list's filters, paging and sort, each checked (a per-field ValidationError)."""
     errors = {}
     if status is not None and status not in STATES:
         errors["status"] = f"must be one of: {', '.join(STATES)}"
-    if failure_reason is not None and failure_reason not in FAILURE_ANSWERS:
-        errors["failure_reason"] = f"must be one of: {', '.join(FAILURE_ANSWERS)}"
+    if contract_status is not None and contract_status not in CONTRACT_STATUSES:
+        errors["status"] = f"must be one of: {', '.join(CONTRACT_STATUSES)}"
+    if failure_reason is not None and failure_reason not in CONTRACT_REASONS and failure_reason not in FAILURE_ANSWERS:
+        errors["failure_reason"] = (f"must be one of: {', '.join(CONTRACT_REASONS)} "
+                                    f"(or a finer one: {', '.join(r for r in FAILURE_ANSWERS if r not in CONTRACT_REASONS)})")
+    if failure_code is not None and failure_code not in FAILURE_ANSWERS:
+        errors["failure_code"] = f"must be one of: {', '.join(FAILURE_ANSWERS)}"
     if not isinstance(page, int) or page < 1:
         errors["page"] = "must be an integer ≥ 1"
     if not isinstance(page_size, int) or not 1 <= page_size <= 100:
@@ -140,16 +147,57 @@ def check_list_filters(*, status=None, failure_reason=None, page: int = 1, page_
         raise ValidationError(errors)
 
 
-async def admin_list(db, *, slot_id=None, status=None, is_finalized=None, failure_reason=None, page: int = 1,
-                     page_size: int = 20, sort_by: str = "created_at", sort_order: str = "desc",
-                     created_from: dt.datetime | None = None, created_to: dt.datetime | None = None) -> tuple[list, int]:
+def failure_reasons_matching(failure_reason: str | None, failure_code: str | None) -> list[str] | None:
+    """The stored reasons a job may have to pass both filters (None: no filter). A contract reason
+    (`cancelled`, `provider_error`, `timeout`) stands for every finer reason it covers; any other
+    value, and `failure_code`, match one stored reason exactly."""
+    allowed: set[str] | None = None
+    if failure_reason is not None:
+        allowed = set(reasons_covered(failure_reason) if failure_reason in CONTRACT_REASONS else (failure_reason,))
+    if failure_code is not None:
+        allowed = {failure_code} if allowed is None else allowed & {failure_code}
+    return None if allowed is None else sorted(allowed)
+
+
+def api_list_filters(*, status=None, state=None, failure_reason=None, failure_code=None) -> dict:
+    """GET /api/jobs's `status` and `state` → admin_list's keywords, each refusal named as the API
+    names it. `status` is the contract's (pending/processing); one of photoslot's final states
+    there is the earlier spelling of `state` and still means it (docs/API.md)."""
+    errors = {}
+    if state is not None and state not in STATES:
+        errors["state"] = f"must be one of: {', '.join(STATES)}"
+    out = {"failure_reason": failure_reason, "failure_code": failure_code, "contract_status": None}
+    if status in CONTRACT_STATUSES:
+        out["contract_status"] = status
+    elif status in STATES:
+        if state is not None and state != status:
+            errors["status"] = f"{status!r} is the earlier spelling of state={status}, which contradicts state={state}"
+        state = status
+    elif status is not None:
+        errors["status"] = (f"must be one of: {', '.join(CONTRACT_STATUSES)} (or, meaning state, one of: "
+                            f"{', '.join(s for s in STATES if s not in CONTRACT_STATUSES)})")
+    if errors:
+        raise ValidationError(errors)
+    return {**out, "status": state}
+
+
+async def admin_list(db, *, slot_id=None, status=None, contract_status=None, is_finalized=None, failure_reason=None,
+                     failure_code=None, is_test: bool | None = None, page: int = 1, page_size: int = 20,
+                     sort_by: str = "created_at", sort_order: str = "desc", created_from: dt.datetime | None = None,
+                     created_to: dt.datetime | None = None) -> tuple[list, int]:
     """One page of jobs and the total matching; the filters are checked first (check_list_filters).
-    `created_from` / `created_to`: only jobs created in [from, to)."""
-    check_list_filters(status=status, failure_reason=failure_reason, page=page, page_size=page_size,
-                       sort_by=sort_by, sort_order=sort_order)
+
+    `status`: photoslot's state (one of STATES); `contract_status`: the contract's `pending` /
+    `processing` (a finalized job keeps the last of the two it reached, contract_status()).
+    `failure_reason` / `failure_code`: see failure_reasons_matching. `is_test`: admins' test shots
+    only (True) or booth shots only (False). `created_from` / `created_to`: created in [from, to)."""
+    check_list_filters(status=status, contract_status=contract_status, failure_reason=failure_reason,
+                       failure_code=failure_code, page=page, page_size=page_size, sort_by=sort_by,
+                       sort_order=sort_order)
     if created_from is not None and created_to is not None and created_from >= created_to:
         raise ValidationError({"from": "must be before 'to'"})
-    filters = dict(slot_id=slot_id, status=status, is_finalized=is_finalized, failure_reason=failure_reason,
+    filters = dict(slot_id=slot_id, status=status, contract_status=contract_status, is_finalized=is_finalized,
+                   failure_reasons=failure_reasons_matching(failure_reason, failure_code), is_test=is_test,
                    created_from=created_from, created_to=created_to)
     # a page past the end is empty, however far: PostgreSQL's OFFSET stops at bigint
     rows = await db.fetchall("admin_jobs_page", **filters, sort_by=sort_by, descending=sort_order == "desc",
@@ -159,16 +207,21 @@ async def admin_list(db, *, slot_id=None, status=None, is_finalized=None, failur
 
 
 def _ms(a, b):
-    return int((b - a).total_seconds() * 1000) if a is not None and b is not None else None
+    """Milliseconds from a to b, never below 0: a claim stamped by a host whose clock runs behind
+    the ingest's is no negative wait."""
+    return max(0, int((b - a).total_seconds() * 1000)) if a is not None and b is not None else None
 
 
 def job_object(job: dict, cfg) -> dict:
-    """The Job object of the admin API (docs/API.md), with provider accounting and the download link."""
+    """photoslot's own view of a job (the web admin's pages): its state in `status`, its finer
+    reason in `failure_reason`, provider accounting and the download link. The admin API answers
+    api_object, which puts the contract's coarser values in those two fields."""
     out = {k: job.get(k) for k in (
         "id", "slot_id", "status", "is_finalized", "failure_reason", "failure_detail", "provider_id",
         "operation_id", "provider_job_reference", "attempts", "result_file_path", "result_mime_type",
         "result_size_bytes", "result_checksum", "result_expires_at", "expires_at", "created_at", "updated_at",
-        "finalized_at", "started_at", "answer_status", "provider_requests", "provider_tokens", "poll_count")}
+        "finalized_at", "started_at", "answer_status", "provider_requests", "provider_tokens", "poll_count",
+        "is_test")}
     out["id"] = str(job["id"])
     out["download_url"] = (f"{cfg.public_base_url()}/public/results/{job['id']}"
                            if job["status"] == "succeeded" else None)
@@ -181,13 +234,35 @@ def admin_view(job: dict, cfg, now: dt.datetime) -> dict:
     return {
         "job": job_object(job, cfg),
         "deadline": {"expires_at": job["expires_at"],
-                     "remaining_ms": max(0, _ms(now, job["expires_at"])),
+                     "remaining_ms": _ms(now, job["expires_at"]),
                      "is_expired": now >= job["expires_at"]},
         # a job that never left the queue waited until now (or until it was finalized)
         "metrics": {"queue_wait_ms": _ms(job["created_at"], job["started_at"] or end),
                     "processing_ms": _ms(job["started_at"], end) if job["started_at"] else None,
                     "total_elapsed_ms": _ms(job["created_at"], end)},
     }
+
+
+# ---------------------------------------------------------------- the API's view (the contract's)
+
+def contract_status(job: dict) -> str:
+    """The contract's `status`: `pending` or `processing`, finalized or not — a finalized job keeps
+    the last of the two it reached (`processing` once a worker claimed it)."""
+    if job["status"] in CONTRACT_STATUSES:
+        return job["status"]
+    return "processing" if job.get("started_at") is not None else "pending"
+
+
+def api_object(job: dict, cfg) -> dict:
+    """The Job object of the admin API: the contract's `status` and `failure_reason`, with
+    photoslot's finer state and reason beside them in `state` and `failure_code`."""
+    return {**job_object(job, cfg), "status": contract_status(job), "state": job["status"],
+            "failure_reason": contract_reason(job["failure_reason"]), "failure_code": job["failure_reason"]}
+
+
+def api_view(job: dict, cfg, now: dt.datetime) -> dict:
+    """JobAdminView as the admin API answers it (api_object for the job)."""
+    return {**admin_view(job, cfg, now), "job": api_object(job, cfg)}
 
 
 class DoneWaiters:

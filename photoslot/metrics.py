@@ -44,6 +44,9 @@ class Metrics:
             ["slot", "outcome"], buckets=INGEST_BUCKETS, registry=r)
         self.ingest_answers = Counter(
             "photoslot_ingest_answers", "Ingest answers by HTTP status code", ["status"], registry=r)
+        self.test_shots = Counter(
+            "photoslot_test_shots", "Admins' test shots by slot and outcome (not in the ingest figures above)",
+            ["slot", "outcome"], registry=r)
         self.provider_seconds = Histogram(
             "photoslot_provider_call_duration_seconds",
             "Provider call time in this process's workers (all retries of one job), by outcome",
@@ -59,8 +62,12 @@ class Metrics:
 
     # ------------------------------------------------------------ hooks for the ingest and the workers
 
-    def observe_ingest(self, slot: str, outcome: str, status: int | None, seconds: float) -> None:
+    def observe_ingest(self, slot: str, outcome: str, status: int | None, seconds: float, *,
+                       is_test: bool = False) -> None:
         slot_label = slot if slot in SLOT_IDS else "invalid"  # a hostile path must not mint label values
+        if is_test:  # a rehearsal: its own counter, never in the booths' latency or answer figures
+            self.test_shots.labels(slot_label, outcome).inc()
+            return
         self.ingest_seconds.labels(slot_label, outcome).observe(seconds)
         self.ingest_answers.labels(str(status or 0)).inc()
 
@@ -87,10 +94,10 @@ def of(ctx) -> Metrics:
     return m
 
 
-def safe(fn, *args) -> None:
+def safe(fn, *args, **kwargs) -> None:
     """Instrumentation never breaks the path it measures."""
     try:
-        fn(*args)
+        fn(*args, **kwargs)
     except Exception:  # pragma: no cover - defensive
         log.debug("metrics hook failed", exc_info=True)
 

@@ -16,6 +16,7 @@ from photoslot.clock import SystemClock
 from photoslot.errors import ValidationError
 
 SCOPES = ("full", "media_objects")
+DEFAULT_SCOPE = "media_objects"  # a request naming none: the temporary links only, never the results
 
 
 async def request_purge(ctx, scope, *, actor: str, source: str) -> dict:

@@ -20,6 +20,7 @@ import logging
 
 from photoslot import SLOT_IDS
 from photoslot.db import DatabaseUnavailable
+from photoslot.refusals import RecentRefusals
 from photoslot.logs import event
 
 log = logging.getLogger("photoslot.stats")
@@ -37,10 +38,14 @@ class Tally:
     def __init__(self) -> None:
         self._counts: collections.Counter[tuple] = collections.Counter()
         self._task: asyncio.Task | None = None
+        self.recent = RecentRefusals()  # when, what the booth was told, from where (refusals.py)
 
-    def add(self, *, at: dt.datetime, slot_id: str, provider_id: str | None, reason: str, status: int) -> None:
+    def add(self, *, at: dt.datetime, slot_id: str, provider_id: str | None, reason: str, status: int,
+            is_test: bool = False, client: str | None = None, detail: str | None = None) -> None:
         slot = slot_id if slot_id in SLOT_IDS else INVALID_SLOT
-        self._counts[(hour_of(at), slot, provider_id or "", reason, int(status))] += 1
+        self._counts[(hour_of(at), slot, provider_id or "", reason, int(status), bool(is_test))] += 1
+        self.recent.add(at=at, slot_id=slot, reason=reason, status=status, is_test=is_test, client=client,
+                        detail=detail)
 
     def __len__(self) -> int:
         return len(self._counts)
@@ -58,18 +63,20 @@ class Tally:
             self._counts[tuple(key)] += n
 
     async def flush(self, db) -> int:
-        """Write what was counted (one statement); on an outage keep it for the next flush."""
+        """Write what was counted (one statement, and one for the recent refusals' record); on an
+        outage keep it for the next flush."""
+        await self.recent.flush(db)
         rows = self.drain()
         if not rows:
             return 0
         try:
             await db.execute("rollups_add_refused", rows=[
                 {"hour": r[0].isoformat(), "slot_id": r[1], "provider_id": r[2], "reason": r[3], "status": r[4],
-                 "n": r[5]} for r in rows])
+                 "is_test": r[5], "n": r[6]} for r in rows])
         except BaseException:
             self.put_back(rows)
             raise
-        return sum(r[5] for r in rows)
+        return sum(r[-1] for r in rows)
 
     def start(self, db, interval: float) -> None:
         if self._task is None:

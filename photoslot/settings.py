@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from photoslot import audit
-from photoslot import secrets
+from photoslot import audit, public_address, secrets, studio_time
 from photoslot.db import Json
 from photoslot.errors import Conflict, NotFound, ValidationError
 from photoslot.logs import event
@@ -22,7 +21,7 @@ from photoslot.passwords import generate_readable
 SYNC_KEY = "sync_response_seconds"
 RETENTION_KEY = "result_retention_hours"
 PASSWORD_KEY = secrets.INGEST_PASSWORD_KEY
-PASSWORD_CHANNEL = "photoslot_ingest_password"  # NOTIFY on every change of that row (migration 0005)
+PASSWORD_CHANNEL = "photoslot_ingest_password"  # NOTIFY on every change of that row (migration 0007)
 PROVIDER_KEY_PREFIX = secrets.PROVIDER_KEY_PREFIX  # + provider id; the API key set over the admin API (wins over config)
 PROVIDER_NAMES = ("gemini", "turbotext")
 # Where the last `serve` listens ({scheme}://host:port); not a setting an admin changes.
@@ -88,12 +87,22 @@ def public_view(s: LiveSettings, cfg) -> dict:
 
 
 def check_changes(bounds: tuple[float, float], *, sync_response_seconds=None, ingest_password=None,
-                  result_retention_hours=None, provider_keys: dict | None = None) -> dict[str, object]:
+                  result_retention_hours=None, provider_keys: dict | None = None, public_base_url=None,
+                  time_zone=None) -> dict[str, object]:
     """{settings key: value to store} for the requested changes, every one checked (a per-field
     ValidationError otherwise). The password and provider keys come back as given: update() stores
-    the password's hash and the keys encrypted."""
+    the password's hash and the keys encrypted. `public_base_url` and `time_zone` given as "" go
+    back to their default (stored as null)."""
     errors: dict[str, str] = {}
     changes: dict[str, object] = {}
+    for key, given, checked in ((public_address.KEY, public_base_url, public_address.check),
+                                (studio_time.KEY, time_zone, lambda v: studio_time.parse(v).name if v else None)):
+        if given is None:
+            continue
+        try:
+            changes[key] = checked(given)
+        except ValidationError as exc:
+            errors.update(exc.details)
     if sync_response_seconds is not None:
         lo, hi = bounds
         try:
@@ -156,13 +165,18 @@ def _stored(cfg, key: str, plaintext: str) -> dict:
 
 async def update(db, cfg, clock, *, actor: str, source: str, sync_response_seconds=None,
                  ingest_password: str | None = None, result_retention_hours=None,
-                 provider_keys: dict | None = None, generated: bool = False) -> LiveSettings:
-    """Check, store and audit live settings changes; they apply from the next ingest on.
-    `generated`: the ingest password was made by photoslot (the audit says so)."""
+                 provider_keys: dict | None = None, public_base_url: str | None = None,
+                 time_zone: str | None = None, generated: bool = False) -> LiveSettings:
+    """Check, store and audit live settings changes; they apply from the next ingest on (the public
+    address: from the next URL handed out, in every process). `generated`: the ingest password was
+    made by photoslot (the audit says so)."""
     current = await load(db, cfg)
+    if public_base_url is not None and cfg.get("server.public_base_url"):
+        fixed = public_address.resolve(cfg, None).fixed_by
+        raise ValidationError({public_address.KEY: f"is set in {fixed} (server.public_base_url); change it there"})
     changes = check_changes(current.bounds, sync_response_seconds=sync_response_seconds,
                             ingest_password=ingest_password, result_retention_hours=result_retention_hours,
-                            provider_keys=provider_keys)
+                            provider_keys=provider_keys, public_base_url=public_base_url, time_zone=time_zone)
     # encrypted inside the transaction, under the secrets lock
     secret_changes = {k: changes.pop(k) for k in list(changes) if k.startswith(PROVIDER_KEY_PREFIX) or k == PASSWORD_KEY}
     now = clock.now()
@@ -181,6 +195,10 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
             audited[PASSWORD_KEY] = "<generated>"
         await audit.record(tx, clock, actor=actor, source=source, action="settings.update",
                            target="settings", details=audited)
+        if public_address.KEY in changes:  # every process hands out the new address from now on
+            await tx.execute("settings_announce", key=public_address.KEY)
+    if public_address.KEY in changes:
+        cfg.live_public_base_url = changes[public_address.KEY]
     if PASSWORD_KEY in secret_changes:
         _changed_here()
     return await load(db, cfg)

@@ -112,7 +112,8 @@ async def reset(db, clock, slot_id: str, *, actor: str, source: str) -> dict:
 
 
 def view(cfg, slot: dict) -> dict:
-    """The Slot object of the admin API (docs/API.md), without recent_results."""
+    """A slot as the CLI and the web admin show it (without recent_results); the admin API answers
+    api_view."""
     return {
         "id": slot["id"],
         "name": slot["name"],
@@ -128,6 +129,16 @@ def view(cfg, slot: dict) -> dict:
         "ingest_url": ingest_url(cfg, slot["id"]),
         "last_result_at": slot.get("last_result_at"),
     }
+
+
+def api_view(cfg, slot: dict) -> dict:
+    """The Slot object of the admin API: view(), but an unconfigured slot's provider_id and
+    operation_id are "" rather than null — the contract types both as strings (a client built from it
+    would refuse the whole list of a new studio); `configured` says whether they are set."""
+    out = view(cfg, slot)
+    out["provider_id"] = out["provider_id"] or ""
+    out["operation_id"] = out["operation_id"] or ""
+    return out
 
 
 async def recent_results(db, cfg, slot_id: str, limit: int = 10, *, now=None) -> list[dict]:

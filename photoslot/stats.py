@@ -21,7 +21,9 @@ from photoslot.providers import catalogue
 COUNT_FIELDS = ("ingest_count", "success", "timeouts", "provider_errors", "cancelled", "internal_errors",
                 "errors", "finalized", "gemini_tokens", "gemini_requests", "turbotext_attempts",
                 # every request, refused ones included (the business's "answered 200" figure)
-                "requests", "refused", "answered_200", "answered_504", "provider_unavailable")
+                "requests", "refused", "answered_200", "answered_504", "provider_unavailable",
+                # admins' test shots, counted apart: in none of the figures above but the spend
+                "test_shots", "test_shots_succeeded")
 SLOT_GROUPS = ("hour", "day", "week")
 GLOBAL_GROUPS = ("day", "week", "month")
 GLOBAL_SORTS = ("period_start", "success", "errors", "ingest_count")
@@ -101,6 +103,13 @@ def priced(row: dict, cfg) -> dict:
     out["turbotext_cost"] = round(out["turbotext_attempts"] * turbotext_rate, 6)
     out["estimated_cost"] = round(out["gemini_cost"] + out["turbotext_cost"], 6)
     out["currency"] = cfg.get("pricing.currency")
+    # the admin API contract's names for the same figures (docs/API.md, "The contract")
+    out["total_runs"] = out["finalized"]
+    avg = row.get("avg_ms")
+    out["avg_response_ms"] = int(round(avg)) if avg is not None else None
+    out["p95_response_ms"] = out["p95_ms"]
+    out["error_rate_percent"] = round(100 * out["errors"] / out["finalized"], 2) if out["finalized"] else 0.0
+    out["total_cost"] = out["estimated_cost"]
     return out
 
 
@@ -109,20 +118,22 @@ def check_provider(provider_id) -> None:
         raise ValidationError({"provider_id": f"must be one of: {', '.join(catalogue.CATALOGUE)}"})
 
 
-async def _collect(ctx, *, slot_id, start, end, unit, reset_at=None, provider_id=None) -> tuple[dict, list[dict]]:
-    """(the whole window's figures, one entry per period): one query, the aggregate written once."""
+async def _collect(ctx, *, slot_id, start, end, unit, reset_at=None, provider_id=None,
+                   tz: str = "UTC") -> tuple[dict, list[dict]]:
+    """(the whole window's figures, one entry per period): one query, the aggregate written once.
+    Periods are days (hours, weeks …) of the zone `tz` (a PostgreSQL zone: studio_time.Zone.sql)."""
     check_provider(provider_id)
     with contextlib.suppress(DatabaseUnavailable):  # this process's refusals not written yet: now
         await ctx.refusals.flush(ctx.db)
     whole, *rows = await ctx.db.fetchall("stats", slot_id=slot_id, unit=unit, reset_at=reset_at,
-                                         provider_id=provider_id, **{"from": start, "to": end})
+                                         provider_id=provider_id, tz=tz, **{"from": start, "to": end})
     periods = [{"period_start": row["period_start"], "period_end": row["period_end"], **priced(row, ctx.cfg)}
                for row in rows]
     return priced(whole, ctx.cfg), periods
 
 
 async def slot_stats(ctx, slot_id: str, *, from_=None, to=None, group_by: str | None = None,
-                     provider_id: str | None = None, max_days: int = SLOT_MAX_DAYS) -> dict:
+                     provider_id: str | None = None, max_days: int = SLOT_MAX_DAYS, tz: str = "UTC") -> dict:
     """GET /api/stats/{slot_id}: counts since the slot's last reset, per period."""
     slot = await slots.get(ctx.db, slot_id)
     group_by = group_by or "hour"
@@ -132,7 +143,8 @@ async def slot_stats(ctx, slot_id: str, *, from_=None, to=None, group_by: str | 
     reset_at = slot["last_reset_at"]
     count_from = min(max(start, reset_at), end) if reset_at else start
     summary, periods = await _collect(ctx, slot_id=slot_id, start=start, end=end, unit=group_by,
-                                      reset_at=reset_at, provider_id=provider_id)
+                                      reset_at=reset_at, provider_id=provider_id, tz=tz)
+    summary["title"] = slot["name"]
     summary["last_reset_at"] = reset_at
     summary["counted_from"] = count_from
     return {"slot_id": slot_id, "range": {"from": start, "to": end, "group_by": group_by},
@@ -158,18 +170,33 @@ def check_global_query(*, group_by: str, sort_by: str, sort_order: str, page, pa
 
 async def global_stats(ctx, *, from_=None, to=None, group_by: str | None = None, page: int = 1,
                        page_size: int = 20, sort_by: str = "period_start", sort_order: str = "asc",
-                       provider_id: str | None = None, max_days: int = GLOBAL_MAX_DAYS) -> dict:
-    """GET /api/stats/global: every slot (or one provider's), per period, sortable and paged."""
+                       provider_id: str | None = None, slot_id: str | None = None,
+                       max_days: int = GLOBAL_MAX_DAYS) -> dict:
+    """GET /api/stats/global: every slot (or one provider's, or one slot's — all of its history in
+    the window, whatever its last reset), per period, sortable and paged."""
     group_by = group_by or "day"
     check_global_query(group_by=group_by, sort_by=sort_by, sort_order=sort_order, page=page, page_size=page_size)
+    if slot_id is not None:
+        slots.check_slot_id(slot_id)
     start, end = window(ctx.clock.now(), from_, to, default=dt.timedelta(days=7), max_days=max_days)
-    summary, periods = await _collect(ctx, slot_id=None, start=start, end=end, unit=group_by, provider_id=provider_id)
+    summary, periods = await _collect(ctx, slot_id=slot_id, start=start, end=end, unit=group_by,
+                                      provider_id=provider_id)
     periods.sort(key=lambda p: (p[sort_by], p["period_start"]), reverse=sort_order == "desc")
     first = (page - 1) * page_size
     return {"range": {"from": start, "to": end, "group_by": group_by}, "summary": summary,
             "data": periods[first:first + page_size],
             "meta": {"page": page, "page_size": page_size, "total": len(periods),
                      "sort_by": sort_by, "sort_order": sort_order}}
+
+
+def dated(answer: dict) -> dict:
+    """GET /api/stats/global's periods as the admin API contract types them: dates (YYYY-MM-DD, UTC).
+    Its periods are whole UTC days, weeks or months, so nothing is lost; `period_end` stays the
+    first day after the period, as the date-time form's end is exclusive. The CLI keeps the times."""
+    for period in answer["data"]:
+        for key in ("period_start", "period_end"):
+            period[key] = period[key].astimezone(dt.timezone.utc).date().isoformat()
+    return answer
 
 
 async def recent(ctx, *, slot_id: str | None, since: dt.timedelta, provider_id: str | None = None) -> dict:
@@ -199,15 +226,16 @@ CHART_PERIODS = {"24h": (dt.timedelta(hours=24), "hour"), "7d": (dt.timedelta(da
                  "30d": (dt.timedelta(days=30), "day")}
 
 
-async def series(ctx, *, slot_id: str | None, period: str) -> dict:
+async def series(ctx, *, slot_id: str | None, period: str, tz: str = "UTC") -> dict:
     """GET /api/stats/series and the web admin's charts: one slot or all, over the last 24 h (per
-    hour), 7 or 30 days (per day), counted from the slot's last reset — the same figures as above."""
+    hour), 7 or 30 days (per day), counted from the slot's last reset — the same figures as above.
+    `tz`: the zone whose hours and days the periods are (the pages: the studio's)."""
     if period not in CHART_PERIODS:
         raise ValidationError({"period": f"must be one of: {', '.join(CHART_PERIODS)}"})
     span, unit = CHART_PERIODS[period]
     now = ctx.clock.now()
     if slot_id is not None:
-        return {**await slot_stats(ctx, slot_id, from_=now - span, to=now, group_by=unit), "period": period}
-    summary, periods = await _collect(ctx, slot_id=None, start=now - span, end=now, unit=unit)
+        return {**await slot_stats(ctx, slot_id, from_=now - span, to=now, group_by=unit, tz=tz), "period": period}
+    summary, periods = await _collect(ctx, slot_id=None, start=now - span, end=now, unit=unit, tz=tz)
     return {"slot_id": None, "period": period, "range": {"from": now - span, "to": now, "group_by": unit},
             "summary": summary, "metrics": periods}

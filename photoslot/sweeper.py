@@ -29,7 +29,7 @@ import logging
 import time
 from pathlib import Path
 
-from photoslot import alerts, public_media, purge, quotas, rollups
+from photoslot import alerts, public_media, purge, quotas, refusals, rollups
 from photoslot.db import DatabaseUnavailable
 from photoslot.logs import event
 
@@ -176,6 +176,8 @@ def _norm(path) -> str:
 async def _prune_job_rows(ctx, now, report) -> None:
     await quotas.prune(ctx.db, now)
     await rollups.prune(ctx.db, ctx.cfg, now)  # the statistics' hourly rows: kept far longer than jobs
+    await refusals.prune(ctx.db, now)  # the Statistics page's record of recent refusals
+    await ctx.db.execute("ended_sessions_prune", now=now)  # signed-out sessions past their absolute end
     days = float(ctx.cfg.get("sweeper.job_row_retention_days"))
     if days <= 0:
         return

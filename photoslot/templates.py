@@ -257,3 +257,101 @@ async def load_for_job(db, settings: dict) -> dict[str, dict]:
             raise NotFound(f"the {role!r} template {tid} was deleted after the job was queued")
         out[role] = row
     return out
+
+
+# ---------------------------------------------------------------- the web admin's slot form and Templates page
+
+async def save_slot(ctx, slot_id: str, *, name, provider_id, operation_id, settings_json: dict, enabled: bool,
+                    expected_version: int | None, uploads: dict[str, tuple[bytes, str | None]],
+                    replace: frozenset[str] | set[str] = frozenset(), actor: str, source: str) -> dict:
+    """The slot form's one Save: new template images uploaded, bound to their roles, and the slot
+    saved — all of it or nothing.
+
+    Everything is checked before anything is stored: each image (type and damage from its bytes,
+    size, the provider's own limits), that its role is one the operation takes, that an upload over
+    a role already bound says so (`replace` names the roles the admin agreed to replace), that
+    the templates chosen from the list still exist, and the whole configuration against the
+    catalogue. Every problem is reported at once, per field (`template_upload.<role>`,
+    `settings_json.templates.<role>`, …). Only then are the images stored and the slot saved; if
+    the save fails (someone else saved the slot meanwhile: 409) the images stored are removed.
+    """
+    await slots.get(ctx.db, slot_id)
+    errors: dict[str, str] = {}
+    provider = catalogue.CATALOGUE.get(provider_id) if isinstance(provider_id, str) else None
+    operation = provider.operations.get(operation_id) if provider is not None else None
+    settings = dict(settings_json)
+    bound = dict(settings.get("templates") or {})
+    checked: dict[str, tuple[bytes, str | None, str]] = {}
+    for role, (data, label) in uploads.items():
+        field = f"template_upload.{role}"
+        if operation is None:
+            continue  # the provider/operation error says why
+        if role not in operation.roles:
+            errors[field] = f"{provider.id}/{operation.id} takes no {role!r} template"
+            continue
+        if bound.get(role) and role not in replace:
+            errors[field] = "a template is chosen for this role already; tick Replace to put the new image in its place"
+            continue
+        if label is not None and len(label) > MAX_LABEL:
+            errors[field] = f"the label must be at most {MAX_LABEL} characters"
+            continue
+        try:
+            mime = await asyncio.to_thread(media.check_image_bytes, data, media.max_upload_bytes(ctx.cfg), "the image")
+        except (media.MediaTooLarge, media.UnsupportedMedia) as exc:
+            errors[field] = exc.message
+            continue
+        problem = catalogue.check_input(provider.id, mime, len(data))
+        if problem is not None:
+            errors[field] = problem[2]
+            continue
+        checked[role] = (data, label, mime)
+    for role, ref in bound.items():
+        if ref and role not in checked and catalogue._is_uuid(ref):
+            if await ctx.db.fetchone("template_get", template_id=_parse_id(ref)) is None:
+                errors[f"settings_json.templates.{role}"] = "this template was deleted meanwhile; choose another"
+    placeholder = {role: str(uuid.UUID(int=0)) for role in checked}
+    try:
+        slots.check_configuration(name=name, provider_id=provider_id, operation_id=operation_id,
+                                  settings_json={**settings, "templates": {**bound, **placeholder}}
+                                  if bound or placeholder else settings, enabled=enabled)
+    except ValidationError as exc:
+        errors.update({k: v for k, v in exc.details.items()
+                       if k.rpartition(".")[2] not in uploads or not k.startswith("settings_json.templates.")})
+    if errors:
+        raise ValidationError(errors)
+    created: list[str] = []
+    try:
+        for role, (data, label, _mime) in checked.items():
+            row = await register(ctx, data=data, label=label, actor=actor, source=source)
+            created.append(row["id"])
+            bound[role] = row["id"]
+        if bound:
+            settings["templates"] = bound
+        saved = await slots.configure(ctx.db, ctx.clock, slot_id, actor=actor, source=source, name=name,
+                                      provider_id=provider_id, operation_id=operation_id, settings_json=settings,
+                                      enabled=enabled, expected_version=expected_version)
+    except BaseException:
+        for tid in created:
+            await _delete(ctx, tid)
+        raise
+    return saved
+
+
+async def rename(ctx, template_id, label, *, actor: str, source: str) -> dict:
+    """A template's label (what the slot form and the Templates page show); audited."""
+    template = await get(ctx.db, template_id)
+    text = str(label or "").strip()
+    if len(text) > MAX_LABEL:
+        raise ValidationError({"label": f"must be a string of at most {MAX_LABEL} characters"})
+    row = await ctx.db.fetchone("template_rename", template_id=template["id"], label=text or None)
+    await audit.record(ctx.db, ctx.clock, actor=actor, source=source, action="template.rename", target=template["id"],
+                       details={"label": text or None, "was": template["label"]})
+    return view(row)
+
+
+async def removal_effect(db, template_id) -> dict:
+    """What deleting a template does (the confirmation says it before): the slots it is unbound
+    from, and those of them it disables (enabled, and their operation needs it)."""
+    bindings = await users(db, (await get(db, template_id))["id"])
+    return {"used_by": [{"slot_id": b["slot_id"], "role": b["role"]} for b in bindings],
+            "disables": sorted({b["slot_id"] for b in bindings if b["enabled"] and _needed(b)})}

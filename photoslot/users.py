@@ -88,6 +88,12 @@ async def session_epoch(db, name: str) -> int:
     return int(row["epoch"])
 
 
+async def session_state(db, name: str, sid: str) -> tuple[int, bool]:
+    """(the admin's session epoch, whether the web session `sid` was signed out), in one round trip."""
+    row = await db.fetchone("session_state", key=_epoch_key(name), sid=sid)
+    return int(row["epoch"]), bool(row["ended"])
+
+
 async def end_sessions(ctx, name: str, *, actor: str, source: str, action: str = "users.revoke",
                        details: dict | None = None) -> int:
     """Every token of `name` issued so far stops working, in every process, from the next request

@@ -15,6 +15,7 @@ STATE_TABLES = (
     "login_attempts", "purge_requests",                           # administration
     "template_media", "media_objects", "provider_request_counts",  # providers: templates, links, quotas
     "alert_state", "provider_health", "ingest_rollups", "ingest_times",  # operations, statistics
+    "recent_refusals", "ended_sessions",                          # the web admin: refusals seen, sign-outs
 )
 UNCONFIGURE_SLOTS = ("UPDATE slots SET name = '', provider_id = NULL, operation_id = NULL, "
                      "settings_json = '{}'::jsonb, enabled = false, version = 1, last_reset_at = NULL")

@@ -33,6 +33,7 @@ def job_view(job: dict) -> dict:
         "created_at": job["created_at"], "finalized_at": job["finalized_at"],
         "queue_wait_ms": ms(job["created_at"], job["started_at"]),
         "total_elapsed_ms": ms(job["created_at"], job["finalized_at"]),
+        "is_test": job["is_test"],
     }
 
 
@@ -76,7 +77,8 @@ def jobs(
         detail = r["failure_detail"] or "—"
         if len(detail) > DETAIL_CHARS:
             detail, cut = detail[:DETAIL_CHARS - 1] + "…", True
-        table.add_row(fmt_time(r["created_at"]), r["id"], r["slot_id"], r["provider_id"], r["status"],
+        slot_label = f"{r['slot_id']} (test)" if r["is_test"] else r["slot_id"]
+        table.add_row(fmt_time(r["created_at"]), r["id"], slot_label, r["provider_id"], r["status"],
                       r["failure_reason"] or "—", str(r["total_elapsed_ms"] or "—"), str(r["attempts"]),
                       Text(detail))  # Text: a provider's message is never read as rich markup
     console.print(table)

@@ -53,6 +53,8 @@ def stats(
     table.add_row("Gemini tokens", f"{s['gemini_tokens']} ({s['gemini_requests']} requests)")
     table.add_row("Turbotext attempts", str(s["turbotext_attempts"]))
     table.add_row("provider calls", str(s["provider_calls"]))
+    table.add_row("admins' test shots (in no figure above but spend)",
+                  f"{s['test_shots']} ({s['test_shots_succeeded']} succeeded)")
     table.add_row("estimated cost", f"{s['estimated_cost']:.4f} {s['currency']}")
     if slot and s.get("last_reset_at"):
         table.add_row("counted since reset", fmt_time(s["last_reset_at"]))

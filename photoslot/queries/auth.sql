@@ -37,3 +37,18 @@ ON CONFLICT (key) DO UPDATE
 SET value = jsonb_build_object('epoch', coalesce((settings.value->>'epoch')::bigint, 0) + 1),
     updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by
 RETURNING (value->>'epoch')::bigint AS epoch;
+
+-- Web admin sessions (photoslot/sessions.py): a token with a session id (`sid`) is also refused
+-- once that one session was signed out from its browser.
+
+-- name: session_state
+SELECT coalesce((SELECT (value->>'epoch')::bigint FROM settings WHERE key = %(key)s), 0) AS epoch,
+       EXISTS (SELECT 1 FROM ended_sessions WHERE sid = %(sid)s) AS ended;
+
+-- name: session_end_one
+INSERT INTO ended_sessions (sid, username, ended_at, forget_after)
+VALUES (%(sid)s, %(username)s, %(now)s, %(forget_after)s)
+ON CONFLICT (sid) DO NOTHING;
+
+-- name: ended_sessions_prune
+DELETE FROM ended_sessions WHERE forget_after < %(now)s;

@@ -3,9 +3,9 @@
 
 -- name: job_insert
 INSERT INTO jobs (id, slot_id, provider_id, operation_id, slot_settings, input_metadata,
-                  upload_path, upload_mime, upload_size_bytes, expires_at, created_at, updated_at)
+                  upload_path, upload_mime, upload_size_bytes, expires_at, is_test, created_at, updated_at)
 VALUES (%(id)s, %(slot_id)s, %(provider_id)s, %(operation_id)s, %(slot_settings)s, %(input_metadata)s,
-        %(upload_path)s, %(upload_mime)s, %(upload_size_bytes)s, %(expires_at)s, %(now)s, %(now)s);
+        %(upload_path)s, %(upload_mime)s, %(upload_size_bytes)s, %(expires_at)s, %(is_test)s, %(now)s, %(now)s);
 
 -- name: job_get
 SELECT * FROM jobs WHERE id = %(job_id)s;
@@ -114,13 +114,20 @@ WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(%(ids)s::jsonb))::uuid[]) 
 
 -- name: admin_jobs_page
 -- The admin jobs list: every filter optional; sort column and order are whitelisted in Python and
--- passed as flags, so no SQL is ever built from a request.
+-- passed as flags, so no SQL is ever built from a request. `contract_status` is the admin API
+-- contract's pending/processing (a finalized job keeps the last one it reached: jobs.contract_status);
+-- `failure_reasons` (a JSON array) every stored reason a filter covers (jobs.failure_reasons_matching).
 SELECT j.*
 FROM jobs j
 WHERE (%(slot_id)s::text IS NULL OR j.slot_id = %(slot_id)s)
   AND (%(status)s::text IS NULL OR j.status = %(status)s)
+  AND (%(contract_status)s::text IS NULL OR %(contract_status)s = CASE
+         WHEN j.status IN ('pending', 'processing') THEN j.status
+         WHEN j.started_at IS NULL THEN 'pending' ELSE 'processing' END)
   AND (%(is_finalized)s::boolean IS NULL OR j.is_finalized = %(is_finalized)s)
-  AND (%(failure_reason)s::text IS NULL OR j.failure_reason = %(failure_reason)s)
+  AND (%(failure_reasons)s::jsonb IS NULL
+       OR j.failure_reason IN (SELECT jsonb_array_elements_text(%(failure_reasons)s::jsonb)))
+  AND (%(is_test)s::boolean IS NULL OR j.is_test = %(is_test)s)
   AND (%(created_from)s::timestamptz IS NULL OR j.created_at >= %(created_from)s)
   AND (%(created_to)s::timestamptz IS NULL OR j.created_at < %(created_to)s)
 ORDER BY
@@ -136,8 +143,13 @@ SELECT count(*) AS total
 FROM jobs j
 WHERE (%(slot_id)s::text IS NULL OR j.slot_id = %(slot_id)s)
   AND (%(status)s::text IS NULL OR j.status = %(status)s)
+  AND (%(contract_status)s::text IS NULL OR %(contract_status)s = CASE
+         WHEN j.status IN ('pending', 'processing') THEN j.status
+         WHEN j.started_at IS NULL THEN 'pending' ELSE 'processing' END)
   AND (%(is_finalized)s::boolean IS NULL OR j.is_finalized = %(is_finalized)s)
-  AND (%(failure_reason)s::text IS NULL OR j.failure_reason = %(failure_reason)s)
+  AND (%(failure_reasons)s::jsonb IS NULL
+       OR j.failure_reason IN (SELECT jsonb_array_elements_text(%(failure_reasons)s::jsonb)))
+  AND (%(is_test)s::boolean IS NULL OR j.is_test = %(is_test)s)
   AND (%(created_from)s::timestamptz IS NULL OR j.created_at >= %(created_from)s)
   AND (%(created_to)s::timestamptz IS NULL OR j.created_at < %(created_to)s);
 

@@ -49,13 +49,14 @@ SELECT provider_id,
 FROM jobs WHERE NOT is_finalized GROUP BY provider_id;
 
 -- name: ops_window_outcomes
--- Jobs finalized inside the alert window, per provider and outcome, with provider effort.
+-- Booth jobs finalized inside the alert window, per provider and outcome, with provider effort.
+-- Admins' test shots are left out: a rehearsal that times out is no guest kept waiting.
 SELECT provider_id, status, coalesce(failure_reason, '') AS reason, count(*) AS n,
        coalesce(sum(provider_requests), 0) AS requests,
        coalesce(sum(greatest(provider_requests - 1, 0)), 0) AS retries,
        coalesce(sum(poll_count), 0) AS polls
 FROM jobs
-WHERE is_finalized AND finalized_at > %(since)s AND finalized_at <= %(now)s
+WHERE is_finalized AND NOT is_test AND finalized_at > %(since)s AND finalized_at <= %(now)s
 GROUP BY 1, 2, 3;
 
 -- name: ops_window_processing_seconds

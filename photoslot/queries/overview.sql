@@ -1,21 +1,14 @@
--- The web admin's Slots page (photoslot/overview.py): every slot's day in two statements, not two
--- per slot. The counts are those of stats.sql, over one UTC day from the slot's last reset on.
-
--- name: overview_today
-SELECT s.id AS slot_id,
-       count(j.id) AS ingest_count,
-       count(j.id) FILTER (WHERE j.status = 'succeeded') AS success,
-       count(j.id) FILTER (WHERE j.failure_reason = 'timeout') AS timeouts,
-       count(j.id) FILTER (WHERE j.is_finalized AND j.status <> 'succeeded') AS errors
-FROM slots s
-LEFT JOIN jobs j ON j.slot_id = s.id
-               AND j.created_at >= greatest(%(day)s::timestamptz, coalesce(s.last_reset_at, %(day)s::timestamptz))
-               AND j.created_at < %(to)s
-GROUP BY s.id;
+-- The web admin's Slots page (photoslot/overview.py); its counts are slot_report.sql's.
 
 -- name: overview_last_results
--- Each slot's newest success whose result is still downloadable.
+-- Each slot's newest success whose result is still downloadable (not expired, not purged).
 SELECT DISTINCT ON (slot_id) slot_id, id, finalized_at, result_mime_type, result_size_bytes, result_expires_at
 FROM jobs
-WHERE status = 'succeeded' AND result_expires_at > %(now)s
+WHERE status = 'succeeded' AND result_expires_at > %(now)s AND result_removed_at IS NULL
 ORDER BY slot_id, finalized_at DESC;
+
+-- name: checklist_facts
+-- What the first-run checklist (photoslot/checklist.py) needs beyond the slots and settings.
+SELECT EXISTS (SELECT 1 FROM settings WHERE key = 'ingest_password') AS password_set,
+       EXISTS (SELECT 1 FROM ingest_rollups WHERE NOT is_test AND outcome <> 'refused' AND requests > 0) AS booth_shot,
+       EXISTS (SELECT 1 FROM ingest_rollups WHERE is_test AND outcome = 'succeeded' AND requests > 0) AS test_shot_passed;

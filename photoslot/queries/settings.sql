@@ -19,6 +19,10 @@ RETURNING key;
 -- name: setting_get
 SELECT key, value, updated_at, updated_by FROM settings WHERE key = %(key)s;
 
+-- name: settings_announce
+-- A live setting every process keeps a copy of changed (public_address.py): they read it again.
+SELECT pg_notify('photoslot_settings', %(key)s);
+
 -- name: setting_replace_value
 -- A value replaced only if it is still the one the caller saw (the ingest password's re-keying);
 -- who set it and when stay what they were.

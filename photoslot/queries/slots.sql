@@ -59,9 +59,10 @@ LIMIT %(limit)s;
 UPDATE slots SET last_reset_at = %(now)s WHERE id = %(slot_id)s RETURNING id, last_reset_at;
 
 -- name: slot_recent_results_live
--- The admin view's recent_results: the last successes whose result is still downloadable.
+-- The admin view's recent_results: the last successes whose result is still downloadable (not
+-- expired, not removed by a purge).
 SELECT id, finalized_at, result_mime_type, result_size_bytes, result_expires_at
 FROM jobs
-WHERE slot_id = %(slot_id)s AND status = 'succeeded' AND result_expires_at > %(now)s
+WHERE slot_id = %(slot_id)s AND status = 'succeeded' AND result_expires_at > %(now)s AND result_removed_at IS NULL
 ORDER BY finalized_at DESC
 LIMIT %(limit)s;

@@ -43,3 +43,6 @@ RETURNING id, version, enabled;
 
 -- name: template_delete
 DELETE FROM template_media WHERE id = %(template_id)s RETURNING file_path;
+
+-- name: template_rename
+UPDATE template_media SET label = %(label)s WHERE id = %(template_id)s RETURNING *;

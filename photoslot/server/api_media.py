@@ -43,6 +43,9 @@ async def register_template(request, ctx, claims):
 @routes.delete("/api/template-media/{template_id}")
 @endpoint("media:write")
 async def delete_template(request, ctx, claims):
+    errors = {k: "is required" for k in ("slot_id", "setting_key") if q_str(request, k) is None}
+    if errors:  # the contract requires both: which binding to remove is never guessed
+        raise ValidationError(errors)
     done = await templates.unbind(ctx, request.match_info["template_id"], slot_id=q_str(request, "slot_id"),
                                   role=q_str(request, "setting_key"), force=bool(q_bool(request, "force")),
                                   actor=actor(claims), source="http")
@@ -55,5 +58,10 @@ async def delete_template(request, ctx, claims):
 @routes.post("/api/media/cache/purge")
 @endpoint("settings:write")
 async def purge_cache(request, ctx, claims):
-    body = await json_body(request)
-    return answer(await purge.request_purge(ctx, body.get("scope"), actor=actor(claims), source="http"), 202)
+    # the contract makes the body and its scope optional: without one, the temporary files only
+    body = await json_body(request, optional=True)
+    unknown = set(body) - {"scope"}
+    if unknown:
+        raise ValidationError({k: "unknown field" for k in sorted(unknown)})
+    scope = body.get("scope", purge.DEFAULT_SCOPE)
+    return answer(await purge.request_purge(ctx, scope, actor=actor(claims), source="http"), 202)

@@ -19,17 +19,27 @@ REQUEST_FIELD = {"sync_response_seconds": "ingest.sync_response_timeout_sec",
                  "ingest_password": "dslr_password.value"}
 
 
+def _whole(value):
+    """A whole number of seconds or hours as an integer (the contract types them so); a fraction stays."""
+    return int(value) if float(value).is_integer() else value
+
+
 def settings_view(s: live_settings.LiveSettings, cfg) -> dict:
     """The Settings object of GET /api/settings (docs/API.md): whether secrets are set, never their values."""
     flat = live_settings.public_view(s, cfg)
-    window = s.sync_response_seconds
+    window = _whole(s.sync_response_seconds)
+    # a key's `source` is named only when there is one: the contract's extra fields are strings,
+    # numbers or booleans, never null
+    keys = {name: {k: v for k, v in state.items() if k != "source" or v is not None}
+            for name, state in flat["provider_keys"].items()}
     return {
         "dslr_password": {"is_set": flat["ingest_password_set"], "updated_at": flat["ingest_password_updated_at"],
                           "updated_by": flat["ingest_password_updated_by"],
                           "revealable": flat["ingest_password_revealable"]},
-        "provider_keys": flat["provider_keys"],
-        "ingest": {"sync_response_timeout_sec": window, "ingest_ttl_sec": window, "bounds": list(s.bounds)},
-        "media_cache": {"processed_media_ttl_hours": s.result_retention_hours, "public_link_ttl_sec": window},
+        "provider_keys": keys,
+        "ingest": {"sync_response_timeout_sec": window, "ingest_ttl_sec": window,
+                   "bounds": [_whole(b) for b in s.bounds]},
+        "media_cache": {"processed_media_ttl_hours": _whole(s.result_retention_hours), "public_link_ttl_sec": window},
     }
 
 
@@ -65,10 +75,11 @@ def settings_request(body: dict) -> dict:
     for name, item in section("provider_keys", set(live_settings.PROVIDER_NAMES)).items():
         if name not in live_settings.PROVIDER_NAMES:
             continue
-        if not isinstance(item, dict) or set(item) != {"value"}:
-            errors[f"provider_keys.{name}"] = 'must be {"value": "<key>"}'
+        # the contract's {"api_key": …}; {"value": …} is photoslot's earlier spelling, still taken
+        if not isinstance(item, dict) or len(item) != 1 or not set(item) <= {"api_key", "value"}:
+            errors[f"provider_keys.{name}"] = 'must be {"api_key": "<key>"}'
         else:
-            provider_keys[name] = item["value"]
+            provider_keys[name] = next(iter(item.values()))
     if provider_keys:
         out["provider_keys"] = provider_keys
     ingest = section("ingest", {"sync_response_timeout_sec"})

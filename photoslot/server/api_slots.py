@@ -53,7 +53,8 @@ def precondition(body: dict, if_match: str | None) -> tuple[int | None, dt.datet
 @routes.get("/api/providers")
 @endpoint("slots:read")
 async def list_providers(request, ctx, claims):
-    return answer(catalogue.as_list())
+    """The contract's envelope: {"providers": [...]} (each provider carries its whole catalogue)."""
+    return answer({"providers": catalogue.as_list()})
 
 
 @routes.get("/api/providers/health")
@@ -68,7 +69,7 @@ async def providers_health(request, ctx, claims):
 async def list_slots(request, ctx, claims):
     rows = await slots.search(ctx.db, provider_id=q_str(request, "provider_id"),
                               operation_id=q_str(request, "operation_id"), text=q_str(request, "search"))
-    return answer({"data": [slots.view(ctx.cfg, s) for s in rows]})
+    return answer({"data": [slots.api_view(ctx.cfg, s) for s in rows], "meta": {"total": len(rows)}})
 
 
 @routes.get("/api/slots/{slot_id}")
@@ -77,7 +78,7 @@ async def get_slot(request, ctx, claims):
     slot_id = request.match_info["slot_id"]
     slot = await slots.get(ctx.db, slot_id)
     recent = await slots.recent_results(ctx.db, ctx.cfg, slot_id, now=ctx.clock.now())
-    return answer({**slots.view(ctx.cfg, slot), "recent_results": recent}, headers={"ETag": etag(slot)})
+    return answer({**slots.api_view(ctx.cfg, slot), "recent_results": recent}, headers={"ETag": etag(slot)})
 
 
 @routes.put("/api/slots/{slot_id}")
@@ -94,7 +95,7 @@ async def put_slot(request, ctx, claims):
                                   enabled=body.get("enabled"), expected_version=version,
                                   expected_updated_at=updated_at)
     return answer({"id": saved["id"], "updated_at": saved["updated_at"], "version": saved["version"],
-                   "slot": slots.view(ctx.cfg, saved)}, headers={"ETag": etag(saved)})
+                   "slot": slots.api_view(ctx.cfg, saved)}, headers={"ETag": etag(saved)})
 
 
 @routes.post("/api/slots/{slot_id}/reset_stats")

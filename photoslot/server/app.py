@@ -20,7 +20,7 @@ from photoslot.server import (api_audit, api_auth, api_jobs, api_media, api_sett
 from photoslot.server.connection_guard import Connections, track_phases
 from photoslot.server.ingest import IngestHandler
 from photoslot.server.ingest_answers import ingest_http_errors
-from photoslot.server.keys import CONNECTIONS, CTX, INGEST
+from photoslot.server.keys import CONNECTIONS, CTX, INGEST, QUERY_PARAMS
 from photoslot.server.toolkit import api_errors
 from photoslot.web import site as web_admin
 
@@ -39,6 +39,7 @@ def build_app(ctx, *, shutdown: asyncio.Event | None = None) -> web.Application:
     app = web.Application(client_max_size=media.max_upload_bytes(ctx.cfg) + 1024 * 1024,
                           middlewares=[track_phases, ingest_http_errors, api_errors])
     app[CTX] = ctx
+    app[QUERY_PARAMS] = openapi.query_parameters()  # what each /api operation takes (toolkit.check_query)
     app[CONNECTIONS] = connections = Connections()  # the guard binds itself here when serving
     security.install(app)  # nosniff, frame denial, CSP, no Server version: on every response
     ingest = IngestHandler(ctx, shutdown=shutdown or asyncio.Event(), connections=connections)

@@ -94,7 +94,9 @@ class Shot:
     metadata: dict = field(default_factory=dict)
     filename: str | None = None  # as the booth named the photo (logged, escaped, never used as a path)
     provider: str | None = None  # the slot's provider, once the slot was read (for the rollups)
+    is_test: bool = False      # an admin's test shot: counted apart from the booths' shots everywhere
     answered_ms: int = 0
+    detail: str | None = None  # what a refused booth was told (the recent refusals' record, refusals.py)
 
     @property
     def answered_job(self):
@@ -160,7 +162,7 @@ class IngestHandler:
             try:
                 answer, outcome = await self._stages(request, shot)
             except IngestError as exc:
-                outcome = exc.reason
+                outcome, shot.detail = exc.reason, exc.details
                 answer = error_response(exc.status, exc.reason, exc.details, job_id=shot.answered_job,
                                         retry_after=exc.retry_after, close=exc.unread_body)
             except Exception:
@@ -216,10 +218,11 @@ class IngestHandler:
             event(log, "ingest", job=str(shot.job_id) if shot.queued else None, slot=shot.slot_id, outcome=outcome,
                   status=status, ms=shot.answered_ms)
         answered = status if status is not None else 499 if outcome == "client_gone" else 500
-        metrics.safe(metrics.of(self.ctx).observe_ingest, shot.slot_id, outcome, answered, shot.answered_ms / 1000)
+        metrics.safe(metrics.of(self.ctx).observe_ingest, shot.slot_id, outcome, answered, shot.answered_ms / 1000,
+                     is_test=shot.is_test)
         if not shot.queued:  # a job is counted when it is finalized; a refusal here, in memory (rollups.py)
             self.ctx.refusals.add(at=shot.arrived, slot_id=shot.slot_id, provider_id=shot.provider, reason=outcome,
-                                  status=answered)
+                                  status=answered, is_test=shot.is_test, client=shot.client, detail=shot.detail)
 
     def _background(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -242,14 +245,14 @@ class IngestHandler:
         except ingest_limits.RehearsalRefused as exc:
             return (error_response(429, exc.reason, exc.details, retry_after=exc.retry_after), exc.reason, None, 0)
         shot = Shot(slot_id=slot_id, t0=loop.time(), started=time.perf_counter(), arrived=self.ctx.clock.now(),
-                    client="admin-test-shot")
+                    client="admin-test-shot", is_test=True)
         answer: web.StreamResponse | None = None
         outcome = "internal_error"
         try:
             try:
                 answer, outcome = await self._rehearse_stages(shot, data)
             except IngestError as exc:
-                outcome = exc.reason
+                outcome, shot.detail = exc.reason, exc.details
                 answer = error_response(exc.status, exc.reason, exc.details, job_id=shot.answered_job)
         finally:
             self.rehearsals.end(slot_id)
@@ -584,10 +587,12 @@ class IngestHandler:
         context = admission.context
         await _reachable(jobs.enqueue(self.ctx.db, job_id=shot.job_id, slot=context, now=shot.arrived,
                                       expires_at=admission.expires_at, upload_path=str(shot.path),
-                                      upload_mime=shot.mime, upload_size=shot.size, metadata=shot.metadata))
+                                      upload_mime=shot.mime, upload_size=shot.size, metadata=shot.metadata,
+                                      is_test=shot.is_test))
         shot.queued = True
         event(log, "job_queued", job=str(shot.job_id), slot=shot.slot_id, provider=context["provider_id"],
               operation=context["operation_id"], bytes=shot.size, mime=shot.mime, window_s=admission.window,
+              test=shot.is_test or None,
               upload_ms=int((time.perf_counter() - shot.started) * 1000), filename=shot.filename,
               fields=",".join(shot.metadata) or None)  # the extra fields' names only: values may be a guest's e-mail
 

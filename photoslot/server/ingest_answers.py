@@ -73,7 +73,7 @@ async def ingest_http_errors(request: web.Request, handler):
         ctx = request.app.get(CTX)
         if ctx is not None:  # counted like every other ingest request (photoslot/rollups.py)
             ctx.refusals.add(at=ctx.clock.now(), slot_id=request.match_info.get("slot_id", ""), provider_id=None,
-                             reason=reason, status=exc.status)
+                             reason=reason, status=exc.status, detail=details)
         resp = error_response(exc.status, reason, details, close=True)
         if exc.status == 405:
             resp.headers["Allow"] = "POST"

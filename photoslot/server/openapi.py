@@ -14,6 +14,7 @@ from aiohttp import web
 from photoslot import __version__
 from photoslot.auth import PERMISSIONS
 from photoslot.jobs import STATES as JOB_STATES
+from photoslot.outcomes import CONTRACT_REASONS, CONTRACT_STATUSES, FAILURE_ANSWERS
 from photoslot.server.toolkit import answer, endpoint
 
 routes = web.RouteTableDef()
@@ -39,6 +40,7 @@ INT = {"type": "integer"}
 NUM = {"type": "number"}
 BOOL = {"type": "boolean"}
 TIME = {"type": "string", "format": "date-time"}
+DATE = {"type": "string", "format": "date"}
 UUID = {"type": "string", "format": "uuid"}
 SLOT_ID = {"type": "string", "pattern": "^slot-[0-9]{3}$"}
 
@@ -50,6 +52,11 @@ COUNTS = {
     "gemini_cost": NUM, "turbotext_cost": NUM, "estimated_cost": NUM, "currency": STR,
     "requests": INT, "refused": INT, "answered_200": INT, "answered_504": INT, "provider_unavailable": INT,
     "answered_200_share": NUM, "answered_504_share": NUM, "provider_unavailable_share": NUM, "provider_calls": INT,
+    "test_shots": INT, "test_shots_succeeded": INT,
+    # the admin API contract's names: total_runs = finalized, p95_response_ms = p95_ms,
+    # total_cost = estimated_cost, error_rate_percent = 100 × errors / finalized
+    "total_runs": INT, "avg_response_ms": _nullable(INT), "p95_response_ms": _nullable(INT),
+    "error_rate_percent": NUM, "total_cost": NUM,
 }
 
 SCHEMAS: dict[str, dict] = {
@@ -64,6 +71,7 @@ SCHEMAS: dict[str, dict] = {
                        "parameters": {"type": "object", "additionalProperties": _ref("Parameter")}}),
     "Provider": _obj({"id": STR, "name": STR, "operations": {"type": "array", "items": _ref("Operation")}},
                      ["id", "name", "operations"]),
+    "ProviderList": _obj({"providers": {"type": "array", "items": _ref("Provider")}}),
     "ProviderHealth": _obj({"provider": STR, "state": {"type": "string", "enum": ["up", "down"]}, "up": BOOL,
                             "consecutive_failures": INT, "last_problem": _nullable(STR),
                             "last_failure_at": _nullable(TIME), "down_since": _nullable(TIME),
@@ -71,19 +79,22 @@ SCHEMAS: dict[str, dict] = {
                             "changed_at": _nullable(TIME), "summary": STR}),
     "RecentResult": _obj({"job_id": UUID, "thumbnail_url": STR, "download_url": STR, "completed_at": TIME,
                           "result_expires_at": TIME, "mime": STR, "size_bytes": INT}),
-    "Slot": _obj({"id": SLOT_ID, "name": STR, "provider_id": _nullable(STR), "operation_id": _nullable(STR),
+    # provider_id / operation_id are "" for a slot not configured yet (`configured` false)
+    "Slot": _obj({"id": SLOT_ID, "name": STR, "provider_id": STR, "operation_id": STR,
                   "settings_json": {"type": "object"}, "enabled": BOOL, "configured": BOOL, "version": INT,
                   "last_reset_at": _nullable(TIME), "created_at": TIME, "updated_at": TIME, "ingest_url": STR,
                   "last_result_at": _nullable(TIME)},
                  ["id", "name", "provider_id", "operation_id", "settings_json", "enabled", "version",
                   "last_reset_at", "created_at", "updated_at", "ingest_url"]),
+    "SlotList": _obj({"data": {"type": "array", "items": _ref("Slot")},
+                      "meta": _obj({"total": {"type": "integer", "minimum": 0}})}),
     "SlotDetail": {"allOf": [_ref("Slot"), _obj({"recent_results": {"type": "array", "items": _ref("RecentResult"),
                                                                      "maxItems": 10}})]},
     "SlotUpdate": _obj({"name": STR, "provider_id": STR, "operation_id": STR, "settings_json": {"type": "object"},
                         "enabled": BOOL, "updated_at": TIME, "version": INT}, []),
     "SlotSaved": _obj({"id": SLOT_ID, "updated_at": TIME, "version": INT, "slot": _ref("Slot")}),
-    "ProviderKeyState": _obj({"is_configured": BOOL, "source": _nullable({"type": "string",
-                                                                        "enum": ["settings", "config"]}),
+    # `source`: where the key in use comes from; absent while there is none
+    "ProviderKeyState": _obj({"is_configured": BOOL, "source": {"type": "string", "enum": ["settings", "config"]},
                               "updated_at": _nullable(TIME), "updated_by": _nullable(STR)}, ["is_configured"]),
     "Settings": _obj({
         "dslr_password": _obj({"is_set": BOOL, "updated_at": _nullable(TIME), "updated_by": _nullable(STR),
@@ -95,7 +106,9 @@ SCHEMAS: dict[str, dict] = {
     }),
     "SettingsUpdate": _obj({
         "dslr_password": _obj({"value": STR}),
-        "provider_keys": _obj({"gemini": _obj({"value": STR}), "turbotext": _obj({"value": STR})}, []),
+        # {"api_key": …} (the contract's) or {"value": …} (photoslot's earlier spelling): exactly one
+        "provider_keys": _obj({"gemini": _obj({"api_key": STR, "value": STR}, [], extra=False),
+                               "turbotext": _obj({"api_key": STR, "value": STR}, [], extra=False)}, [], extra=False),
         "ingest": _obj({"sync_response_timeout_sec": NUM}),
         "media_cache": _obj({"processed_media_ttl_hours": NUM}),
     }, [], extra=False),
@@ -105,18 +118,25 @@ SCHEMAS: dict[str, dict] = {
     "MediaObject": _obj({"id": UUID, "public_url": STR, "expires_at": TIME}),
     "TemplateMedia": _obj({"id": UUID, "slot_id": SLOT_ID, "setting_key": STR, "label": _nullable(STR),
                            "mime": STR, "size_bytes": INT, "created_at": TIME}),
-    "PurgeRequest": _obj({"scope": {"type": "string", "enum": ["full", "media_objects"]}}),
+    # the body is optional; without a scope, the temporary links only (purge.DEFAULT_SCOPE)
+    "PurgeRequest": _obj({"scope": {"type": "string", "enum": ["full", "media_objects"],
+                                    "default": "media_objects"}}, [], extra=False),
     "PurgeAccepted": _obj({"status": {"type": "string", "enum": ["queued_for_gc"]},
                            "scope": {"type": "string", "enum": ["full", "media_objects"]}, "job_id": UUID,
                            "expires_cutoff": TIME}),
+    # status / failure_reason: the contract's coarser view; state / failure_code: photoslot's own
+    # (docs/API.md, "The contract's view of a job")
     "Job": _obj({
-        "id": UUID, "slot_id": SLOT_ID, "status": {"type": "string", "enum": list(JOB_STATES)}, "is_finalized": BOOL,
-        "failure_reason": _nullable(STR), "failure_detail": _nullable(STR), "provider_id": STR, "operation_id": STR,
+        "id": UUID, "slot_id": SLOT_ID, "status": {"type": "string", "enum": list(CONTRACT_STATUSES)},
+        "state": {"type": "string", "enum": list(JOB_STATES)}, "is_finalized": BOOL,
+        "failure_reason": _nullable({"type": "string", "enum": list(CONTRACT_REASONS)}),
+        "failure_code": _nullable({"type": "string", "enum": list(FAILURE_ANSWERS)}),
+        "failure_detail": _nullable(STR), "provider_id": STR, "operation_id": STR,
         "provider_job_reference": _nullable(STR), "attempts": INT, "result_file_path": _nullable(STR),
         "result_mime_type": _nullable(STR), "result_size_bytes": _nullable(INT), "result_checksum": _nullable(STR),
         "result_expires_at": _nullable(TIME), "expires_at": TIME, "created_at": TIME, "updated_at": TIME,
         "finalized_at": _nullable(TIME), "started_at": _nullable(TIME), "answer_status": _nullable(INT),
-        "provider_requests": INT, "provider_tokens": _nullable(INT), "poll_count": INT,
+        "provider_requests": INT, "provider_tokens": _nullable(INT), "poll_count": INT, "is_test": BOOL,
         "download_url": _nullable(STR)}),
     "JobAdminView": _obj({
         "job": _ref("Job"),
@@ -130,11 +150,13 @@ SCHEMAS: dict[str, dict] = {
     "JobsPage": _obj({"data": {"type": "array", "items": _ref("JobAdminView")}, "meta": _ref("PageMeta")}),
     "Counts": _obj(COUNTS),
     "PeriodCounts": _obj({"period_start": TIME, "period_end": TIME, **COUNTS}),
+    # a global period: whole UTC days, weeks or months, named by dates (period_end: the day after)
+    "DatedPeriodCounts": _obj({"period_start": DATE, "period_end": DATE, **COUNTS}),
     "StatsRange": _obj({"from": TIME, "to": TIME, "group_by": {"type": "string",
                                                                "enum": ["hour", "day", "week", "month"]}}),
     "SlotStats": _obj({
         "slot_id": SLOT_ID, "range": _ref("StatsRange"),
-        "summary": _obj({**COUNTS, "last_reset_at": _nullable(TIME), "counted_from": TIME}),
+        "summary": _obj({**COUNTS, "title": STR, "last_reset_at": _nullable(TIME), "counted_from": TIME}),
         "metrics": {"type": "array", "items": _ref("PeriodCounts")},
     }),
     "StatsSeries": _obj({
@@ -143,7 +165,7 @@ SCHEMAS: dict[str, dict] = {
         "metrics": {"type": "array", "items": _ref("PeriodCounts")},
     }),
     "GlobalStats": _obj({"range": _ref("StatsRange"), "summary": _ref("Counts"),
-                         "data": {"type": "array", "items": _ref("PeriodCounts")}, "meta": _ref("PageMeta")}),
+                         "data": {"type": "array", "items": _ref("DatedPeriodCounts")}, "meta": _ref("PageMeta")}),
     "AuditEntry": _obj({"id": INT, "at": TIME, "actor": STR, "source": STR, "action": STR,
                         "target": _nullable(STR), "details": {"type": "object"}}),
     "AuditPage": _obj({"data": {"type": "array", "items": _ref("AuditEntry")}}),
@@ -159,12 +181,16 @@ def _err(description: str) -> dict:
 
 
 AUTH_ERRORS = {"401": _err("no, invalid, expired or forged token"), "403": _err("the token lacks the permission")}
+# Every /api operation refuses a query parameter it does not name below, or one given twice
+# (toolkit.check_query reads the names from this document).
+QUERY_ERROR = _err("a query parameter this operation does not take, or one given twice (details names it)")
 
 
 def _op(summary: str, permission: str | None, responses: dict, *, params: list | None = None,
         body: dict | None = None, tag: str = "admin") -> dict:
     op = {"summary": summary + (f" — needs `{permission}`" if permission else ""), "tags": [tag],
-          "responses": {**responses, **(AUTH_ERRORS if permission else {})}}
+          "responses": {**({"422": QUERY_ERROR} if tag != "public" else {}), **responses,
+                        **(AUTH_ERRORS if permission else {})}}
     if permission:
         op["security"] = [{"bearer": []}]
         op["x-permission"] = permission
@@ -177,16 +203,18 @@ def _op(summary: str, permission: str | None, responses: dict, *, params: list |
     return op
 
 
-def _q(name: str, schema: dict, description: str = "") -> dict:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+def _q(name: str, schema: dict, description: str = "", *, default=None, required: bool = False) -> dict:
+    if default is not None:
+        schema = {**schema, "default": default}
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
 
 
 def _p(name: str, schema: dict) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
-def _body(schema: dict, content_type: str = "application/json") -> dict:
-    return {"required": True, "content": {content_type: {"schema": schema}}}
+def _body(schema: dict, content_type: str = "application/json", *, required: bool = True) -> dict:
+    return {"required": required, "content": {content_type: {"schema": schema}}}
 
 
 MULTIPART_MEDIA = _obj({"file": {"type": "string", "format": "binary"}, "job_id": UUID}, ["file"])
@@ -207,13 +235,13 @@ PATHS: dict[str, dict] = {
     "/api/openapi.json": {"get": _op("This document", None, {"200": _json({"type": "object"}, "OpenAPI 3.0")},
                                      tag="docs")},
     "/api/providers": {"get": _op("The provider → operation → parameter catalogue", "slots:read", {
-        "200": _json({"type": "array", "items": _ref("Provider")}, "providers")})},
+        "200": _json(_ref("ProviderList"), "providers")})},
     "/api/providers/health": {"get": _op("Each provider's health, shared by every process: up or down "
                                          "(consecutive failed calls), the last problem, when the next call may go",
                                          "slots:read", {
         "200": _json(_obj({"data": {"type": "array", "items": _ref("ProviderHealth")}}), "health")})},
-    "/api/slots": {"get": _op("The 15 slots (without recent_results)", "slots:read", {
-        "200": _json(_obj({"data": {"type": "array", "items": _ref("Slot")}}), "slots")},
+    "/api/slots": {"get": _op("The 15 slots (without recent_results); meta.total: how many matched", "slots:read", {
+        "200": _json(_ref("SlotList"), "slots")},
         params=[_q("provider_id", STR), _q("operation_id", STR), _q("search", STR, "substring of the name")])},
     "/api/slots/{slot_id}": {
         "get": _op("One slot with its last 10 results", "slots:read", {
@@ -275,19 +303,31 @@ PATHS: dict[str, dict] = {
         "404": _err("no such template"),
         "409": _err("force is not set and an enabled slot needs it (details.disables names the slot), or another "
                     "slot still uses it")},
-        params=[_p("template_id", UUID), _q("slot_id", SLOT_ID), _q("setting_key", STR), _q("force", BOOL)])},
+        params=[_p("template_id", UUID), _q("slot_id", SLOT_ID, required=True),
+                _q("setting_key", STR, required=True), _q("force", BOOL)])},
     "/api/media/cache/purge": {"post": _op("Queue a media cache purge for the sweeper", "settings:write", {
         "202": _json(_ref("PurgeAccepted"), "queued"), "400": _err("malformed body"),
-        "422": _err("unknown scope")}, body=_body(_ref("PurgeRequest")))},
-    "/api/jobs": {"get": _op("Jobs, filtered, sorted and paged", "stats:read", {
+        "422": _err("unknown scope or field")}, body=_body(_ref("PurgeRequest"), required=False))},
+    "/api/jobs": {"get": _op("Jobs, filtered, sorted and paged (by default the soonest deadline first)", "stats:read", {
         "200": _json(_ref("JobsPage"), "one page"), "404": _err("no such slot"), "422": _err("bad filter")},
-        params=[_q("status", {"type": "string", "enum": list(JOB_STATES)}), _q("is_finalized", BOOL),
-                _q("failure_reason", STR), _q("slot_id", SLOT_ID),
+        params=[_q("status", {"type": "string", "enum": list(CONTRACT_STATUSES) + [
+                    s for s in JOB_STATES if s not in CONTRACT_STATUSES]},
+                   "the contract's pending/processing (a finalized job keeps the last it reached); a final state "
+                   "here is the earlier spelling of `state`"),
+                _q("state", {"type": "string", "enum": list(JOB_STATES)}, "photoslot's own state"),
+                _q("is_finalized", BOOL),
+                _q("failure_reason", {"type": "string", "enum": list(CONTRACT_REASONS) + [
+                    r for r in FAILURE_ANSWERS if r not in CONTRACT_REASONS]},
+                   "the contract's timeout / provider_error / cancelled, each finding every job whose finer reason "
+                   "it covers; a finer reason matches exactly"),
+                _q("failure_code", {"type": "string", "enum": list(FAILURE_ANSWERS)}, "photoslot's finer reason"),
+                _q("is_test", BOOL, "admins' test shots only (true) or booth shots only (false)"),
+                _q("slot_id", SLOT_ID),
                 _q("from", TIME, "only jobs created at or after"), _q("to", TIME, "only jobs created before"),
-                _q("page", {"type": "integer", "minimum": 1}),
-                _q("page_size", {"type": "integer", "minimum": 1, "maximum": 100}),
-                _q("sort_by", {"type": "string", "enum": ["created_at", "expires_at"]}),
-                _q("sort_order", {"type": "string", "enum": ["asc", "desc"]})])},
+                _q("page", {"type": "integer", "minimum": 1}, default=1),
+                _q("page_size", {"type": "integer", "minimum": 1, "maximum": 100}, default=20),
+                _q("sort_by", {"type": "string", "enum": ["created_at", "expires_at"]}, default="expires_at"),
+                _q("sort_order", {"type": "string", "enum": ["asc", "desc"]}, default="asc")])},
     "/api/jobs/{job_id}": {"get": _op("One job with its deadline and timings", "stats:read", {
         "200": _json(_ref("JobAdminView"), "the job"), "404": _err("no such job")}, params=[_p("job_id", UUID)])},
     "/api/jobs/{job_id}/cancel": {"post": _op("Cancel a pending or processing job: it ends cancelled / "
@@ -296,16 +336,20 @@ PATHS: dict[str, dict] = {
                                               "slots:write", {
         "200": _json(_ref("JobAdminView"), "the cancelled job"), "404": _err("no such job"),
         "409": _err("the job is already finalized")}, params=[_p("job_id", UUID)])},
-    "/api/stats/global": {"get": _op("Every slot: counts, ingest time, timeout share, provider spend per period",
-                                     "stats:read", {
-        "200": _json(_ref("GlobalStats"), "stats"), "422": _err("bad range, grouping or paging")},
-        params=[_q("from", TIME), _q("to", TIME, "at most 90 days after from"),
-                _q("group_by", {"type": "string", "enum": ["day", "week", "month"]}),
-                _q("page", {"type": "integer", "minimum": 1}),
-                _q("page_size", {"type": "integer", "minimum": 1, "maximum": 50}),
-                _q("sort_by", {"type": "string", "enum": ["period_start", "success", "errors", "ingest_count"]}),
-                _q("sort_order", {"type": "string", "enum": ["asc", "desc"]}),
-                _q("provider_id", {"type": "string", "enum": ["gemini", "turbotext"]})])},
+    "/api/stats/global": {"get": _op("Every slot (or one provider's, or one slot's): counts, ingest time, timeout "
+                                     "share, provider spend per period", "stats:read", {
+        "200": _json(_ref("GlobalStats"), "stats"), "404": _err("no such slot"),
+        "422": _err("bad range, grouping, paging or provider")},
+        params=[_q("from", TIME, "default: 7 days before to"), _q("to", TIME, "at most 90 days after from; default: now"),
+                _q("group_by", {"type": "string", "enum": ["day", "week", "month"]}, default="week"),
+                _q("page", {"type": "integer", "minimum": 1}, default=1),
+                _q("page_size", {"type": "integer", "minimum": 1, "maximum": 50}, default=10),
+                _q("sort_by", {"type": "string", "enum": ["period_start", "success", "errors", "ingest_count"]},
+                   default="period_start"),
+                _q("sort_order", {"type": "string", "enum": ["asc", "desc"]}, default="desc"),
+                _q("provider_id", {"type": "string", "enum": ["gemini", "turbotext"]}),
+                _q("slot_id", SLOT_ID, "one slot's figures (all of its history in the range, whatever its last "
+                                       "reset)")])},
     "/api/stats/series": {"get": _op("The charts' series: one slot or all, the last 24 h per hour or 7 / 30 "
                                      "days per day", "stats:read", {
         "200": _json(_ref("StatsSeries"), "the series"), "404": _err("no such slot"), "422": _err("bad period")},
@@ -315,8 +359,9 @@ PATHS: dict[str, dict] = {
                                         "provider spend per period", "stats:read", {
         "200": _json(_ref("SlotStats"), "stats"), "404": _err("no such slot"),
         "422": _err("bad range or grouping")},
-        params=[_p("slot_id", SLOT_ID), _q("from", TIME), _q("to", TIME, "at most 31 days after from"),
-                _q("group_by", {"type": "string", "enum": ["hour", "day", "week"]}),
+        params=[_p("slot_id", SLOT_ID), _q("from", TIME, "default: 1 day before to"),
+                _q("to", TIME, "at most 31 days after from; default: now"),
+                _q("group_by", {"type": "string", "enum": ["hour", "day", "week"]}, default="day"),
                 _q("provider_id", {"type": "string", "enum": ["gemini", "turbotext"]})])},
     "/api/audit": {"get": _op("The audit log of admin writes (HTTP and CLI), newest first", "settings:read", {
         "200": _json(_ref("AuditPage"), "entries"), "422": _err("bad limit")},
@@ -338,6 +383,13 @@ PATHS: dict[str, dict] = {
         "404": _err("no result with this id"), "410": _err("expired")}, params=[_p("job_id", UUID)],
         tag="public")},
 }
+
+
+def query_parameters() -> dict[tuple[str, str], tuple[str, ...]]:
+    """(path template, method) → the query parameters the document names for that operation: the
+    only ones toolkit.check_query lets through."""
+    return {(path, method): tuple(p["name"] for p in op.get("parameters", ()) if p["in"] == "query")
+            for path, ops in PATHS.items() for method, op in ops.items()}
 
 
 def document(cfg=None) -> dict:

@@ -22,7 +22,7 @@ from photoslot.clock import rfc3339
 from photoslot.db import DatabaseUnavailable
 from photoslot.errors import PhotoslotError, ValidationError
 from photoslot.logs import event
-from photoslot.server.keys import CTX
+from photoslot.server.keys import CTX, QUERY_PARAMS
 from photoslot.server.security import identity_encoding, prove_client
 
 log = logging.getLogger("photoslot.admin")
@@ -98,6 +98,8 @@ def endpoint(permission: str | None):
     With a permission, the bearer token must be valid now — signed here, not expired, of its admin's
     current session (auth.authenticate) — and carry the permission (claims are passed on);
     SIGNED_IN asks for a valid token only; None means a public handler (claims None).
+    Then, on /api/*, the query string: a parameter the operation does not take, or one given twice,
+    is refused with 422 (check_query) — a misspelled filter never silently widens an answer.
     """
 
     def wrap(fn: Handler):
@@ -109,6 +111,7 @@ def endpoint(permission: str | None):
                 prove_client(request)
                 if permission != SIGNED_IN:
                     auth.require(claims, permission)
+            check_query(request)
             return await fn(request, ctx, claims)
 
         handler.__name__ = fn.__name__
@@ -116,6 +119,26 @@ def endpoint(permission: str | None):
         return handler
 
     return wrap
+
+
+def check_query(request: web.Request) -> None:
+    """On /api/*: every query parameter must be one the OpenAPI document names for this operation,
+    and given once; otherwise a 422 naming each offending parameter (the document is the one list).
+    The public links, health and metrics take whatever a fetcher appends."""
+    if not request.query or not request.path.startswith("/api/"):
+        return
+    method = "get" if request.method == "HEAD" else request.method.lower()
+    template = request.match_info.route.resource.canonical
+    allowed = request.app[QUERY_PARAMS].get((template, method), ())
+    errors = {}
+    for name in request.query:
+        if name not in allowed:
+            takes = f"; it takes {', '.join(allowed)}" if allowed else "; it takes none"
+            errors[name] = f"unknown query parameter{takes}"
+        elif len(request.query.getall(name)) > 1:
+            errors[name] = "given more than once"
+    if errors:
+        raise ValidationError(errors)
 
 
 def actor(claims: dict) -> str:
@@ -146,7 +169,10 @@ def unstorable_text(value) -> bool:
     return False
 
 
-async def json_body(request: web.Request) -> dict:
+async def json_body(request: web.Request, *, optional: bool = False) -> dict:
+    """The request's JSON object (400 for anything else); with `optional`, no body at all is {}."""
+    if optional and not await request.read():
+        return {}
     try:
         body = await request.json(loads=json.loads)
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError):

@@ -6,7 +6,8 @@ from markupsafe import Markup, escape
 
 W, H = 640, 220
 LEFT, RIGHT, TOP, BOTTOM = 60, 8, 10, 28
-COLORS = {"ok": "#2a9d8f", "timeout": "#e9c46a", "error": "#e76f51", "line": "#264653", "ref": "#9b2c14"}
+COLORS = {"ok": "#2a9d8f", "timeout": "#e9c46a", "refused": "#8d99ae", "error": "#e76f51", "line": "#264653",
+          "ref": "#9b2c14"}
 
 
 def _fmt(v: float) -> str:

@@ -82,6 +82,28 @@ MESSAGES = [
     (r"must be (?P<lo>\d+) to (?P<hi>\d+) characters", "must be {lo} to {hi} characters"),
     (r"must be (?P<lo>\d+) to (?P<hi>\d+) characters without spaces", "must be {lo} to {hi} characters without spaces"),
     (r"choose a provider", "choose a provider"),
+    # the public address and the time zone (public_address.py, studio_time.py, settings.py)
+    (r"must start with http:// or https://, e\.g\. (?P<example>\S+)", "must start with http:// or https://, e.g. {example}"),
+    (r"must name a host, e\.g\. (?P<example>\S+)", "must name a host, e.g. {example}"),
+    (r"must not carry a user name or password", "must not carry a user name or password"),
+    (r"must not have a query \(\?…\) or fragment \(#…\)", "must not have a query (?…) or fragment (#…)"),
+    (r"the port must be a number from 1 to 65535", "the port must be a number from 1 to 65535"),
+    (r"must be a URL such as (?P<example>\S+) \(at most (?P<n>\d+) characters, no spaces\)",
+     "must be a URL such as {example} (at most {n} characters, no spaces)"),
+    (r"is set in (?P<where>.+) \(server\.public_base_url\); change it there",
+     "is set in {where} (server.public_base_url); change it there"),
+    (r"must be a time zone such as Europe/Moscow or UTC\+03:00", "must be a time zone such as Europe/Moscow or UTC+03:00"),
+    (r"must be an offset between UTC-14:00 and UTC\+14:00", "must be an offset between UTC-14:00 and UTC+14:00"),
+    (r"unknown time zone (?P<name>.+); use a name such as Europe/Moscow or an offset such as UTC\+03:00",
+     "unknown time zone {name}; use a name such as Europe/Moscow or an offset such as UTC+03:00"),
+    # the slot form's templates (templates.save_slot) and the page's own
+    (r"a template is chosen for this role already; tick Replace to put the new image in its place",
+     "a template is chosen for this role already; tick Replace to put the new image in its place"),
+    (r"not stored, as nothing was saved: choose the image again", "not stored, as nothing was saved: choose the image again"),
+    (r"this template was deleted meanwhile; choose another", "this template was deleted meanwhile; choose another"),
+    (r"(?P<op>\S+) takes no '(?P<role>\w+)' template", "{op} takes no '{role}' template"),
+    (r"the label must be at most (?P<n>\d+) characters", "the label must be at most {n} characters"),
+    (r"this session may not upload templates", "this session may not upload templates"),
     (r"must not contain control characters.*", "must not contain control characters (line breaks, tabs, escape or direction codes)"),
 ]
 _COMPILED = [(re.compile(pattern), msgid) for pattern, msgid in MESSAGES]

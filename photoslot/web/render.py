@@ -1,5 +1,6 @@
 """Rendering a page: Jinja2 (autoescaped: whatever an admin typed is shown as text), the language,
-the navigation, the session's CSRF token, and the page headers; and the error page middleware."""
+the navigation, the session's CSRF token, the studio's time zone (every time a page shows is in it,
+named), the provider banner, and the page headers; and the error page middleware."""
 from __future__ import annotations
 
 import contextlib
@@ -11,19 +12,20 @@ import jinja2
 import markupsafe
 from aiohttp import web
 
-from photoslot import auth
+from photoslot import auth, outcomes, studio_time
 from photoslot.db import DatabaseUnavailable
 from photoslot.errors import PhotoslotError
 from photoslot.logs import escape_controls, event
 from photoslot.web import i18n
 from photoslot.server.keys import CTX
-from photoslot.web.session import LANG_COOKIE, PAGE_HEADERS, Session, current_claims
+from photoslot.web.session import BANNER, LANG_COOKIE, PAGE_HEADERS, ZONE, Session, current_claims
 
 log = logging.getLogger("photoslot.web")
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
 NAV = (("slots", "/admin/", "Slots"), ("jobs", "/admin/jobs", "Jobs"), ("stats", "/admin/stats", "Statistics"),
+       ("templates", "/admin/templates", "Templates"), ("providers", "/admin/providers", "Providers"),
        ("settings", "/admin/settings", "Settings"), ("audit", "/admin/audit", "Audit"))
 
 
@@ -52,9 +54,18 @@ def page(request: web.Request, template: str, session: Session | None, *, status
          title: str = "", **context) -> web.Response:
     lang = lang_of(request)
     _ = i18n.translator(lang)
+    zone = request.get(ZONE) or studio_time.pc_zone()
+
+    def when(t, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        """A time in the studio's zone (the zone is named once on the page, see base.html)."""
+        return zone.local(t).strftime(fmt) if t is not None else "—"
+
     response = aiohttp_jinja2.render_template(template, request, {
         "_": _, "lang": lang, "session": session, "csrf": session.csrf if session else "",
-        "msg": lambda text: i18n.service_message(text, _), "nav": NAV, "active": active, "title": _(title) if title else "", "path": request.path_qs,
+        "msg": lambda text: i18n.service_message(text, _), "nav": NAV, "active": active,
+        "title": _(title) if title else "", "path": request.path_qs, "zone": zone, "when": when,
+        "words": lambda reason: _(outcomes.reason_words(reason)) if reason else "",
+        "banner": request.get(BANNER) or [],
         **context}, status=status)
     response.headers.update(PAGE_HEADERS)
     response.headers["Content-Language"] = lang
@@ -82,6 +93,9 @@ async def page_errors(request: web.Request, handler):
     except web.HTTPException as exc:
         if exc.status < 400 or request.path.startswith("/admin/static/"):
             raise
+        if "X-Photoslot-Session" in exc.headers:  # a page's own background request: its session ended
+            return web.Response(status=exc.status, text=exc.text or "", headers={
+                "X-Photoslot-Session": exc.headers["X-Photoslot-Session"], **PAGE_HEADERS})
         status, message = exc.status, exc.reason
     except Exception:
         log.exception("admin page %s %s failed", request.method, request.path)

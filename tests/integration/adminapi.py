@@ -31,51 +31,85 @@ def _resolve(schema: dict) -> dict:
     return schema
 
 
-def validate(value, schema: dict, where: str = "$") -> None:
-    schema = _resolve(schema)
-    if "allOf" in schema:
-        for sub in schema["allOf"]:
-            validate(value, sub, where)
+_TYPES = {"string": lambda v: isinstance(v, str), "boolean": lambda v: isinstance(v, bool),
+          "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+          "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          "object": lambda v: isinstance(v, dict), "array": lambda v: isinstance(v, list),
+          "null": lambda v: v is None}
+
+
+def _check_format(value: str, fmt: str | None, where: str) -> None:
+    if fmt == "date-time":
+        if not re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$", value):
+            raise SchemaError(f"{where}: {value!r} is not an RFC 3339 time")
+        dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    elif fmt == "date":
+        if not re.match(r"^\d{4}-\d\d-\d\d$", value):
+            raise SchemaError(f"{where}: {value!r} is not an RFC 3339 date")
+        dt.date.fromisoformat(value)
+    elif fmt == "uuid":
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            raise SchemaError(f"{where}: {value!r} is not a UUID") from None
+    elif fmt == "uri":
+        if not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^\s]+$", value):
+            raise SchemaError(f"{where}: {value!r} is not an absolute URI")
+
+
+def validate(value, schema: dict, where: str = "$", *, resolve=_resolve, closed: bool = True) -> None:
+    """`value` against `schema`: the JSON-schema subset our OpenAPI document and the contract's
+    schemas (tests/fixtures/contract) use — type (one or a list), nullable, enum, const, format
+    (date-time, date, uuid, uri), pattern, minLength, minimum/maximum, items, minItems/maxItems,
+    required, properties, additionalProperties, allOf/anyOf/oneOf, $ref (through `resolve`).
+    `closed=False` lets an object carry properties `additionalProperties: false` does not allow:
+    photoslot's additions beside the contract's fields."""
+    schema = resolve(schema)
+    sub = dict(resolve=resolve, closed=closed)
+    for part in schema.get("allOf", ()):
+        validate(value, part, where, **sub)
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            fits = []
+            for part in schema[key]:
+                try:
+                    validate(value, part, where, **sub)
+                    fits.append(part)
+                except SchemaError:
+                    pass
+            if not fits or (key == "oneOf" and len(fits) > 1):
+                raise SchemaError(f"{where}: {value!r:.200} fits {len(fits)} of the {key} alternatives")
+    kinds = schema.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds or [])
+    if value is None and (schema.get("nullable") or "null" in kinds):
         return
-    if value is None:
-        if schema.get("nullable") or not schema.get("type"):
-            return
-        raise SchemaError(f"{where}: null where {schema.get('type')} is required")
-    kind = schema.get("type")
-    checks = {"string": lambda v: isinstance(v, str), "boolean": lambda v: isinstance(v, bool),
-              "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-              "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-              "object": lambda v: isinstance(v, dict), "array": lambda v: isinstance(v, list)}
-    if kind is not None and not checks[kind](value):
-        raise SchemaError(f"{where}: {value!r} is not of type {kind}")
+    if value is None and kinds:
+        raise SchemaError(f"{where}: null where {kinds} is required")
+    if kinds and not any(_TYPES[k](value) for k in kinds):
+        raise SchemaError(f"{where}: {value!r:.200} is not of type {kinds}")
     if "enum" in schema and value not in schema["enum"]:
         raise SchemaError(f"{where}: {value!r} not in {schema['enum']}")
-    if kind == "string":
-        fmt = schema.get("format")
-        if fmt == "date-time":
-            if not re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$", value):
-                raise SchemaError(f"{where}: {value!r} is not an RFC 3339 time")
-            dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        elif fmt == "uuid":
-            try:
-                uuid.UUID(value)
-            except ValueError:
-                raise SchemaError(f"{where}: {value!r} is not a UUID") from None
+    if "const" in schema and value != schema["const"]:
+        raise SchemaError(f"{where}: {value!r} is not {schema['const']!r}")
+    if isinstance(value, str):
+        _check_format(value, schema.get("format"), where)
         if "pattern" in schema and not re.search(schema["pattern"], value):
             raise SchemaError(f"{where}: {value!r} does not match {schema['pattern']}")
-    if kind in ("integer", "number"):
+        if len(value) < schema.get("minLength", 0):
+            raise SchemaError(f"{where}: {value!r} is shorter than {schema['minLength']}")
+    if _TYPES["number"](value):
         if "minimum" in schema and value < schema["minimum"]:
             raise SchemaError(f"{where}: {value} < {schema['minimum']}")
         if "maximum" in schema and value > schema["maximum"]:
             raise SchemaError(f"{where}: {value} > {schema['maximum']}")
-    if kind == "array":
+    if isinstance(value, list):
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             raise SchemaError(f"{where}: more than {schema['maxItems']} items")
         if "minItems" in schema and len(value) < schema["minItems"]:
             raise SchemaError(f"{where}: fewer than {schema['minItems']} items")
         for i, item in enumerate(value):
-            validate(item, schema.get("items", {}), f"{where}[{i}]")
-    if kind == "object":
+            validate(item, schema.get("items", {}), f"{where}[{i}]", **sub)
+    if isinstance(value, dict):
         props = schema.get("properties", {})
         for key in schema.get("required", []):
             if key not in value:
@@ -83,11 +117,11 @@ def validate(value, schema: dict, where: str = "$") -> None:
         extra = schema.get("additionalProperties", True)
         for key, item in value.items():
             if key in props:
-                validate(item, props[key], f"{where}.{key}")
-            elif extra is False:
+                validate(item, props[key], f"{where}.{key}", **sub)
+            elif extra is False and closed:
                 raise SchemaError(f"{where}: unexpected property {key!r}")
             elif isinstance(extra, dict):
-                validate(item, extra, f"{where}.{key}")
+                validate(item, extra, f"{where}.{key}", **sub)
 
 
 def template_for(path: str) -> str:
@@ -160,15 +194,22 @@ async def logged_in(studio, username: str = "serg") -> Api:
     return api
 
 
+def concrete(template: str) -> str:
+    """A path for the document's path template: slot-001, random ids."""
+    samples = {"{slot_id}": "slot-001", "{job_id}": str(uuid.uuid4()), "{template_id}": str(uuid.uuid4()),
+               "{media_id}": str(uuid.uuid4())}
+    for k, v in samples.items():
+        template = template.replace(k, v)
+    return template
+
+
 def all_secured_routes() -> list[tuple[str, str, str]]:
     """(method, concrete path, permission) for every JWT-protected operation in the document."""
-    samples = {"{slot_id}": "slot-001", "{job_id}": str(uuid.uuid4()), "{template_id}": str(uuid.uuid4())}
-    out = []
-    for template, ops in DOC["paths"].items():
-        for method, op in ops.items():
-            if op.get("x-permission"):
-                path = template
-                for k, v in samples.items():
-                    path = path.replace(k, v)
-                out.append((method.upper(), path, op["x-permission"]))
-    return out
+    return [(method.upper(), concrete(template), op["x-permission"])
+            for template, ops in DOC["paths"].items() for method, op in ops.items() if op.get("x-permission")]
+
+
+def all_api_operations() -> list[tuple[str, str]]:
+    """(method, concrete path) for every /api operation in the document."""
+    return [(method.upper(), concrete(template)) for template, ops in DOC["paths"].items()
+            if template.startswith("/api/") for method in ops]

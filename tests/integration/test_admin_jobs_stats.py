@@ -30,12 +30,18 @@ def _pin_clock(s, minute: int = 10) -> dt.datetime:
 
 
 async def make_job(s, slot_id: str, *, provider: str = "gemini", ms: int, reason: str | None = None,
-                   tokens: int | None = None, requests: int = 1, data: bytes = b"\xff\xd8\xff result") -> dict:
-    """A job through the real queue functions, finalized `ms` after creation on the studio clock."""
+                   tokens: int | None = None, requests: int = 1, data: bytes = b"\xff\xd8\xff result",
+                   claimed: bool = False) -> dict:
+    """A job through the real queue functions, finalized `ms` after creation on the studio clock;
+    `claimed`: a worker took it first (else it ends without ever leaving the queue)."""
     db, media = s.ctx.db, s.ctx.media
     now = s.clock.now()
     job_id = await s.queue_job(window=48, data=data, slot={"id": slot_id, "provider_id": provider,
                                                           "operation_id": "image_edit", "settings_json": {"prompt": "p"}})
+    if claimed:
+        row = await jobs.claim(db, provider_id=provider, worker_id="test", now=s.clock.now(), lease_seconds=10,
+                               max_parallel=9)
+        assert row["id"] == job_id
     await jobs.record_provider(db, job_id=job_id, now=now, tokens=tokens, requests=requests)
     # from the row's own created_at: the studio clock runs on real time, so `now` is already behind it
     end = (await jobs.get(db, job_id))["created_at"] + dt.timedelta(milliseconds=ms)
@@ -58,13 +64,16 @@ async def test_jobs_list_filters_sorts_and_pages(make_cfg, pg_dsn):
             s.clock.advance(1)
         _, _, page = await api.call("GET", "/api/jobs")
         assert page["meta"] == {"page": 1, "page_size": 20, "total": 5}
-        assert [v["job"]["id"] for v in page["data"]] == [str(j["id"]) for j in reversed(made)]  # newest first
-        _, _, page = await api.call("GET", "/api/jobs", params={"sort_by": "expires_at", "sort_order": "asc",
-                                                                "page": "2", "page_size": "2"})
+        # the contract's default: the soonest deadline first
+        assert [v["job"]["id"] for v in page["data"]] == [str(j["id"]) for j in made]
+        _, _, page = await api.call("GET", "/api/jobs", params={"sort_by": "created_at", "sort_order": "desc"})
+        assert [v["job"]["id"] for v in page["data"]] == [str(j["id"]) for j in reversed(made)]
+        _, _, page = await api.call("GET", "/api/jobs", params={"page": "2", "page_size": "2"})
         assert [v["job"]["id"] for v in page["data"]] == [str(made[2]["id"]), str(made[3]["id"])]
         assert page["meta"] == {"page": 2, "page_size": 2, "total": 5}
-        for params, expected in (({"slot_id": "slot-002"}, [3, 2]), ({"failure_reason": "timeout"}, [1]),
-                                 ({"status": "cancelled"}, [4]), ({"is_finalized": "false"}, []),
+        for params, expected in (({"slot_id": "slot-002"}, [2, 3]), ({"failure_reason": "timeout"}, [1]),
+                                 ({"status": "cancelled"}, [4]), ({"state": "cancelled"}, [4]),
+                                 ({"is_finalized": "false"}, []),
                                  ({"status": "succeeded", "slot_id": "slot-001"}, [0])):
             _, _, page = await api.call("GET", "/api/jobs", params=params)
             assert [v["job"]["id"] for v in page["data"]] == [str(made[i]["id"]) for i in expected], params
@@ -73,10 +82,78 @@ async def test_jobs_list_filters_sorts_and_pages(make_cfg, pg_dsn):
         assert page["data"] == [] and page["meta"]["total"] == 5
 
 
+# photoslot's finer reason → the contract's, and the final state it ends in
+FINER = [("timeout", "timeout", "timeout"), ("provider_error", "provider_error", "failed"),
+         ("provider_refused", "provider_error", "failed"), ("invalid_result", "provider_error", "failed"),
+         ("quota_exhausted", "provider_error", "failed"), ("provider_unavailable", "provider_error", "failed"),
+         ("internal_error", "provider_error", "failed"), ("cancelled", "cancelled", "cancelled"),
+         ("admin_cancelled", "cancelled", "cancelled"), ("client_gone", "cancelled", "cancelled")]
+
+
+async def test_jobs_answer_the_contracts_status_and_reason_beside_photoslots_finer_ones(make_cfg, pg_dsn):
+    async with Studio(make_cfg(), pg_dsn, workers=0) as s:
+        api = await logged_in(s)
+        made = {}
+        for i, (finer, _, _) in enumerate(FINER):
+            made[finer] = str((await make_job(s, "slot-001", ms=200, reason=finer, claimed=i % 2 == 0))["id"])
+            s.clock.advance(1)
+        made["ok"] = str((await make_job(s, "slot-002", ms=200, claimed=True))["id"])
+        waiting = str(await s.queue_job("slot-003", slot={"id": "slot-003", "provider_id": "nobody",
+                                                          "operation_id": "image_edit", "settings_json": {}}))
+        _, _, page = await api.call("GET", "/api/jobs", params={"page_size": "100"})
+        by_id = {v["job"]["id"]: v["job"] for v in page["data"]}
+        for i, (finer, coarse, state) in enumerate(FINER):
+            job = by_id[made[finer]]
+            assert (job["failure_reason"], job["failure_code"], job["state"], job["is_finalized"]) == \
+                (coarse, finer, state, True), finer
+            # a finalized job keeps the last of the contract's two states it reached
+            assert job["status"] == ("processing" if i % 2 == 0 else "pending"), finer
+        ok = by_id[made["ok"]]
+        assert (ok["status"], ok["state"], ok["failure_reason"], ok["failure_code"]) == \
+            ("processing", "succeeded", None, None)
+        assert (by_id[waiting]["status"], by_id[waiting]["state"], by_id[waiting]["is_finalized"]) == \
+            ("pending", "pending", False)
+
+        async def ids(**params) -> set[str]:
+            status, _, page = await api.call("GET", "/api/jobs", params={**params, "page_size": "100"})
+            assert status == 200, page
+            assert page["meta"]["total"] == len(page["data"])
+            return {v["job"]["id"] for v in page["data"]}
+
+        # each of the contract's reasons finds every job whose finer reason it covers, and only those
+        for coarse in ("timeout", "provider_error", "cancelled"):
+            assert await ids(failure_reason=coarse) == {made[f] for f, c, _ in FINER if c == coarse}, coarse
+        # a finer reason in failure_reason (photoslot's earlier spelling) or in failure_code is exact
+        assert await ids(failure_reason="admin_cancelled") == {made["admin_cancelled"]}
+        assert await ids(failure_code="provider_error") == {made["provider_error"]}
+        assert await ids(failure_code="cancelled") == {made["cancelled"]}
+        assert await ids(failure_reason="cancelled", failure_code="client_gone") == {made["client_gone"]}
+        assert await ids(failure_reason="timeout", failure_code="client_gone") == set()
+        # the contract's status: what each job's `status` says, finalized or not
+        assert await ids(status="processing") == {made[f] for i, (f, _, _) in enumerate(FINER) if i % 2 == 0} | \
+            {made["ok"]}
+        assert await ids(status="pending") == {made[f] for i, (f, _, _) in enumerate(FINER) if i % 2} | {waiting}
+        assert await ids(status="pending", is_finalized="false") == {waiting}
+        assert await ids(state="pending") == {waiting}
+        assert await ids(status="failed") == await ids(state="failed") == \
+            {made[f] for f, _, st in FINER if st == "failed"}
+        status, _, body = await api.call("GET", "/api/jobs", params={"status": "failed", "state": "timeout"})
+        assert status == 422 and "status" in body["error"]["details"]
+        # the one job, and the cancel answer, in the same view
+        _, _, one = await api.call("GET", f"/api/jobs/{made['client_gone']}")
+        assert one["job"] == by_id[made["client_gone"]]
+        _, _, cancelled = await api.call("POST", f"/api/jobs/{waiting}/cancel")
+        assert (cancelled["job"]["status"], cancelled["job"]["state"], cancelled["job"]["failure_reason"],
+                cancelled["job"]["failure_code"]) == ("pending", "cancelled", "cancelled", "admin_cancelled")
+        assert waiting in await ids(failure_reason="cancelled")
+
+
 @pytest.mark.parametrize("params, field", [
     ({"page": "0"}, "page"), ({"page_size": "101"}, "page_size"), ({"page_size": "x"}, "page_size"),
     ({"sort_by": "status"}, "sort_by"), ({"sort_order": "up"}, "sort_order"), ({"status": "done"}, "status"),
     ({"is_finalized": "maybe"}, "is_finalized"), ({"failure_reason": "oops"}, "failure_reason"),
+    ({"state": "finished"}, "state"), ({"failure_code": "timeout_ish"}, "failure_code"),
+    ({"is_test": "perhaps"}, "is_test"), ({"slot": "slot-002"}, "slot"), ({"statuses": "pending"}, "statuses"),
 ])
 async def test_jobs_list_rejects_bad_filters_with_422(make_cfg, pg_dsn, params, field):
     async with Studio(make_cfg(), pg_dsn, workers=0) as s:
@@ -100,7 +177,8 @@ async def test_job_detail_shows_deadline_and_timings(make_cfg, pg_dsn, emulator,
         assert status == 200
         _, _, view = await api.call("GET", f"/api/jobs/{headers['X-Job-Id']}")
         job = view["job"]
-        assert job["status"] == "succeeded" and job["is_finalized"] and job["attempts"] == 1
+        assert (job["status"], job["state"], job["failure_reason"]) == ("processing", "succeeded", None)
+        assert job["is_finalized"] and job["attempts"] == 1 and job["is_test"] is False
         assert job["result_checksum"] and job["download_url"].endswith(f"/public/results/{job['id']}")
         assert job["provider_tokens"] > 0 and job["provider_requests"] == 1
         assert view["deadline"]["is_expired"] is False and 0 < view["deadline"]["remaining_ms"] <= 3000
@@ -176,7 +254,11 @@ async def test_global_stats_group_sort_and_page(make_cfg, pg_dsn):
                   "group_by": "day"}
         _, _, body = await api.call("GET", "/api/stats/global", params=params)
         assert body["summary"]["ingest_count"] == 5 and body["summary"]["success"] == 4
-        assert [p["ingest_count"] for p in body["data"]] == [0, 1, 4, 0, 0]  # D-1 … D+3, partial days included
+        assert body["summary"]["total_runs"] == 5 and body["summary"]["error_rate_percent"] == 20.0
+        # D+3 … D-1, newest first (the contract's default), partial days included
+        assert [p["ingest_count"] for p in body["data"]] == [0, 0, 4, 1, 0]
+        _, _, oldest_first = await api.call("GET", "/api/stats/global", params={**params, "sort_order": "asc"})
+        assert [p["ingest_count"] for p in oldest_first["data"]] == [0, 1, 4, 0, 0]
         assert body["meta"]["total"] == 5
         _, _, top = await api.call("GET", "/api/stats/global",
                                    params={**params, "sort_by": "success", "sort_order": "desc", "page_size": "1"})
@@ -254,7 +336,8 @@ async def test_cancel_answers_the_waiting_booth_at_once_stops_the_provider_call_
             t0 = time.monotonic()
             status, _, view = await api.call("POST", f"/api/jobs/{job_id}/cancel")
             assert status == 200
-            assert view["job"]["status"] == "cancelled" and view["job"]["failure_reason"] == "admin_cancelled"
+            assert (view["job"]["status"], view["job"]["state"]) == ("processing", "cancelled")
+            assert (view["job"]["failure_reason"], view["job"]["failure_code"]) == ("cancelled", "admin_cancelled")
             booth_status, headers, body = await asyncio.wait_for(shot, 5)
             assert time.monotonic() - t0 < 5  # not the 20 s window
             assert booth_status == 503 and headers["X-Job-Id"] == job_id
@@ -286,3 +369,26 @@ async def test_cancel_of_a_pending_job_finalizes_it_and_removes_the_upload(make_
             await job_control.cancel(s.ctx, job_id, actor="os:test", source="cli")
         with pytest.raises(NotFound):
             await job_control.cancel(s.ctx, "00000000-0000-0000-0000-000000000000", actor="os:test", source="cli")
+
+
+async def test_global_stats_for_one_slot_count_that_slot_only(make_cfg, pg_dsn):
+    async with Studio(make_cfg(), pg_dsn, workers=0) as s:
+        _pin_clock(s)
+        for slot, n in (("slot-001", 4), ("slot-002", 5), ("slot-003", 14)):
+            for i in range(n):
+                await make_job(s, slot, ms=100, reason="timeout" if i == 0 else None)
+        api = await logged_in(s)
+        s.clock.advance(60)
+        _, _, every = await api.call("GET", "/api/stats/global")
+        _, _, one = await api.call("GET", "/api/stats/global", params={"slot_id": "slot-002"})
+        assert every["summary"]["ingest_count"] == 23 and one["summary"]["ingest_count"] == 5
+        assert (one["summary"]["success"], one["summary"]["timeouts"]) == (4, 1)
+        assert sum(p["ingest_count"] for p in one["data"]) == 5
+        # beside the provider filter, and refused for a slot that does not exist
+        _, _, none = await api.call("GET", "/api/stats/global", params={"slot_id": "slot-002", "provider_id": "turbotext"})
+        assert none["summary"]["ingest_count"] == 0
+        status, _, body = await api.call("GET", "/api/stats/global", params={"slot_id": "slot-016"})
+        assert status == 404 and body["error"]["details"] == {"slot_id": "slot-016"}
+        # a misspelt filter is refused, never ignored (it used to answer all 23)
+        status, _, body = await api.call("GET", "/api/stats/global", params={"slot": "slot-002"})
+        assert status == 422 and list(body["error"]["details"]) == ["slot"]

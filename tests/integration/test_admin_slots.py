@@ -21,7 +21,8 @@ async def test_providers_lists_the_catalogue(make_cfg, pg_dsn):
         api = await logged_in(s)
         status, _, body = await api.call("GET", "/api/providers")
         assert status == 200
-        gemini = next(p for p in body if p["id"] == "gemini")
+        assert set(body) == {"providers"}  # the contract's envelope
+        gemini = next(p for p in body["providers"] if p["id"] == "gemini")
         edit = next(op for op in gemini["operations"] if op["id"] == "image_edit")
         assert "temperature" in edit["parameters"] and edit["needs"] == []
 
@@ -34,8 +35,13 @@ async def test_put_configures_a_slot_and_filters_find_it(make_cfg, pg_dsn):
         assert body["id"] == "slot-004" and body["slot"]["enabled"] is True and headers["ETag"] == '"2"'
         await api.call("PUT", "/api/slots/slot-009", json={"name": "Kids", **SEPIA})
         _, _, listed = await api.call("GET", "/api/slots", params={"provider_id": "gemini"})
-        assert [r["id"] for r in listed["data"]] == ["slot-004", "slot-009"]
+        assert [r["id"] for r in listed["data"]] == ["slot-004", "slot-009"] and listed["meta"] == {"total": 2}
         assert all("recent_results" not in r for r in listed["data"])
+        _, _, everything = await api.call("GET", "/api/slots")
+        assert everything["meta"]["total"] == len(everything["data"]) == 15
+        # a slot not configured yet: strings, as the contract types them, and `configured` says so
+        fresh = next(r for r in everything["data"] if r["id"] == "slot-001")
+        assert (fresh["provider_id"], fresh["operation_id"], fresh["configured"]) == ("", "", False)
         _, _, listed = await api.call("GET", "/api/slots", params={"search": "wedd"})
         assert [r["id"] for r in listed["data"]] == ["slot-004"]
         _, _, listed = await api.call("GET", "/api/slots", params={"operation_id": "style_transfer_nope"})
@@ -75,7 +81,7 @@ async def test_put_reports_catalogue_violations_per_field(make_cfg, pg_dsn):
                                       headers={"Content-Type": "application/json"})
         assert status == 400
         _, _, slot = await api.call("GET", "/api/slots/slot-002")
-        assert slot["provider_id"] is None and slot["version"] == 1  # nothing was saved
+        assert slot["provider_id"] == "" and slot["version"] == 1  # nothing was saved
 
 
 async def test_a_stale_updated_at_or_if_match_is_409(make_cfg, pg_dsn):
@@ -127,7 +133,7 @@ async def test_a_slot_edited_while_its_job_runs_keeps_the_jobs_snapshot(make_cfg
             "provider_id": "gemini", "operation_id": "image_edit", "settings_json": {"prompt": "OLD prompt"}})
         running = asyncio.create_task(s.ingest("slot-001", photo_bytes))
         for _ in range(100):
-            _, _, page = await api.call("GET", "/api/jobs", params={"status": "processing"})
+            _, _, page = await api.call("GET", "/api/jobs", params={"status": "processing", "is_finalized": "false"})
             if page["data"]:
                 break
             await asyncio.sleep(0.05)
@@ -138,7 +144,7 @@ async def test_a_slot_edited_while_its_job_runs_keeps_the_jobs_snapshot(make_cfg
         status, headers, _ = await running
         assert status == 200
         _, _, first = await api.call("GET", f"/api/jobs/{headers['X-Job-Id']}")
-        assert first["job"]["status"] == "succeeded"
+        assert first["job"]["state"] == "succeeded"
         await emulator_control(emulator, latency_seconds=0)
         status, _, _ = await s.ingest("slot-001", photo_bytes)
         assert status == 200

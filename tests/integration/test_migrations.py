@@ -4,6 +4,7 @@ refused."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import threading
 from pathlib import Path
@@ -80,9 +81,16 @@ async def fill_studio(cfg, dsn: str, media_root: Path) -> None:
             upload = ctx.media.upload_path(job_id, "image/jpeg")
             upload.write_bytes(b"upload")
             created = now + dt.timedelta(minutes=i)
-            await jobs.enqueue(database, job_id=job_id, slot=slot, now=created,
-                               expires_at=created + dt.timedelta(seconds=48), upload_path=str(upload),
-                               upload_mime="image/jpeg", upload_size=6, metadata={"hash": f"h{i}"})
+            # The job row as the photoslot of that schema wrote it (today's insert names later columns).
+            run_sql(dsn,
+                    "INSERT INTO jobs (id, slot_id, provider_id, operation_id, slot_settings, input_metadata, upload_path,"
+                    " upload_mime, upload_size_bytes, expires_at, created_at, updated_at) VALUES (%(id)s, %(slot_id)s,"
+                    " %(provider_id)s, %(operation_id)s, %(slot_settings)s, %(input_metadata)s, %(upload_path)s,"
+                    " 'image/jpeg', 6, %(expires_at)s, %(now)s, %(now)s)",
+                    dict(id=str(job_id), slot_id=slot["id"], provider_id=slot["provider_id"],
+                         operation_id=slot["operation_id"], slot_settings=json.dumps(dict(slot["settings_json"] or {})),
+                         input_metadata=json.dumps({"hash": f"h{i}"}), upload_path=str(upload),
+                         expires_at=created + dt.timedelta(seconds=48), now=created))
             done = created + dt.timedelta(seconds=5 + i)
             if outcome == "succeeded":
                 result = ctx.media.result_path(job_id, "image/jpeg")

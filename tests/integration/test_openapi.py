@@ -14,7 +14,7 @@ from photoslot.passwords import hash_password
 from tests import logscan
 from tests.conftest import FIXTURES, INGEST_PASSWORD
 from tests.integration import adminapi
-from tests.integration.adminapi import DOC, Api, all_secured_routes, validate
+from tests.integration.adminapi import DOC, Api, all_api_operations, all_secured_routes, validate
 from tests.integration.studio import Studio
 
 pytestmark = pytest.mark.usefixtures("clean_state")
@@ -104,6 +104,12 @@ async def test_every_documented_status_of_every_endpoint_is_real(make_cfg, pg_ds
             token = auth.issue_token(s.cfg, "serg", now=s.clock.now(),
                                      permissions=[p for p in auth.PERMISSIONS if p != permission])["access_token"]
             assert (await call(method, path, token=token))[0] == 403
+        # every /api operation refuses a query parameter it does not name (before doing anything)
+        for method, path in all_api_operations():
+            status, _, body = await call(method, path, params={"bogus": "1"})
+            assert status == 422 and "unknown query parameter" in body["error"]["details"]["bogus"], (method, path)
+        status, _, body = await call("GET", "/api/jobs", params=[("page", "1"), ("page", "2")])
+        assert status == 422 and body["error"]["details"] == {"page": "given more than once"}
         assert (await call("POST", "/api/logout"))[0] == 204
         assert (await call("POST", "/api/logout"))[0] == 401  # that session has ended
         await api.login()
@@ -233,7 +239,8 @@ async def test_every_documented_status_of_every_endpoint_is_real(make_cfg, pg_ds
         no_file.add_field("label", b"x", filename="x.txt")  # multipart, but no `file` field
         assert (await call("POST", "/api/slots/slot-001/test_shot", data=no_file))[0] == 422
         assert (await call("POST", "/api/slots/slot-099/test_shot", data=_form(small)))[0] == 404
-        await call("GET", "/api/stats/global", params={"group_by": "week"})
+        await call("GET", "/api/stats/global", params={"group_by": "week", "slot_id": "slot-001"})
+        assert (await call("GET", "/api/stats/global", params={"slot_id": "slot-099"}))[0] == 404
         assert (await call("GET", "/api/stats/global", params={"page": "-1"}))[0] == 422
         await call("GET", "/api/audit", params={"limit": "5"})
         assert (await call("GET", "/api/audit", params={"limit": "0"}))[0] == 422

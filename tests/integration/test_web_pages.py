@@ -253,7 +253,7 @@ async def test_an_unknown_provider_or_operation_in_the_address_shows_the_form_wi
         http, _ = await signed_in(s, cfg)
         async with http:
             for query, message in (("provider_id=zzz", "names a provider that does not exist"),
-                                   ("provider_id=gemini&operation_id=zzz", "names an operation this provider"),
+                                   ("provider_id=gemini&operation_id=zzz", "names an operation that does not exist"),
                                    ("provider_id=%00%1b", "names a provider that does not exist")):
                 async with http.get(s.base_url + f"/admin/slots/slot-004?{query}") as r:
                     page = await r.text()
@@ -290,8 +290,9 @@ async def test_a_test_shot_of_a_huge_declared_png_stays_off_the_event_loop_and_w
         slowest = 0.0
         async with http:
             form = aiohttp.FormData()
+            form.add_field("csrf", csrf)
             form.add_field("photo", png, filename="huge.png", content_type="image/png")
-            shot = asyncio.ensure_future(http.post(s.base_url + f"/admin/slots/slot-001/test-shot?csrf={csrf}", data=form))
+            shot = asyncio.ensure_future(http.post(s.base_url + "/admin/slots/slot-001/test-shot", data=form))
             while not shot.done():
                 started = time.perf_counter()
                 async with s.http.get(s.base_url + "/healthz") as r:

@@ -74,6 +74,15 @@ def test_the_nested_put_body_maps_to_the_service_keywords():
                                       "sync_response_seconds": 50, "result_retention_hours": 12}
 
 
+def test_a_provider_key_is_taken_in_the_contracts_spelling_and_in_the_earlier_one():
+    body = {"provider_keys": {"gemini": {"api_key": "gm-key-123"}, "turbotext": {"value": "tt-key-123"}}}
+    assert settings_request(body) == {"provider_keys": {"gemini": "gm-key-123", "turbotext": "tt-key-123"}}
+    errors = errors_of(settings_request, {"provider_keys": {"gemini": {"api_key": "a" * 9, "value": "b" * 9},
+                                                            "turbotext": {"project_id": "x"}}})
+    assert errors == {"provider_keys.gemini": 'must be {"api_key": "<key>"}',
+                      "provider_keys.turbotext": 'must be {"api_key": "<key>"}'}
+
+
 def test_the_put_body_names_unknown_read_only_and_mistyped_fields():
     errors = errors_of(settings_request, {
         "colour": "red", "ingest": {"sync_response_timeout_sec": True, "bounds": [1, 2]},
@@ -82,7 +91,7 @@ def test_the_put_body_names_unknown_read_only_and_mistyped_fields():
                       "ingest.sync_response_timeout_sec": "must be a number of seconds",
                       "ingest.bounds": "unknown or read-only field",
                       "media_cache": "must be an object",
-                      "provider_keys.gemini": 'must be {"value": "<key>"}'}
+                      "provider_keys.gemini": 'must be {"api_key": "<key>"}'}
 
 
 def test_the_settings_view_shows_whether_secrets_are_set_never_their_values(tmp_path):
@@ -93,8 +102,21 @@ def test_the_settings_view_shows_whether_secrets_are_set_never_their_values(tmp_
                                     settings.PROVIDER_KEY_PREFIX + "turbotext": {"value": "db-secret"}})
     view = settings_view(live, cfg)
     assert view["dslr_password"]["is_set"] is True
-    assert view["ingest"] == {"sync_response_timeout_sec": 50.0, "ingest_ttl_sec": 50.0, "bounds": [45.0, 60.0]}
-    assert view["media_cache"] == {"processed_media_ttl_hours": 72.0, "public_link_ttl_sec": 50.0}
+    assert view["ingest"] == {"sync_response_timeout_sec": 50, "ingest_ttl_sec": 50, "bounds": [45, 60]}
+    assert view["media_cache"] == {"processed_media_ttl_hours": 72, "public_link_ttl_sec": 50}
+    # whole seconds and hours are integers, as the contract types them
+    assert all(type(v) is int for v in [*view["ingest"]["bounds"], view["ingest"]["sync_response_timeout_sec"],
+                                        view["media_cache"]["processed_media_ttl_hours"]])
     assert view["provider_keys"]["gemini"]["source"] == "config"
     assert view["provider_keys"]["turbotext"]["source"] == "settings"
+    fraction = settings_view(settings.from_rows(cfg, {settings.SYNC_KEY: 47.5}), cfg)
+    assert fraction["ingest"]["sync_response_timeout_sec"] == 47.5
+
+
+def test_a_provider_without_a_key_names_no_source(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("providers: {gemini: {api_key: config-secret}, turbotext: {api_key: null}}\n")
+    cfg = load_config(path, environ={})
+    view = settings_view(settings.from_rows(cfg, {}), cfg)
+    assert view["provider_keys"]["turbotext"] == {"is_configured": False, "updated_at": None, "updated_by": None}
     assert "secret" not in repr(view) and "hash" not in repr(view)

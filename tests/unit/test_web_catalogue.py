@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from photoslot import jobs, stats
+from photoslot import jobs, outcomes, stats
 from photoslot.providers import catalogue
 from photoslot.web import i18n, render
 
@@ -29,6 +29,7 @@ def shown_strings() -> set[str]:
     found.update(jobs.STATES)
     found.update(stats.CHART_PERIODS)
     found.update(msgid for _, msgid in i18n.MESSAGES)
+    found.update(outcomes.REASON_WORDS.values())  # what a booth got, in words (the pages' `words()`)
     return found
 
 
