@@ -482,12 +482,22 @@ def target_contents(cfg, dsn: str) -> list[str]:
     return found
 
 
+OTHERS_GRACE_SECONDS = 3.0  # a command that just ended leaves its server process a moment longer
+
+
 def _others_connected(dsn: str, names: list[str]) -> int:
+    """Sessions of other processes on these databases; looked at again for a few seconds, so a
+    command that just exited (its server process still winding down) is not taken for `serve`."""
     conn = psycopg2.connect(_maintenance_dsn(dsn))
     try:
+        end = time.monotonic() + OTHERS_GRACE_SECONDS
         with conn.cursor() as cur:
-            cur.execute(_q("restore_other_sessions"), {"names": psycopg2.extras.Json(names)})
-            return cur.fetchone()[0]
+            while True:
+                cur.execute(_q("restore_other_sessions"), {"names": psycopg2.extras.Json(names)})
+                count = cur.fetchone()[0]
+                if not count or time.monotonic() >= end:
+                    return count
+                time.sleep(0.1)
     finally:
         conn.close()
 

@@ -220,6 +220,15 @@ def test_bad_archives_change_nothing_and_a_good_one_swaps_with_an_undo(studio, t
     print("\nrestore refusals: " + json.dumps({f"{w} {'--force' if f else ''}".strip(): m
                                                for (w, f), m in refusals.items()}, ensure_ascii=False))
 
+    # while another process uses the database (a `serve`), even a good archive is refused
+    held = psycopg2.connect(dsn)
+    try:
+        r = restore(config, dsn, str(good), "--force")
+        assert r.returncode == 1 and "another process is connected" in r.stderr, r.stderr
+        assert studio_state(dsn, data_dir) == before
+    finally:
+        held.close()
+
     # the good archive, forced: the studio of the backup, files the owner's only, the old one kept
     r = restore(config, dsn, str(good), "--force")
     assert r.returncode == 0, r.stderr
