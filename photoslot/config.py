@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
         "header_timeout_seconds": 10,  # a connection must send a complete request head within this
         "max_connections": 1000,  # open connections in all; lowered to fit the open-file limit
         "max_connections_per_client": 32,  # open connections from one client address
+        "body_timeout_seconds": 60,  # a request body must be complete within this (never below the ingest window)
+        "body_min_bytes_per_second": 8192,  # … and keep arriving at least this fast …
+        "body_rate_window_seconds": 5,  # … over every window of this many seconds
     },
     "workers": {
         "in_process": 4,
@@ -62,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
         "password_max_backoff_seconds": 60,
         "password_window_seconds": 900,  # failures are forgotten this long after the newest one
         "file_before_password_buffer_mb": 64,  # in-memory total for file parts sent before the password
+        "test_shots_per_minute": 10,  # an admin's test shots (real provider calls), per admin
     },
     "results": {"retention_hours": 72},
     "providers": {

@@ -35,6 +35,12 @@ class AppContext:
     health: HealthBoard = field(default_factory=HealthBoard)  # every provider's health, this process's copy
     refusals: rollups.Tally = field(default_factory=rollups.Tally)  # refused ingests, counted until the next flush
     _address_poll: asyncio.Task | None = None
+    # Bumped by NOTIFY photoslot_ingest_password (and a listener reconnect): the ingest's copy of the
+    # password record is read again (passwords.IngestPasswordCheck).
+    ingest_password_version: int = 0
+
+    def ingest_password_changed(self, _payload: str = "") -> None:
+        self.ingest_password_version += 1
 
     @classmethod
     async def open(cls, cfg, *, clock=None, dsn: str | None = None, listen: bool = False) -> "AppContext":
@@ -56,6 +62,8 @@ class AppContext:
             ctx.listener.on_reconnect(lambda: ctx.health.changed(ctx.db))
             ctx.listener.subscribe(public_address.CHANNEL, lambda _key: ctx._refresh_address())
             ctx.listener.on_reconnect(ctx._refresh_address)
+            ctx.listener.subscribe(live_settings.PASSWORD_CHANNEL, ctx.ingest_password_changed)
+            ctx.listener.on_reconnect(ctx.ingest_password_changed)
         return ctx
 
     async def start_listener(self) -> None:

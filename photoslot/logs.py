@@ -3,11 +3,16 @@
 Never pass image bytes, passwords, tokens or API keys to `event()`; values are cut to 300
 characters so a provider's error text cannot flood the log either.
 
-Log lines cannot be forged: a username, slot id, file name or form field is whatever the client
-sent, so every value is escaped here, once, for every `event()` — CR, LF and every other control
-character (C0, DEL, C1), the Unicode line separators and the bidi overrides become visible
-escapes (`\\r`, `\\n`, `\\x1b`, `\\u2028`), a backslash is doubled and a quote inside a quoted
-value is `\\"`. A request therefore cannot start a line of its own, smuggle an extra `key=value`
+Text from outside is shown through one function, `escape_controls`, wherever it is shown: log
+lines (here), the CLI's tables (cli/common.py `SafeTable`) and the web pages (web/render.py, every
+`{{ value }}`). A username, slot name, file name or form field is whatever someone typed or sent:
+CR, LF and every other control character (C0, DEL, C1: ESC and with it every terminal escape
+sequence, CSI, OSC), the Unicode line separators and the bidi controls (embeddings, overrides,
+isolates, the direction marks) become visible escapes (`\\r`, `\\n`, `\\x1b`, `\\u202e`). Pages
+keep line breaks and tabs (a prompt has lines; HTML shows them as text), nothing else.
+
+Log lines cannot be forged: every value is escaped here, once, for every `event()`, a backslash
+is doubled and a quote inside a quoted value is `\\"`. A request therefore cannot start a line of its own, smuggle an extra `key=value`
 into one, or send escape sequences to the terminal of whoever tails the log. The handler installed
 by `setup()` escapes the control characters of any other message too (a `%s` in a plain
 `log.warning`), leaving only the traceback of `log.exception` multi-line.
@@ -18,9 +23,12 @@ import logging
 import re
 import sys
 
-# C0 controls, DEL, C1 controls, U+2028/2029 (line/paragraph separators), bidi embeddings and
-# isolates (U+202A–U+202E, U+2066–U+2069: they reorder what a terminal or an editor shows).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# C0 controls, DEL, C1 controls, U+2028/2029 (line/paragraph separators), the bidi controls:
+# embeddings and overrides (U+202A–U+202E), isolates (U+2066–U+2069), the direction marks
+# (U+200E, U+200F, U+061C) — they reorder what a terminal, an editor or a page shows.
+_OTHERS = "\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c"
+_CONTROL = re.compile(f"[\x00-\x1f{_OTHERS}]")
+_CONTROL_BUT_LINES = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f{_OTHERS}]")  # TAB, LF, CR kept
 _SHORT = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
 MAX_VALUE = 300
 
@@ -32,9 +40,15 @@ def _escape_char(match: re.Match) -> str:
     return f"\\x{ord(c):02x}" if ord(c) <= 0xff else f"\\u{ord(c):04x}"
 
 
-def escape_controls(text: str) -> str:
-    """`text` with every control character written as a visible escape: one line, no terminal codes."""
-    return _CONTROL.sub(_escape_char, text)
+def escape_controls(text: str, *, keep_lines: bool = False) -> str:
+    """`text` with every control character written as a visible escape: one line, no terminal codes,
+    no reordering. `keep_lines`: LF, CR and TAB stay (a page, where they are only whitespace)."""
+    return (_CONTROL_BUT_LINES if keep_lines else _CONTROL).sub(_escape_char, text)
+
+
+def has_controls(text: str) -> bool:
+    """Whether `text` holds anything escape_controls would escape (what an admin-typed name refuses)."""
+    return _CONTROL.search(text) is not None
 
 
 def value(raw) -> str:

@@ -651,34 +651,51 @@ def encode_output(data: bytes, output_format: str | None, sent_mime: str | None 
 
 # ------------------------------------------------------------------------------ thumbnails
 
-def make_thumbnail(result_path, thumb_path, size: int = THUMBNAIL_PX) -> Path:
-    """Write a JPEG no larger than size × size, upright, aspect kept, beside the result.
+def _small_jpeg(data: bytes, size: int, save, purpose: str = "thumbnail") -> None:
+    """A JPEG no larger than size × size, upright, aspect kept, given to `save(image)`.
 
     Decoded reduced (JPEG: DCT scaling; PNG: strip by strip) to the largest power-of-two fraction
-    that still leaves twice the thumbnail's size to resample from."""
-    data = _read(result_path)
+    that still leaves twice the size to resample from; the pixel count is read from the header
+    first and refused above the ingest's cap (photos.inspect), like every photo that comes in."""
     photo = photos.inspect(data, pixel_data=False)
     main, photo = photos.main_image(data, photo)
     factor = 1
     while max(photo.width, photo.height) // (factor * 2) >= 2 * size:
         factor *= 2
-    thumb_path = Path(thumb_path)
-    with _decoding("thumbnail", photo.pixels // (factor * factor)):
+    with _decoding(purpose, photo.pixels // (factor * factor)):
         im = _decode_scaled(main, factor, photo)
         try:
             im = _swap(im, im.convert("RGB") if im.mode not in ("RGB", "L") else None)
             im = _swap(im, _upright(im, photo.orientation))
             im.thumbnail((size, size))
-            tmp = thumb_path.with_name(f".{thumb_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            try:
-                im.save(tmp, "JPEG", quality=80)
-                os.replace(tmp, thumb_path)  # readers never see half a thumbnail
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
+            save(im)
         finally:
             im.close()
+
+
+def make_thumbnail(result_path, thumb_path, size: int = THUMBNAIL_PX) -> Path:
+    """Write a JPEG no larger than size × size, upright, aspect kept, beside the result."""
+    thumb_path = Path(thumb_path)
+
+    def save(im) -> None:
+        tmp = thumb_path.with_name(f".{thumb_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            im.save(tmp, "JPEG", quality=80)
+            os.replace(tmp, thumb_path)  # readers never see half a thumbnail
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    _small_jpeg(_read(result_path), size, save)
     return thumb_path
+
+
+def preview_jpeg(data: bytes, size: int = 640) -> bytes:
+    """A small JPEG of a photo an admin sent (the test shot's original beside its result), made the
+    way a thumbnail is: caps first, a reduced decode. Run it with off_loop."""
+    out = io.BytesIO()
+    _small_jpeg(data, size, lambda im: im.save(out, "JPEG", quality=80), purpose="preview")
+    return out.getvalue()
 
 
 _thumbnails_in_flight: dict[str, asyncio.Future] = {}

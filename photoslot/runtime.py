@@ -80,7 +80,7 @@ async def serve(cfg, *, host: str, port: int, workers: int, out=print) -> None:
     filemodes.warn_if_config_exposed(cfg)
     ctx = await AppContext.open(cfg, listen=True)
     await secrets.encrypt_plaintext(ctx)  # creates the settings key on first start
-    first_password = await live_settings.ensure_ingest_password(ctx.db, ctx.clock)
+    first_password = await live_settings.ensure_ingest_password(ctx.db, cfg, ctx.clock)
     pool = WorkerPool(ctx, workers, name="serve") if workers > 0 else None
     await ctx.start_listener()
     shutdown = asyncio.Event()

@@ -4,10 +4,11 @@ Everything here lives in the data dir, never in PostgreSQL, so a copy of the dat
 reveals no secret:
 
 - `settings.key` — the Fernet keys that encrypt provider API keys set through settings (the admin
-  API's `provider_keys`, `photoslot settings provider-key`). One key per line, newest first: the
-  newest encrypts, every listed key decrypts, so a process that read the file just before a
-  rotation still reads every stored value. Created on first start; `photoslot secrets rotate`
-  replaces it. A worker host with a data dir of its own needs a copy of this file.
+  API's `provider_keys`, `photoslot settings provider-key`) and the ingest password's sealed copy,
+  and from which the ingest password's HMAC key is derived (passwords.py). One key per line,
+  newest first: the newest encrypts, every listed key decrypts, so a process that read the file
+  just before a rotation still reads every stored value. Created on first start; `photoslot
+  secrets rotate` replaces it. A worker host with a data dir of its own needs a copy of this file.
 - the admin accounts and the JWT key (`users.py`), and `first-start-passwords.txt` when `serve`
   ran without a terminal to show them on.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from photoslot import audit
+from photoslot import audit, passwords
 from photoslot.errors import PhotoslotError
 from photoslot.logs import event
 
@@ -32,6 +33,7 @@ log = logging.getLogger("photoslot.secrets")
 KEY_FILE = "settings.key"
 FIRST_START_FILE = "first-start-passwords.txt"
 PROVIDER_KEY_PREFIX = "provider_key."  # + provider id: the settings rows whose values are encrypted
+INGEST_PASSWORD_KEY = "ingest_password"  # {"algo", "kid", "hash", "sealed"} (passwords.keyed_record)
 
 
 class SecretUnreadable(PhotoslotError):
@@ -131,6 +133,46 @@ def decrypt(cfg, token: str) -> str:
                                "is this the data dir's own key file (copied to every host)?") from None
 
 
+_derived: dict[Path, tuple[tuple, dict[str, bytes]]] = {}
+
+
+def ingest_keys(cfg) -> dict[str, bytes]:
+    """The ingest password's HMAC keys by kid, one per key in settings.key (newest first). The
+    file is read again when it changed (a rotation)."""
+    path = key_path(cfg)
+    try:
+        keys = _read_keys(path)
+    except (FileNotFoundError, SecretUnreadable):
+        return {}
+    stamp = tuple(keys)
+    cached = _derived.get(path)
+    if cached is None or cached[0] != stamp:
+        derived = {}
+        for k in keys:
+            try:
+                kid, key = passwords.derive_key(k)
+            except ValueError:  # not a Fernet key: _fernet says so where it matters
+                continue
+            derived[kid] = key
+        cached = _derived[path] = (stamp, derived)
+    return cached[1]
+
+
+def ingest_password_record(cfg, password: str) -> dict:
+    """The stored form of a new ingest password: keyed with the newest settings key, sealed with it."""
+    ensure_key(cfg)
+    newest = _read_keys(key_path(cfg))[0]
+    kid, key = passwords.derive_key(newest)
+    return passwords.keyed_record(password, kid, key, encrypt(cfg, password))
+
+
+def ingest_password_from(cfg, record: dict | None) -> str | None:
+    """The ingest password itself, from its sealed copy (None: not stored in a form that keeps one)."""
+    if not record or not record.get("sealed"):
+        return None
+    return decrypt(cfg, record["sealed"])
+
+
 def sealed(cfg, plaintext: str) -> dict:
     """The settings value stored for a secret."""
     return {"encrypted": encrypt(cfg, plaintext)}
@@ -143,6 +185,25 @@ def unsealed(cfg, stored: dict | None) -> str | None:
     if "encrypted" in stored:
         return decrypt(cfg, stored["encrypted"])
     return stored.get("value")
+
+
+async def _reseal_ingest_password(tx, cfg, fernet: MultiFernet, newest: bytes) -> bool:
+    """Under the exclusive lock: the ingest password sealed and keyed with `newest` (an old scrypt
+    record has no sealed copy and stays as it is)."""
+    for row in await tx.fetchall("secret_settings_for_update", prefix=INGEST_PASSWORD_KEY):
+        if row["key"] != INGEST_PASSWORD_KEY or not (row["value"] or {}).get("sealed"):
+            continue
+        try:
+            password = fernet.decrypt(row["value"]["sealed"].encode("ascii")).decode("utf-8")
+        except InvalidToken:
+            raise SecretUnreadable(f"the ingest password cannot be decrypted with any key in {key_path(cfg)}; "
+                                   "nothing was changed") from None
+        kid, key = passwords.derive_key(newest)
+        token = Fernet(newest).encrypt(password.encode("utf-8")).decode("ascii")
+        await tx.execute("secret_setting_reseal", key=INGEST_PASSWORD_KEY,
+                         value=passwords.keyed_record(password, kid, key, token))
+        return True
+    return False
 
 
 async def _reseal_all(tx, cfg, fernet: MultiFernet) -> int:
@@ -199,15 +260,18 @@ async def rotate(ctx, *, actor: str, source: str) -> dict:
     try:
         async with ctx.db.transaction() as tx:
             await tx.execute("secrets_lock")
-            count = await _reseal_all(tx, cfg, MultiFernet([Fernet(k) for k in [new, *old]]))
+            both = MultiFernet([Fernet(k) for k in [new, *old]])
+            count = await _reseal_all(tx, cfg, both)
+            ingest = await _reseal_ingest_password(tx, cfg, both, new)
             await audit.record(tx, ctx.clock, actor=actor, source=source, action="secrets.rotate",
-                               target="provider_keys", details={"re_encrypted": count, "key_file": str(path)})
+                               target="provider_keys", details={"re_encrypted": count, "key_file": str(path),
+                                                                "ingest_password": ingest})
     except BaseException:
         write_private(path, "\n".join(k.decode("ascii") for k in old) + "\n", exclusive=False)
         raise
     write_private(path, new.decode("ascii") + "\n", exclusive=False)
-    event(log, "secrets_rotated", re_encrypted=count, key_file=path)
-    return {"re_encrypted": count, "key_file": str(path), "old_keys_dropped": len(old)}
+    event(log, "secrets_rotated", re_encrypted=count, ingest_password=ingest, key_file=path)
+    return {"re_encrypted": count, "key_file": str(path), "old_keys_dropped": len(old), "ingest_password": ingest}
 
 
 # ---------------------------------------------------------------- first-start passwords

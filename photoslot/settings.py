@@ -2,8 +2,10 @@
 
 Defaults come from the config file; a value set through the CLI or the admin API is stored in
 PostgreSQL and wins from the next ingest on (running jobs keep the deadline they were given).
-The ingest password is stored as a scrypt hash; a provider key encrypted with the data dir's
-settings key (secrets.py), so the database alone holds neither.
+The ingest password is stored as a keyed hash (HMAC-SHA256 under a key derived from the data
+dir's settings key) beside a copy encrypted with that key, which a signed-in admin may reveal to
+hand it to a new booth (audited); a provider key encrypted with the same key (secrets.py). The
+database alone holds neither.
 """
 from __future__ import annotations
 
@@ -12,13 +14,14 @@ from dataclasses import dataclass
 
 from photoslot import audit, public_address, secrets, studio_time
 from photoslot.db import Json
-from photoslot.errors import ValidationError
+from photoslot.errors import Conflict, NotFound, ValidationError
 from photoslot.logs import event
-from photoslot.passwords import generate_password, hash_password
+from photoslot.passwords import generate_readable
 
 SYNC_KEY = "sync_response_seconds"
 RETENTION_KEY = "result_retention_hours"
-PASSWORD_KEY = "ingest_password"
+PASSWORD_KEY = secrets.INGEST_PASSWORD_KEY
+PASSWORD_CHANNEL = "photoslot_ingest_password"  # NOTIFY on every change of that row (migration 0008)
 PROVIDER_KEY_PREFIX = secrets.PROVIDER_KEY_PREFIX  # + provider id; the API key set over the admin API (wins over config)
 PROVIDER_NAMES = ("gemini", "turbotext")
 # Where the last `serve` listens ({scheme}://host:port); not a setting an admin changes.
@@ -27,7 +30,6 @@ SERVED_BASE_URL_KEY = "served_base_url"
 # 12 characters from a typed alphabet are out of reach at a few guesses per minute per address.
 INGEST_PASSWORD_MIN = 12
 INGEST_PASSWORD_MAX = 256
-GENERATED_PASSWORD_BYTES = 12  # 16 URL-safe characters
 
 log = logging.getLogger("photoslot.settings")
 
@@ -36,7 +38,7 @@ log = logging.getLogger("photoslot.settings")
 class LiveSettings:
     sync_response_seconds: float
     result_retention_hours: float
-    ingest_password: dict | None  # the scrypt record, never the password
+    ingest_password: dict | None  # the stored record (keyed hash, sealed copy), never the password
     bounds: tuple[float, float]
     meta: dict  # key -> {"updated_at", "updated_by"}
     provider_keys_stored: tuple = ()  # providers whose API key is stored in the database
@@ -69,6 +71,8 @@ def public_view(s: LiveSettings, cfg) -> dict:
         "sync_response_bounds": list(s.bounds),
         "result_retention_hours": s.result_retention_hours,
         "ingest_password_set": s.ingest_password is not None,
+        # an old photoslot's scrypt record keeps no copy to show until the booth's next shot with it
+        "ingest_password_revealable": bool((s.ingest_password or {}).get("sealed")),
         "ingest_password_updated_at": pw_meta.get("updated_at"),
         "ingest_password_updated_by": pw_meta.get("updated_by"),
         "provider_keys": {
@@ -138,12 +142,34 @@ def check_changes(bounds: tuple[float, float], *, sync_response_seconds=None, in
     return changes
 
 
+_local_generation = 0
+
+
+def local_generation() -> int:
+    """Bumped whenever this process stores a new ingest password: the ingest's copy of the record
+    (passwords.IngestPasswordCheck) reads it again at once instead of within a second."""
+    return _local_generation
+
+
+def _changed_here() -> None:
+    global _local_generation
+    _local_generation += 1
+
+
+def _stored(cfg, key: str, plaintext: str) -> dict:
+    """The stored form of a secret setting: the ingest password keyed and sealed, a provider key sealed."""
+    if key == PASSWORD_KEY:
+        return secrets.ingest_password_record(cfg, plaintext)
+    return secrets.sealed(cfg, plaintext)
+
+
 async def update(db, cfg, clock, *, actor: str, source: str, sync_response_seconds=None,
                  ingest_password: str | None = None, result_retention_hours=None,
                  provider_keys: dict | None = None, public_base_url: str | None = None,
-                 time_zone: str | None = None) -> LiveSettings:
+                 time_zone: str | None = None, generated: bool = False) -> LiveSettings:
     """Check, store and audit live settings changes; they apply from the next ingest on (the public
-    address: from the next URL handed out, in every process)."""
+    address: from the next URL handed out, in every process). `generated`: the ingest password was
+    made by photoslot (the audit says so)."""
     current = await load(db, cfg)
     if public_base_url is not None and cfg.get("server.public_base_url"):
         fixed = public_address.resolve(cfg, None).fixed_by
@@ -151,10 +177,8 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
     changes = check_changes(current.bounds, sync_response_seconds=sync_response_seconds,
                             ingest_password=ingest_password, result_retention_hours=result_retention_hours,
                             provider_keys=provider_keys, public_base_url=public_base_url, time_zone=time_zone)
-    if PASSWORD_KEY in changes:
-        changes[PASSWORD_KEY] = hash_password(changes[PASSWORD_KEY])
     # encrypted inside the transaction, under the secrets lock
-    secret_changes = {k: changes.pop(k) for k in list(changes) if k.startswith(PROVIDER_KEY_PREFIX)}
+    secret_changes = {k: changes.pop(k) for k in list(changes) if k.startswith(PROVIDER_KEY_PREFIX) or k == PASSWORD_KEY}
     now = clock.now()
     before = await db.fetchall("settings_all")  # what the changed values were, for the audit
     async with db.transaction() as tx:
@@ -163,11 +187,13 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
         if secret_changes:
             await tx.execute("secrets_lock_shared")  # a rotation cannot drop the key we encrypt with
             for key, plaintext in secret_changes.items():
-                await tx.execute("setting_upsert", key=key, value=Json(secrets.sealed(cfg, plaintext)), now=now,
+                await tx.execute("setting_upsert", key=key, value=Json(_stored(cfg, key, plaintext)), now=now,
                                  actor=actor)
-        # the audit names the password change, never its value or hash
-        audited = {k: ("<changed>" if k == PASSWORD_KEY else v) for k, v in changes.items()}
+        # the audit names a secret's change, never its value or hash
+        audited = dict(changes)
         audited.update({k: "<changed>" for k in secret_changes})
+        if PASSWORD_KEY in secret_changes and generated:
+            audited[PASSWORD_KEY] = "<generated>"
         was = {k: v for k, v in _previous(current, changes, before).items() if v is not None}
         if was:  # what the changed values were (never a secret's): the audit shows before → after
             audited["was"] = was
@@ -177,6 +203,8 @@ async def update(db, cfg, clock, *, actor: str, source: str, sync_response_secon
             await tx.execute("settings_announce", key=public_address.KEY)
     if public_address.KEY in changes:
         cfg.live_public_base_url = changes[public_address.KEY]
+    if PASSWORD_KEY in secret_changes:
+        _changed_here()
     return await load(db, cfg)
 
 
@@ -188,12 +216,58 @@ def _previous(current: LiveSettings, changes: dict, rows: list[dict]) -> dict:
     return {k: effective.get(k, stored.get(k)) for k in changes if k != PASSWORD_KEY}
 
 
-async def ensure_ingest_password(db, clock) -> str | None:
+async def generate_ingest_password(db, cfg, clock, *, actor: str, source: str) -> str:
+    """A new ingest password made by photoslot (`K7QM-X9PR-4TNH-W2ZD`: no look-alike characters),
+    stored and audited like a typed one; returned once, to be shown to the admin."""
+    password = generate_readable()
+    await update(db, cfg, clock, actor=actor, source=source, ingest_password=password, generated=True)
+    return password
+
+
+async def reveal_ingest_password(db, cfg, clock, *, actor: str, source: str) -> dict:
+    """The current ingest password, for an admin handing it to a new booth: {"value", "updated_at",
+    "updated_by"}. Audited (who, when — never the value). The API, the CLI and the Settings page
+    all come here."""
+    row = await db.fetchone("setting_get", key=PASSWORD_KEY)
+    if row is None:
+        raise NotFound("no ingest password is set; set or generate one first")
+    value = secrets.ingest_password_from(cfg, row["value"])
+    if value is None:
+        raise Conflict("this ingest password was set by an older photoslot, which kept only a hash: it becomes "
+                       "showable after the next booth shot with it, or generate a new one")
+    await audit.record(db, clock, actor=actor, source=source, action="settings.ingest_password_revealed",
+                       target="settings", details={})
+    event(log, "ingest_password_revealed", actor=actor, source=source)
+    return {"value": value, "updated_at": row["updated_at"], "updated_by": row["updated_by"]}
+
+
+async def upgrade_ingest_password(db, cfg, password: str, old_record: dict) -> None:
+    """An old scrypt record, proven right by `password` just now: replaced by the keyed, sealed form,
+    unless the record changed meanwhile. Who set the password and when stay as they were."""
+    async with db.transaction() as tx:
+        await tx.execute("secrets_lock_shared")
+        done = await tx.fetchone("setting_replace_value", key=PASSWORD_KEY, old=Json(old_record),
+                                 value=Json(secrets.ingest_password_record(cfg, password)))
+    if done is not None:
+        _changed_here()
+        event(log, "ingest_password_rekeyed", was="scrypt")
+
+
+async def ensure_ingest_password(db, cfg, clock) -> str | None:
     """First start: generate an ingest password if none is set; returns it (to print once)."""
-    password = generate_password(GENERATED_PASSWORD_BYTES)
-    inserted = await db.fetchone("setting_insert_if_missing", key=PASSWORD_KEY, value=hash_password(password),
+    password = generate_readable()
+    inserted = await db.fetchone("setting_insert_if_missing", key=PASSWORD_KEY,
+                                 value=secrets.ingest_password_record(cfg, password),
                                  now=clock.now(), actor="first-start")
+    if inserted:
+        _changed_here()
     return password if inserted else None
+
+
+async def stored_ingest_password(db) -> dict | None:
+    """The ingest password's stored record (the ingest's check reads it through this)."""
+    row = await db.fetchone("setting_get", key=PASSWORD_KEY)
+    return row["value"] if row else None
 
 
 _unreadable_reported: set[str] = set()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from photoslot import SLOT_IDS, audit
 from photoslot.errors import Conflict, NotFound, ValidationError
+from photoslot.logs import has_controls
 from photoslot.providers import catalogue
 
 
@@ -50,6 +51,8 @@ def check_configuration(*, name, provider_id, operation_id, settings_json, enabl
     errors: dict[str, str] = {}
     if not isinstance(name, str) or len(name) > 100:
         errors["name"] = "must be a string of at most 100 characters"
+    elif has_controls(name):  # shown in terminals, logs and pages: no escape sequences, no reordering
+        errors["name"] = "must not contain control characters (line breaks, tabs, escape or direction codes)"
     if provider_id is None and operation_id is None:
         errors["provider_id"] = "a provider is required"
     else:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from photoslot import audit, media, slots
 from photoslot.errors import Conflict, NotFound, ValidationError
+from photoslot.logs import has_controls
 from photoslot.providers import catalogue
 
 MAX_LABEL = 200
@@ -42,6 +43,9 @@ async def register(ctx, *, data: bytes, label: str | None, actor: str, source: s
     """Store one template image (type from its bytes, size ≤ ingest.max_upload_mb); audited."""
     if label is not None and (not isinstance(label, str) or len(label) > MAX_LABEL):
         raise ValidationError({"label": f"must be a string of at most {MAX_LABEL} characters"})
+    if label is not None and has_controls(label):
+        raise ValidationError({"label": "must not contain control characters (line breaks, tabs, escape or "
+                                        "direction codes)"})
     mime = await asyncio.to_thread(media.check_image_bytes, data, media.max_upload_bytes(ctx.cfg), "template")
     template_id = uuid.uuid4()
     path = ctx.media.templates / f"{template_id}.{media.MIME_EXT[mime]}"

@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable, Iterable
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from photoslot import filemodes, logs
 from photoslot.config import ConfigError, load_config
@@ -144,9 +145,20 @@ def fmt_time(value: dt.datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def new_table(title: str, columns: Iterable[str]) -> Table:
+class SafeTable(Table):
+    """A rich table whose text cells are shown as text: never read as rich markup (`[red]`), and with
+    every control character and bidi override written visibly (logs.escape_controls), so a slot
+    name holding ESC/OSC sequences cannot retitle the terminal or colour what follows."""
+
+    def add_row(self, *cells, **kwargs) -> None:
+        # line breaks stay: a cell may hold lines of its own (a slot's settings), the table keeps them in it
+        super().add_row(*(Text(logs.escape_controls(c, keep_lines=True)) if isinstance(c, str) else c for c in cells),
+                        **kwargs)
+
+
+def new_table(title: str, columns: Iterable[str], **options) -> SafeTable:
     """A table for people, with these column headings (scripts use --json)."""
-    out = Table(title=title)
+    out = SafeTable(title=title, **options)
     for col in columns:
         out.add_column(col)
     return out

@@ -4,11 +4,10 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from photoslot import audit
 from photoslot import settings as live_settings
-from photoslot.cli.common import console, fail, fmt_time, print_json, with_context
+from photoslot.cli.common import SafeTable, console, fail, fmt_time, print_json, with_context
 
 app = typer.Typer(help="Live settings: response window, retention, ingest password.", no_args_is_help=True)
 
@@ -16,7 +15,7 @@ PROMPT = "<ask>"  # the bare flag: cli.app turns it into this marker
 
 
 def _print(view: dict) -> None:
-    table = Table(show_header=False, title="photoslot settings")
+    table = SafeTable(show_header=False, title="photoslot settings")
     table.add_column("setting", style="bold")
     table.add_column("value")
     lo, hi = view["sync_response_bounds"]
@@ -32,14 +31,28 @@ def _print(view: dict) -> None:
 
 
 @app.command("show")
-def show(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
-    """T_sync_response, retention, whether an ingest password / provider keys are set (never their values)."""
+def show(as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+         reveal: bool = typer.Option(False, "--reveal-ingest-password",
+                                     help="also print the current ingest password, to give a new booth "
+                                          "(audited; the other booths keep theirs)")) -> None:
+    """T_sync_response, retention, whether an ingest password / provider keys are set (never their values
+    unless --reveal-ingest-password)."""
 
     async def go(ctx):
-        return live_settings.public_view(await live_settings.load(ctx.db, ctx.cfg), ctx.cfg)
+        view = live_settings.public_view(await live_settings.load(ctx.db, ctx.cfg), ctx.cfg)
+        if reveal:
+            shown = await live_settings.reveal_ingest_password(ctx.db, ctx.cfg, ctx.clock, actor=audit.os_actor(),
+                                                               source="cli")
+            view["ingest_password"] = shown["value"]
+        return view
 
     view = with_context(go)
-    print_json(view) if as_json else _print(view)
+    if as_json:
+        print_json(view)
+        return
+    _print(view)
+    if reveal:
+        console.print(f"ingest password: {view['ingest_password']}", highlight=False, markup=False)
 
 
 @app.command("set")
@@ -51,22 +64,42 @@ def set_(
                                                        "it is asked for without echo"),
     retention: Optional[float] = typer.Option(None, "--result-retention-hours", metavar="H",
                                               help="how long results stay downloadable"),
+    generate: bool = typer.Option(False, "--generate-ingest-password",
+                                  help="a new ingest password made by photoslot (like K7QM-X9PR-4TNH-W2ZD: no "
+                                       "look-alike characters), printed once; every booth needs it"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Live change, audited. The new password works on the very next ingest."""
-    if ingest_password == PROMPT:
+    if generate and ingest_password is not None:
+        fail("give --ingest-password or --generate-ingest-password, not both", 2)
+    if ingest_password == PROMPT:  # asked twice: a typo would lock every booth out
         ingest_password = typer.prompt("new ingest password", hide_input=True, confirmation_prompt=True)
-    if sync_timeout is None and ingest_password is None and retention is None:
-        fail("nothing to change: give --sync-timeout, --ingest-password or --result-retention-hours", 2)
+    if sync_timeout is None and ingest_password is None and retention is None and not generate:
+        fail("nothing to change: give --sync-timeout, --ingest-password, --generate-ingest-password or "
+             "--result-retention-hours", 2)
 
     async def go(ctx):
-        updated = await live_settings.update(ctx.db, ctx.cfg, ctx.clock, actor=audit.os_actor(), source="cli",
-                                             sync_response_seconds=sync_timeout, ingest_password=ingest_password,
-                                             result_retention_hours=retention)
-        return live_settings.public_view(updated, ctx.cfg)
+        made = None
+        if sync_timeout is not None or ingest_password is not None or retention is not None:
+            await live_settings.update(ctx.db, ctx.cfg, ctx.clock, actor=audit.os_actor(), source="cli",
+                                       sync_response_seconds=sync_timeout, ingest_password=ingest_password,
+                                       result_retention_hours=retention)
+        if generate:
+            made = await live_settings.generate_ingest_password(ctx.db, ctx.cfg, ctx.clock, actor=audit.os_actor(),
+                                                                source="cli")
+        view = live_settings.public_view(await live_settings.load(ctx.db, ctx.cfg), ctx.cfg)
+        if made is not None:
+            view["ingest_password"] = made
+        return view
 
     view = with_context(go)
-    print_json(view) if as_json else _print(view)
+    if as_json:
+        print_json(view)
+        return
+    _print(view)
+    if generate:
+        console.print(f"new ingest password (enter it on every booth): {view['ingest_password']}", highlight=False,
+                      markup=False)
 
 
 @app.command("provider-key")

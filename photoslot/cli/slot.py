@@ -8,12 +8,12 @@ from typing import List, Optional
 
 import aiohttp
 import typer
-from rich.table import Table
 
 from photoslot import audit, slots
 from photoslot import stats as stats_mod
 from photoslot import templates as template_media
-from photoslot.cli.common import config, console, fail, fmt_time, new_table, print_json, run_async, with_context
+from photoslot.cli.common import (SafeTable, config, console, fail, fmt_time, new_table, print_json, run_async,
+                                  with_context)
 from photoslot.providers import catalogue
 
 app = typer.Typer(help="The 15 slots: list, inspect, configure, reset.", no_args_is_help=True)
@@ -38,7 +38,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="machine-readable o
 
 
 def _show(slot: dict, recent: list[dict]) -> None:
-    table = Table(show_header=False, title=f"{slot['id']}")
+    table = SafeTable(show_header=False, title=f"{slot['id']}")
     table.add_column("field", style="bold")
     table.add_column("value")
     for key in ("name", "provider_id", "operation_id", "enabled", "version", "ingest_url", "updated_at"):

@@ -4,10 +4,9 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from photoslot import stats as stats_mod
-from photoslot.cli.common import console, fmt_time, print_json, with_context
+from photoslot.cli.common import SafeTable, console, fmt_time, print_json, with_context
 
 
 def _ms(value) -> str:
@@ -35,7 +34,7 @@ def stats(
     title = f"photoslot stats — {slot or 'all slots'}{', ' + provider if provider else ''}, " \
             f"{fmt_time(result['range']['from'])} → " \
             f"{fmt_time(result['range']['to'])}"
-    table = Table(show_header=False, title=title)
+    table = SafeTable(show_header=False, title=title)
     table.add_column("figure", style="bold")
     table.add_column("value")
     table.add_row("requests (refused ones too)", f"{s['requests']} ({s['refused']} refused before a job)")

@@ -30,9 +30,20 @@ SELECT current_setting('server_version_num')::int AS server_version_num;
 SELECT count(*) AS tables FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema');
 
 -- name: restore_wipe
--- `restore --force` on a database that holds a studio: everything photoslot made goes.
+-- A restore into an empty database that failed half-way: the database is made empty again.
 DROP SCHEMA public CASCADE;
 CREATE SCHEMA public;
+
+-- name: restore_other_sessions
+-- Run on the maintenance database: sessions of other processes on the studio's database(s). A
+-- database cannot be renamed while someone uses it, and a studio must not change under `serve`.
+SELECT count(*) FROM pg_stat_activity
+WHERE datname IN (SELECT jsonb_array_elements_text(%(names)s::jsonb)) AND pid <> pg_backend_pid();
+
+-- name: restore_may_swap
+-- Whether the current user may build a new database and rename the studio's (owner or superuser).
+SELECT (r.rolsuper OR (r.rolcreatedb AND d.datdba = r.oid)) AS may
+FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = %(name)s;
 
 -- name: restore_move_template_paths
 -- Files move with the media root: the part below the old root is kept, the root replaced.

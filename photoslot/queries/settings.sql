@@ -22,3 +22,14 @@ SELECT key, value, updated_at, updated_by FROM settings WHERE key = %(key)s;
 -- name: settings_announce
 -- A live setting every process keeps a copy of changed (public_address.py): they read it again.
 SELECT pg_notify('photoslot_settings', %(key)s);
+
+-- name: setting_replace_value
+-- A value replaced only if it is still the one the caller saw (the ingest password's re-keying);
+-- who set it and when stay what they were.
+UPDATE settings SET value = %(value)s WHERE key = %(key)s AND value = %(old)s::jsonb
+RETURNING key;
+
+-- name: ingest_door_settings
+-- What the ingest's password check keeps a copy of: the password's record, and the window (the
+-- deadline of a form read before its password, until the admission reads it with the slot).
+SELECT key, value FROM settings WHERE key IN ('ingest_password', 'sync_response_seconds');

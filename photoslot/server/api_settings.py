@@ -1,6 +1,8 @@
 """Live settings over the admin API: GET shows whether secrets are set (never their values),
-PUT changes them. The rules (bounds, hashing, audit) live in photoslot/settings.py; this module
-only translates between the API's nested shape and settings.update's keywords."""
+PUT changes them; the ingest password can be revealed to an admin handing it to a new booth, or
+generated anew (POST only: the value travels in an answer body, never in a URL, and neither is
+ever cached). The rules (bounds, hashing, sealing, audit) live in photoslot/settings.py; this
+module only translates between the API's nested shape and the service functions."""
 from __future__ import annotations
 
 from aiohttp import web
@@ -32,7 +34,8 @@ def settings_view(s: live_settings.LiveSettings, cfg) -> dict:
             for name, state in flat["provider_keys"].items()}
     return {
         "dslr_password": {"is_set": flat["ingest_password_set"], "updated_at": flat["ingest_password_updated_at"],
-                          "updated_by": flat["ingest_password_updated_by"]},
+                          "updated_by": flat["ingest_password_updated_by"],
+                          "revealable": flat["ingest_password_revealable"]},
         "provider_keys": keys,
         "ingest": {"sync_response_timeout_sec": window, "ingest_ttl_sec": window,
                    "bounds": [_whole(b) for b in s.bounds]},
@@ -110,3 +113,25 @@ async def put_settings(request, ctx, claims):
     except ValidationError as exc:  # name the fields as the request did
         raise ValidationError({REQUEST_FIELD.get(k, k): v for k, v in exc.details.items()}) from None
     return answer(settings_view(updated, ctx.cfg))
+
+
+async def _password_answer(ctx, value: str) -> web.Response:
+    row = await ctx.db.fetchone("setting_get", key=live_settings.PASSWORD_KEY)
+    return answer({"value": value, "updated_at": row["updated_at"], "updated_by": row["updated_by"]})
+
+
+@routes.post("/api/settings/ingest-password/reveal")
+@endpoint("settings:write")
+async def reveal_ingest_password(request, ctx, claims):
+    """The current ingest password, for a new booth (audited; the value is never logged)."""
+    shown = await live_settings.reveal_ingest_password(ctx.db, ctx.cfg, ctx.clock, actor=actor(claims), source="http")
+    return answer({"value": shown["value"], "updated_at": shown["updated_at"], "updated_by": shown["updated_by"]})
+
+
+@routes.post("/api/settings/ingest-password/generate")
+@endpoint("settings:write")
+async def generate_ingest_password(request, ctx, claims):
+    """A new ingest password made by photoslot, stored and returned once (every booth needs it)."""
+    value = await live_settings.generate_ingest_password(ctx.db, ctx.cfg, ctx.clock, actor=actor(claims),
+                                                         source="http")
+    return await _password_answer(ctx, value)

@@ -109,10 +109,11 @@ async def reset_slot_stats(request, ctx, claims):
 @endpoint("slots:write")
 async def test_shot(request, ctx, claims):
     """A rehearsal shot through the real queue and provider, without the ingest password (the
-    admin's token stands in for it): the answer a booth would get, plus the job id and the time."""
+    admin's token stands in for it): the answer a booth would get, plus the job id and the time.
+    One per slot at a time and `ingest.test_shots_per_minute` per admin (429 beyond)."""
     slot_id = slots.check_slot_id(request.match_info["slot_id"])
     _fields, data = await read_upload(request, media.max_upload_bytes(ctx.cfg))
-    response, outcome, job_id, ms = await request.app[INGEST].rehearse(slot_id, data)
+    response, outcome, job_id, ms = await request.app[INGEST].rehearse(slot_id, data, admin=claims["sub"])
     response.headers["X-Test-Shot-Ms"] = str(ms)
     response.headers["X-Test-Shot-Outcome"] = outcome
     return response

@@ -1,18 +1,21 @@
 """POST /ingest/{slot_id} — the DSLR Remote Pro contract (docs/API.md "Ingest").
 
 The whole answer (200 or an error) leaves within T_sync_response of the request's arrival. One
-shot goes through five stages, each a method below:
+shot goes through four stages, each a method below (a slot id outside slot-001 … slot-015 and a
+declared size over the limit are refused before any of them, `_precheck`):
 
-1. admit   — slot id, the client's guess throttle, declared size, the provider's health (a down
-             provider is refused 503 provider_unavailable from memory), back-pressure and quota, before
-             a byte of the photo is read;
-2. receive — the form under the deadline: the password is checked as soon as it arrives, and
-             only then does the photo go to uploads/ (a photo sent before the password waits in
-             memory under a process-wide budget); an unconfigured or disabled slot is answered
-             404 only after the password, so the answer to a wrong one never tells slots apart;
-3. check   — type (from the bytes), the provider's limits, the image header;
-4. queue   — the job row (from here on every exit finalizes the job);
-5. wait and answer — the result, or the 504 when the window ends.
+1. receive — the form under the deadline. The password is checked as soon as it arrives, before
+             anything else is looked up: a keyed hash compared in constant time (passwords.py), so
+             the right password is accepted at once from any address, and a wrong one is answered
+             401 — after a delay once its address has used its free failures (ingest_limits.py).
+             Then admit: the slot, the provider's health (a down provider is refused 503
+             provider_unavailable from memory), back-pressure and quota, in one query; an
+             unconfigured or disabled slot is answered 404 only now, so the answer to a wrong
+             password never tells slots apart. Only then does the photo go to uploads/ (a photo
+             sent before the password waits in memory under a process-wide budget);
+2. check   — type (from the bytes), the provider's limits, the image header;
+3. queue   — the job row (from here on every exit finalizes the job);
+4. wait and answer — the result, or the 504 when the window ends.
 
 Every error path removes what it wrote (docs/ARCHITECTURE.md "Finalization").
 """
@@ -23,7 +26,6 @@ import contextlib
 import datetime as dt
 import errno
 import logging
-import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -33,16 +35,19 @@ from aiohttp import web
 
 from photoslot import SLOT_IDS, ingest_limits, jobs, metrics, quotas
 from photoslot import media as media_mod
+from photoslot import secrets
 from photoslot import settings as live_settings
 from photoslot.db import DatabaseUnavailable
 from photoslot.logs import event
 from photoslot.outcomes import ingest_answer
-from photoslot.passwords import CachedVerifier, CheckerBusy
+from photoslot.passwords import NOTIFIED_REFRESH_SECONDS, REFRESH_SECONDS, IngestPasswordCheck, PasswordBusy
 from photoslot.providers import catalogue
+from photoslot.server.connection_guard import Connections
 from photoslot.server.ingest_answers import IngestError, error_response
 from photoslot.server.lag import LagMonitor
 from photoslot.server.security import client_address
-from photoslot.server.toolkit import CHUNK, FormError, PartTooLarge, copy_part, read_bounded, read_form
+from photoslot.server.toolkit import (CHUNK, CompressedPart, FormError, PartTooLarge, copy_part, read_bounded,
+                                     read_form)
 from photoslot.slots import is_configured
 
 log = logging.getLogger("photoslot.ingest")
@@ -65,7 +70,8 @@ URGENT_SECONDS = 1.5  # the loop-lag probe runs fine-grained this long before a 
 GUESS_REPORT_SECONDS = 60  # who is guessing: one summary per minute at most, never a line per guess
 # Outcomes a guesser produces by the thousand: counted in the guess report and the metrics, not
 # logged one line each.
-QUIET_OUTCOMES = frozenset({"invalid_password", "too_many_attempts", "server_busy"})
+QUIET_OUTCOMES = frozenset({"invalid_password", "server_busy"})
+DELAY_MARGIN = 0.1  # a delayed 401 leaves this long before the shot's window ends, at the latest
 
 
 @dataclass
@@ -112,12 +118,18 @@ class Admission:
 
 
 class IngestHandler:
-    def __init__(self, ctx, *, shutdown: asyncio.Event) -> None:
+    def __init__(self, ctx, *, shutdown: asyncio.Event, connections: Connections | None = None) -> None:
         self.ctx = ctx
         self.cfg = ctx.cfg
-        self.verifier = CachedVerifier()
-        self.throttle = ingest_limits.PasswordThrottle.from_config(self.cfg)
-        self.strangers = ingest_limits.StrangerGate()
+        self.connections = connections if connections is not None else Connections()
+        self.throttle = ingest_limits.PasswordThrottle.from_config(self.cfg, known=self.connections.known)
+        self._live: live_settings.LiveSettings | None = None  # the settings as the password check last read them
+        self.password = IngestPasswordCheck(
+            load=self._load_password, keys=lambda: secrets.ingest_keys(self.cfg),
+            upgrade=lambda password, old: live_settings.upgrade_ingest_password(ctx.db, self.cfg, password, old),
+            generation=lambda: (live_settings.local_generation(), ctx.ingest_password_version),
+            refresh_seconds=NOTIFIED_REFRESH_SECONDS if ctx.listener is not None else REFRESH_SECONDS)
+        self.rehearsals = ingest_limits.RehearsalLimits(float(self.cfg.get("ingest.test_shots_per_minute")))
         self.buffers = ingest_limits.BufferBudget(
             int(float(self.cfg.get("ingest.file_before_password_buffer_mb")) * 1024 * 1024))
         self._report_at = float("-inf")
@@ -176,10 +188,17 @@ class IngestHandler:
             self._background(jobs.record_answer(self.ctx.db, job_id=shot.job_id, answered_ms=shot.answered_ms))
         return answer
 
+    async def _load_password(self) -> dict | None:
+        """The password check's look-up: the record, and the window along with it (one query)."""
+        rows = await self.ctx.db.fetchall("ingest_door_settings")
+        self._live = live_settings.from_rows(self.cfg, {r["key"]: r["value"] for r in rows})
+        return self._live.ingest_password
+
     async def _stages(self, request: web.Request, shot: Shot) -> tuple[web.StreamResponse, str]:
-        admission = await self._admit_gated(request, shot)
+        shot.client = ingest_limits.client_key(client_address(request))
+        self._precheck(shot, request.content_length)
         shot.job_id = jobs.new_job_id()
-        await self._receive(request, shot, admission)
+        admission = await self._receive(request, shot)
         await self._check(shot, admission)
         waiter = self.ctx.waiters.register(shot.job_id)
         try:
@@ -211,13 +230,20 @@ class IngestHandler:
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "exception not retrieved"
 
-    async def rehearse(self, slot_id: str, data: bytes) -> tuple[web.StreamResponse, str, uuid.UUID | None, int]:
+    async def rehearse(self, slot_id: str, data: bytes, *,
+                       admin: str = "admin") -> tuple[web.StreamResponse, str, uuid.UUID | None, int]:
         """A test shot by a signed-in admin (the web admin's Slot page, POST /api/slots/{id}/test_shot):
         the photo goes through the stages a booth's goes through — slot, queue and quota checks,
-        the photo checks, the real queue and provider, the same window — minus the ingest password,
-        which the admin's session stands in for. Returns (the booth's answer, its outcome label,
-        the job id when one was queued, the milliseconds it took)."""
+        the photo checks (its size and pixel caps, off the event loop), the real queue and
+        provider, the same window — minus the ingest password, which the admin's session stands
+        in for. One test shot per slot at a time and `ingest.test_shots_per_minute` per admin
+        (`admin`), else 429 at once. Returns (the booth's answer, its outcome label, the job id when
+        one was queued, the milliseconds it took)."""
         loop = asyncio.get_running_loop()
+        try:
+            self.rehearsals.begin(slot_id, admin, loop.time())
+        except ingest_limits.RehearsalRefused as exc:
+            return (error_response(429, exc.reason, exc.details, retry_after=exc.retry_after), exc.reason, None, 0)
         shot = Shot(slot_id=slot_id, t0=loop.time(), started=time.perf_counter(), arrived=self.ctx.clock.now(),
                     client="admin-test-shot", is_test=True)
         answer: web.StreamResponse | None = None
@@ -229,6 +255,7 @@ class IngestHandler:
                 outcome, shot.detail = exc.reason, exc.details
                 answer = error_response(exc.status, exc.reason, exc.details, job_id=shot.answered_job)
         finally:
+            self.rehearsals.end(slot_id)
             self._account(shot, answer, outcome)
         if shot.queued:
             self._background(jobs.record_answer(self.ctx.db, job_id=shot.job_id, answered_ms=shot.answered_ms))
@@ -257,43 +284,23 @@ class IngestHandler:
         finally:
             self.ctx.waiters.unregister(shot.job_id)
 
-    # ---------------------------------------------------------------- 1. admit
+    # ---------------------------------------------------------------- before reading
 
-    async def _admit_gated(self, request: web.Request, shot: Shot) -> Admission:
-        """Admit; a client that has not yet proven the password needs one of the few stranger places
-        for the database stage (waiting in a short line), or is told the server is busy (ingest_limits)."""
-        shot.client = ingest_limits.client_key(client_address(request))
-        if self.throttle.proven(shot.client):
-            return await self._admit(request, shot)
-        if not await self.strangers.enter():
-            self._refused(shot, "busy")
-            raise IngestError(503, "server_busy", "too many unidentified clients at once; retry shortly",
-                              retry_after=RETRY_AFTER_BUSY, unread_body=True)
-        try:
-            return await self._admit(request, shot)
-        finally:
-            self.strangers.leave()
-
-    async def _admit(self, request: web.Request, shot: Shot) -> Admission:
-        """Refuse what can be refused before reading the photo: slot id, a client backing off,
-        declared size, queue, quota."""
+    def _precheck(self, shot: Shot, declared_size: int | None) -> None:
+        """What is refused before a byte is read: a slot id that does not exist (they are public),
+        a declared size over the limit."""
         if shot.slot_id not in SLOT_IDS:
             raise IngestError(404, "slot_not_found", "no such slot; slots are slot-001 … slot-015", unread_body=True)
-        wait = self.throttle.wait(shot.client, self._now())
-        if wait > 0:  # counted by the throttle itself
-            self._report_guessing()
-            retry = max(1, math.ceil(wait))
-            raise IngestError(429, "too_many_attempts",
-                              f"too many wrong passwords from this address; retry in {retry} s",
-                              retry_after=retry, unread_body=True)
-        return await self._admit_context(shot, declared_size=request.content_length)
+        if declared_size is not None and declared_size > media_mod.max_upload_bytes(self.cfg) + 256 * 1024:
+            raise self._too_large()
+
+    # ---------------------------------------------------------------- admit (in receive, after the password)
 
     async def _admit_context(self, shot: Shot, *, declared_size: int | None) -> Admission:
         """The admit stage's checks of the slot, the queue and the quota (booths and test shots alike)."""
         max_bytes = media_mod.max_upload_bytes(self.cfg)
         if declared_size is not None and declared_size > max_bytes + 256 * 1024:
-            raise IngestError(413, "payload_too_large", f"upload is larger than {self.cfg.get('ingest.max_upload_mb')} MB",
-                              unread_body=True)
+            raise self._too_large()
         minute = quotas.window_starts(shot.arrived)["minute"]
         context = await _reachable(self.ctx.db.fetchone("ingest_admission", slot_id=shot.slot_id, minute=minute,
                                                         days=quotas.day_starts(self.cfg, shot.arrived)),
@@ -324,13 +331,30 @@ class IngestHandler:
                          hard_deadline=shot.t0 + window, expires_at=shot.arrived + dt.timedelta(seconds=window),
                          max_bytes=max_bytes, slot_ready=slot_ready)
 
-    # ---------------------------------------------------------------- 2. receive
+    # ---------------------------------------------------------------- 1. receive
 
-    async def _receive(self, request: web.Request, shot: Shot, admission: Admission) -> None:
-        """Read the form under the deadline: the password (checked at once), the photo (to uploads/
-        once the password is right, held in memory until then), extra fields."""
+    async def _receive(self, request: web.Request, shot: Shot) -> Admission:
+        """Read the form under the deadline: the password (checked at once, then the admission),
+        the photo (to uploads/ once the password is right, held in memory until then), extra fields."""
         max_fields = int(self.cfg.get("ingest.max_extra_fields"))
         max_field_bytes = int(self.cfg.get("ingest.max_extra_field_bytes"))
+        max_bytes = media_mod.max_upload_bytes(self.cfg)
+        admitted: list[Admission] = []
+        # Until the admission reads the live window: the one the password check's copy holds.
+        await _reachable(self.password.current(), unread_body=True)
+        live = self._live or live_settings.from_rows(self.cfg, {})
+        window = asyncio.timeout_at(shot.t0 + live.sync_response_seconds - self.margin)
+
+        async def prove(unread_body: bool) -> None:
+            await self._check_password(request, shot, unread_body=unread_body)
+            admission = await self._admit_context(shot, declared_size=request.content_length)
+            admitted.append(admission)
+            window.reschedule(admission.deadline)
+            if not admission.slot_ready:
+                raise IngestError(404, "slot_not_found", f"{shot.slot_id} is not configured or is disabled",
+                                  unread_body=unread_body)
+            if shot.held is not None:
+                await self._store_held(shot)
 
         async def on_part(part) -> None:
             name = part.name or ""
@@ -339,9 +363,9 @@ class IngestHandler:
                     raise IngestError(400, "invalid_request", "more than one file field", unread_body=True)
                 shot.filename = part.filename
                 if shot.password_checked:  # the usual order: password first, photo straight to disk
-                    await self._stream_file(part, shot, admission.max_bytes)
+                    await self._stream_file(part, shot, admitted[0].max_bytes)
                 else:
-                    await self._hold_file(part, shot, admission.max_bytes)
+                    await self._hold_file(part, shot, max_bytes)
             elif name == "password":
                 if shot.password is not None:
                     raise IngestError(400, "invalid_request", "more than one password field", unread_body=True)
@@ -349,9 +373,7 @@ class IngestHandler:
                 if raw is None:
                     raise IngestError(400, "invalid_request", "password field is too long", unread_body=True)
                 shot.password = raw.decode("utf-8", errors="replace")
-                await self._check_password(shot, admission, unread_body=True)
-                if shot.held is not None:
-                    await self._store_held(shot)
+                await prove(unread_body=True)
             else:
                 raw = await read_bounded(part, max_field_bytes)
                 if len(shot.metadata) < max_fields and name:
@@ -360,15 +382,18 @@ class IngestHandler:
                     await _skip(part)
 
         try:
-            async with asyncio.timeout_at(admission.deadline):
+            async with window:
                 await read_form(request, on_part)
+                if not shot.password_checked:  # the form ended without a password field
+                    await prove(unread_body=False)
+        except CompressedPart as exc:
+            raise IngestError(415, "unsupported_media_type", str(exc), unread_body=True) from None
         except FormError as exc:
             raise IngestError(400, "invalid_request", str(exc), unread_body=True) from None
         except TimeoutError:
             raise IngestError(504, "timeout", "the upload did not finish within the response window",
                               unread_body=True) from None
-        if not shot.password_checked:  # the form ended without a password field
-            await self._check_password(shot, admission)
+        return admitted[0]
 
     async def _stream_file(self, part, shot: Shot, max_bytes: int) -> None:
         try:
@@ -450,7 +475,7 @@ class IngestHandler:
             path.replace(final)
             shot.path = final
 
-    # ---------------------------------------------------------------- 3. check
+    # ---------------------------------------------------------------- 2. check
 
     async def _check(self, shot: Shot, admission: Admission) -> None:
         """The photo as received (the password was proven in receive): present, a supported image the
@@ -469,46 +494,66 @@ class IngestHandler:
         except media_mod.InvalidImage as exc:
             raise IngestError(415, "unsupported_media_type", str(exc)) from None
 
-    async def _check_password(self, shot: Shot, admission: Admission, *, unread_body: bool = False) -> None:
-        """The password, on the checker's own thread (a stranger through its one-a-second lane);
-        then an unready slot's 404. The same answers for every slot id: wrong → 401, checker full
-        → 503 at once, right but no such slot → 404."""
-        record = admission.live.ingest_password
-        if record is None:
-            raise IngestError(401, "invalid_password",
-                              "no ingest password is set on this server (photoslot settings set --ingest-password)",
-                              unread_body=unread_body)
-        if shot.password is None:  # no hashing, but the form was read for nothing: counted like a wrong one
-            self._refused(shot, "wrong")
-            raise IngestError(401, "invalid_password", "wrong or missing password", unread_body=unread_body)
+    async def _check_password(self, request: web.Request, shot: Shot, *, unread_body: bool) -> None:
+        """The password, against the keyed hash (microseconds, no queue): right → the address is
+        known from now on; wrong or missing → 401, delayed once the address used its free failures
+        (ingest_limits.py says why a delay and not a refusal). The same answer for every slot id."""
+        loop = asyncio.get_running_loop()
         try:
-            ok = await self.verifier.verify(shot.password, record, proven=self.throttle.proven(shot.client))
-        except CheckerBusy:
+            ok = shot.password is not None and await self.password.matches(shot.password)
+            if not ok and self.password.record is None:
+                raise IngestError(401, "invalid_password", "no ingest password is set on this server "
+                                  "(photoslot settings set --ingest-password)", unread_body=unread_body)
+            if not ok:
+                # Counted and marked before anything else is awaited: a client that hangs up now
+                # has had its try (and its connection's place stays taken for the delay).
+                delay = self._refused(shot, "wrong")
+                until = loop.time() + delay
+                self.connections.penalize(request, until)
+                # The record may have changed in another process a moment ago: the right password
+                # must not be refused for that.
+                ok = shot.password is not None and await self.password.matches_since(shot.password, arrived=shot.t0)
+                if not ok:
+                    await self._delay_answer(shot, until)
+                    raise IngestError(401, "invalid_password", "wrong or missing password", unread_body=unread_body)
+                self.connections.pardon(request)
+        except PasswordBusy:  # an old scrypt record, checked on its own thread, and that is full
             self._refused(shot, "busy")
             raise IngestError(503, "server_busy", "too many password checks at once; retry shortly",
                               retry_after=RETRY_AFTER_BUSY, unread_body=unread_body) from None
-        if not ok:
-            self._refused(shot, "wrong")
-            raise IngestError(401, "invalid_password", "wrong or missing password", unread_body=unread_body)
+        except DatabaseUnavailable:
+            raise IngestError(503, "database_unavailable", "the job database is not reachable; retry shortly",
+                              retry_after=RETRY_AFTER_DB, unread_body=unread_body) from None
         self.throttle.succeeded(shot.client)
+        self.connections.prove(request, shot.client)
         shot.password_checked = True
-        if not admission.slot_ready:
-            raise IngestError(404, "slot_not_found", f"{shot.slot_id} is not configured or is disabled",
-                              unread_body=unread_body)
+
+    async def _delay_answer(self, shot: Shot, until: float) -> None:
+        """Hold a wrong password's 401 until loop time `until` (at the latest just before the shot's
+        window ends). Meanwhile the connection is the first to be shed, and if the client hangs up,
+        its place among its address's connections stays taken until `until`."""
+        loop = asyncio.get_running_loop()
+        window = self._live.sync_response_seconds if self._live is not None else 0.0
+        wait = min(until, shot.t0 + window - self.margin - DELAY_MARGIN) - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     def _now(self) -> float:
         return self.ctx.clock.now().timestamp()
 
-    def _refused(self, shot: Shot, kind: str) -> None:
+    def _refused(self, shot: Shot, kind: str) -> float:
         """A refusal before the password was proven, "wrong" or "busy": a failure for the throttle
-        (a client refused as busy again and again is guessing faster than it is answered, and
-        backs off like a guesser), except "busy" for a proven address, which is only counted.
-        Either way it is in the next guess report, never a log line of its own."""
+        (a client refused as busy again and again is sending faster than it is answered, and its
+        wrong passwords are delayed like a guesser's), except "busy" for a known address, which is
+        only counted. Either way it is in the next guess report, never a log line of its own.
+        Returns how long a wrong password's answer waits."""
+        delay = 0.0
         if kind == "wrong" or not self.throttle.proven(shot.client):
-            self.throttle.failed(shot.client, self._now(), kind)
+            delay = self.throttle.failed(shot.client, self._now(), kind)
         else:
             self.throttle.note(shot.client, kind)
         self._report_guessing()
+        return delay if kind == "wrong" else 0.0
 
     def _report_guessing(self) -> None:
         """Schedule the guess report: at once after a quiet minute, else when the minute is over."""
@@ -531,13 +576,13 @@ class IngestHandler:
                   addresses=report.other_addresses, **report.other)
 
     def close(self) -> None:
-        """At the app's clean-up: the last guess report, and the checker's threads."""
+        """At the app's clean-up: the last guess report, and the old-record checker's thread."""
         if self._report_handle is not None:
             self._report_handle.cancel()
             self._log_guessing()
-        self.verifier.close()
+        self.password.close()
 
-    # ---------------------------------------------------------------- 4. queue
+    # ---------------------------------------------------------------- 3. queue
 
     async def _queue(self, shot: Shot, admission: Admission) -> None:
         context = admission.context
@@ -552,7 +597,7 @@ class IngestHandler:
               upload_ms=int((time.perf_counter() - shot.started) * 1000), filename=shot.filename,
               fields=",".join(shot.metadata) or None)  # the extra fields' names only: values may be a guest's e-mail
 
-    # ---------------------------------------------------------------- 5. wait and answer
+    # ---------------------------------------------------------------- 4. wait and answer
 
     async def _wait_and_answer(self, job_id, waiter: asyncio.Event, deadline: float, hard_deadline: float):
         self._ends[job_id] = hard_deadline

@@ -18,3 +18,6 @@ INGEST = web.AppKey("ingest", object)
 # (path template, method) → the query parameters the OpenAPI document names for that operation
 # (server/openapi.py, query_parameters): toolkit.endpoint refuses any other with 422.
 QUERY_PARAMS = web.AppKey("query_params", dict)
+# The connection guard's app-side face (server/connection_guard.py `Connections`): the known
+# clients, and the guard itself once `serve` runs the app through it.
+CONNECTIONS = web.AppKey("connections", object)

@@ -100,7 +100,8 @@ SCHEMAS: dict[str, dict] = {
     "ProviderKeyState": _obj({"is_configured": BOOL, "source": {"type": "string", "enum": ["settings", "config"]},
                               "updated_at": _nullable(TIME), "updated_by": _nullable(STR)}, ["is_configured"]),
     "Settings": _obj({
-        "dslr_password": _obj({"is_set": BOOL, "updated_at": _nullable(TIME), "updated_by": _nullable(STR)}),
+        "dslr_password": _obj({"is_set": BOOL, "updated_at": _nullable(TIME), "updated_by": _nullable(STR),
+                               "revealable": BOOL}, ["is_set", "updated_at", "updated_by"]),
         "provider_keys": _obj({"gemini": _ref("ProviderKeyState"), "turbotext": _ref("ProviderKeyState")}),
         "ingest": _obj({"sync_response_timeout_sec": NUM, "ingest_ttl_sec": NUM,
                         "bounds": {"type": "array", "items": NUM, "minItems": 2, "maxItems": 2}}),
@@ -114,6 +115,9 @@ SCHEMAS: dict[str, dict] = {
         "ingest": _obj({"sync_response_timeout_sec": NUM}),
         "media_cache": _obj({"processed_media_ttl_hours": NUM}),
     }, [], extra=False),
+    "IngestPassword": _obj({"value": STR, "updated_at": TIME, "updated_by": STR}),
+    "IngestError": _obj({"status": {"type": "string", "enum": ["error", "timeout"]}, "failure_reason": STR,
+                         "details": STR, "job_id": UUID, "retry_after": INT}, ["status", "failure_reason", "details"]),
     "MediaObject": _obj({"id": UUID, "public_url": STR, "expires_at": TIME}),
     "TemplateMedia": _obj({"id": UUID, "slot_id": SLOT_ID, "setting_key": STR, "label": _nullable(STR),
                            "mime": STR, "size_bytes": INT, "created_at": TIME}),
@@ -263,7 +267,10 @@ PATHS: dict[str, dict] = {
             "200": {"description": "the processed image", "content": {"image/jpeg": {"schema": BINARY},
                                                                       "image/png": {"schema": BINARY},
                                                                       "image/webp": {"schema": BINARY}}},
-            "400": _err("not multipart"), "404": _err("no such slot"), "422": _err("no file")},
+            "400": _err("not multipart"), "404": _err("no such slot"), "422": _err("no file"),
+            "429": _json(_ref("IngestError"), "a test shot of this slot is still running (test_shot_running), or "
+                                              "this admin ran ingest.test_shots_per_minute already "
+                                              "(too_many_test_shots); the ingest's JSON, with Retry-After")},
         params=[_p("slot_id", SLOT_ID)], body=_body(_obj({"file": BINARY}, ["file"]), "multipart/form-data"))},
     "/api/settings": {
         "get": _op("Live settings, never a secret value", "settings:read", {"200": _json(_ref("Settings"),
@@ -273,6 +280,17 @@ PATHS: dict[str, dict] = {
             "200": _json(_ref("Settings"), "the new settings"), "400": _err("malformed body"),
             "422": _err("out of bounds or unknown field")}, body=_body(_ref("SettingsUpdate"))),
     },
+    "/api/settings/ingest-password/reveal": {"post": _op(
+        "The current ingest password, to give a new booth without changing it on the others; audited "
+        "(settings.ingest_password_revealed), never logged; POST so it is never in a URL or a cache",
+        "settings:write", {
+            "200": _json(_ref("IngestPassword"), "the password"), "404": _err("no ingest password is set"),
+            "409": _err("set by an older photoslot that kept only a hash: showable after the next booth shot "
+                        "with it, or generate a new one")})},
+    "/api/settings/ingest-password/generate": {"post": _op(
+        "A new ingest password made by photoslot (four groups of four, no look-alike characters), stored and "
+        "returned; every booth needs the new one", "settings:write", {
+            "200": _json(_ref("IngestPassword"), "the new password")})},
     "/api/media/register": {"post": _op("A temporary public link to an image, for providers that fetch by URL",
                                         "media:write", {
         "201": _json(_ref("MediaObject"), "registered"), "400": _err("not multipart"),
@@ -387,7 +405,8 @@ def document(cfg=None) -> dict:
                                 ") and public result links. Ingest (POST /ingest/{slot_id}) is the DSLR "
                                 "Remote Pro contract, documented in docs/API.md: 200 with the processed "
                                 "image, or JSON errors 400 invalid_request, 401 invalid_password, 404 "
-                                "slot_not_found, 413 payload_too_large, 415 unsupported_media_type, 422 "
+                                "slot_not_found, 413 payload_too_large, 415 unsupported_media_type (also "
+                                "any request body with a Content-Encoding other than identity, on every route), 422 "
                                 "invalid_image (a damaged JPEG/PNG/WebP: cut short, corrupt, or a header "
                                 "lying about its size), 429 queue_full, 502, 503, 504 timeout."},
         "paths": copy.deepcopy(PATHS),

@@ -8,6 +8,13 @@
   Content-Security-Policy that allows nothing (`default-src 'none'; frame-ancestors 'none'`): the
   API answers JSON and images, which need no scripts, styles or frames. A handler that sets its own
   CSP (a web page) keeps it. The `Server` header names no version.
+  Every `/api/*` answer also says `Cache-Control: no-store` (tokens, settings, job details are
+  nobody's cache's business).
+- `served_over_https(request)` — TLS here, or a peer listed in `server.trusted_proxies` saying
+  `X-Forwarded-Proto: https` (the session cookie is `Secure` then).
+- `refuse_compressed_bodies` — a request whose body has a `Content-Encoding` other than identity
+  is answered 415 in the endpoint's own shape before a byte of it is read: the runner never
+  inflates request bodies (connection_guard.make_runner), and nothing here does either.
 - `metrics_allowed(request)` — /metrics for a listed source address or the bearer `metrics.token`.
 """
 from __future__ import annotations
@@ -17,7 +24,9 @@ import hmac
 from aiohttp import hdrs, web
 
 from photoslot import client_address as addresses
-from photoslot.server.keys import CTX
+from photoslot import ingest_limits
+from photoslot.server.ingest_answers import error_response
+from photoslot.server.keys import CONNECTIONS, CTX
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -39,10 +48,65 @@ def client_address(request: web.Request) -> str:
                              addresses.trusted_networks(_cfg(request)))
 
 
+def prove_client(request: web.Request) -> None:
+    """This request came with a valid admin session: its address is a known client from now on
+    (its connections are kept when the server is full, connection_guard.py)."""
+    connections = request.app.get(CONNECTIONS)
+    if connections is not None:
+        connections.prove(request, ingest_limits.client_key(client_address(request)))
+
+
+def served_over_https(request: web.Request) -> bool:
+    """TLS on this connection, or a trusted proxy in front saying the client used https."""
+    if request.secure:
+        return True
+    proto = request.headers.get("X-Forwarded-Proto")
+    if not proto or not addresses.listed(request.remote, addresses.trusted_networks(_cfg(request))):
+        return False
+    return proto.split(",")[0].strip().lower() == "https"
+
+
+def _is_api(path: str) -> bool:
+    return path == "/api" or path.startswith("/api/")
+
+
 async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     response.headers[hdrs.SERVER] = SERVER_NAME
+    if _is_api(request.path):
+        response.headers[hdrs.CACHE_CONTROL] = "no-store"
+
+
+def identity_encoding(value: str | None) -> bool:
+    """Whether a Content-Encoding header (None: absent) leaves the bytes as they are."""
+    if value is None:
+        return True
+    return all(token.strip().lower() in ("", "identity") for token in value.split(","))
+
+
+COMPRESSED_DETAILS = "compressed request bodies are not accepted (Content-Encoding); send the body uncompressed"
+
+
+@web.middleware
+async def refuse_compressed_bodies(request: web.Request, handler):
+    """415 for a body with a Content-Encoding other than identity, on every route, in its shape:
+    the ingest's JSON for /ingest, the admin error shape for /api and the public links, an error
+    page for /admin (raised for the page middleware outside this one). Installed innermost."""
+    if identity_encoding(request.headers.get(hdrs.CONTENT_ENCODING)):
+        return await handler(request)
+    if request.path.startswith("/admin"):
+        raise web.HTTPUnsupportedMediaType()
+    if request.path.startswith("/ingest"):
+        ctx = request.app.get(CTX)
+        if ctx is not None:  # counted like every other ingest request (photoslot/rollups.py)
+            ctx.refusals.add(at=ctx.clock.now(), slot_id=request.match_info.get("slot_id", ""), provider_id=None,
+                             reason="unsupported_media_type", status=415)
+        return error_response(415, "unsupported_media_type", COMPRESSED_DETAILS, close=True)
+    resp = web.json_response({"error": {"code": "unsupported_media_type", "message": COMPRESSED_DETAILS,
+                                        "details": {"content_encoding": "identity only"}}}, status=415)
+    resp.force_close()
+    return resp
 
 
 def install(app: web.Application) -> None:

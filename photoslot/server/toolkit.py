@@ -23,6 +23,7 @@ from photoslot.db import DatabaseUnavailable
 from photoslot.errors import PhotoslotError, ValidationError
 from photoslot.logs import event
 from photoslot.server.keys import CTX, QUERY_PARAMS
+from photoslot.server.security import identity_encoding, prove_client
 
 log = logging.getLogger("photoslot.admin")
 
@@ -107,6 +108,7 @@ def endpoint(permission: str | None):
             claims = None
             if permission is not None:
                 claims = await auth.authenticate(ctx, auth.bearer_token(request.headers.get("Authorization")))
+                prove_client(request)
                 if permission != SIGNED_IN:
                     auth.require(claims, permission)
             check_query(request)
@@ -223,6 +225,10 @@ class FormError(Exception):
     Each caller answers it in its own error shape (status 400)."""
 
 
+class CompressedPart(FormError):
+    """A part with a Content-Encoding other than identity: refused (415) before a byte is inflated."""
+
+
 class PartTooLarge(Exception):
     """A part went past the limit its reader set; the rest of it is left unread."""
 
@@ -244,6 +250,8 @@ async def read_form(request: web.Request, on_part: Callable[[object], Awaitable[
                 raise FormError(f"more than {max_parts} form fields")
             if not hasattr(part, "read_chunk"):
                 raise FormError("nested multipart is not accepted")
+            if not identity_encoding(part.headers.get("Content-Encoding")):
+                raise CompressedPart("compressed form fields are not accepted (Content-Encoding)")
             await on_part(part)
     except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
         # aiohttp's parser refusing the body or a part's headers
@@ -300,6 +308,8 @@ async def read_upload(request: web.Request, max_bytes: int, file_field: str = "f
         raise auth.BadRequest(f"expected multipart/form-data with a {file_field!r} field")
     try:
         await read_form(request, on_part)
+    except CompressedPart as exc:
+        raise media.UnsupportedMedia(str(exc)) from None
     except FormError as exc:
         raise auth.BadRequest(str(exc)) from None
     if not files:

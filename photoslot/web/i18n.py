@@ -133,6 +133,8 @@ MESSAGES = [
     (r"this session may not upload templates", "this session may not upload templates"),
     (r"choose a photo for the test shot", "choose a photo for the test shot"),
     (r"Tick the confirmation to purge\.", "Tick the confirmation to purge."),
+    (r"The two passwords differ; type the same one in both fields\.",
+     "The two passwords differ; type the same one in both fields."),
     (r"choose an image", "choose an image"),
     (r"the image: (?P<why>.+)", "the image is refused: {why}"),
     (r"the file is larger than (?P<n>\d+) MB", "the file is larger than {n} MB"),
@@ -201,6 +203,7 @@ MESSAGES = [
      "HTTP 503 {code} (provider down; the booth may try again in {s} s)"),
     (r"503 (?P<code>provider_unavailable) after one probe call",
      "HTTP 503 {code} (provider down) once the next shot's probe call fails"),
+    (r"must not contain control characters.*", "must not contain control characters (line breaks, tabs, escape or direction codes)"),
 ]
 _COMPILED = [(re.compile(pattern), msgid) for pattern, msgid in MESSAGES]
 

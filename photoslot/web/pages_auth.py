@@ -16,7 +16,7 @@ from photoslot.server.keys import CTX
 from photoslot.server.security import client_address
 from photoslot.web import i18n, render
 from photoslot.web.session import (LANG_COOKIE, LOGIN_PATH, action, back_to, clear_session, current_claims,
-                                   form_of, had_session, is_background, set_session)
+                                   form_of, had_session, is_background, read_page_form, set_session)
 
 routes = web.RouteTableDef()
 
@@ -50,7 +50,8 @@ async def login_form(request):
 async def login(request):
     ctx = request.app[CTX]
     _ = render.translate(request)
-    form = await request.post()
+    # read by our reader: a compressed multipart part is refused (415), never inflated by aiohttp
+    form = await read_page_form(request, max_file_bytes=0)
     username, password = str(form.get("username", "")), str(form.get("password", ""))
     next_page = back_to(str(form.get("next", "")))
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import collections
 import datetime as dt
-import io
 import json
 import secrets as pysecrets
 import time
@@ -202,6 +201,12 @@ async def render_slot(request, ctx, session, slot_id: str, *, status: int = 200,
 async def slot_page(request, ctx, session):
     _ = render.translate(request)
     notice = _("Saved.") if request.query.get("done") == "saved" else None
+    asked_provider, asked_operation = request.query.get("provider_id"), request.query.get("operation_id")
+    if asked_provider is not None and asked_provider not in catalogue.CATALOGUE:
+        # an address typed or kept from elsewhere: the form as saved, and why (never the text asked for)
+        notice = _("The address names a provider that does not exist; the slot's own is shown.")
+    elif asked_operation is not None and not any(asked_operation in p.operations for p in catalogue.CATALOGUE.values()):
+        notice = _("The address names an operation that does not exist; the slot's own is shown.")
     shot = None
     if "shot" in request.query:
         shot = request.app[SHOTS].get(request.query["shot"])
@@ -257,18 +262,19 @@ async def template_image(request, ctx, session):
     return web.FileResponse(preview, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, max-age=3600"})
 
 
-def preview_data_url(data: bytes) -> str | None:
-    """A small JPEG of the test photo, inline in the page: the upload itself is deleted with its job."""
+# Outcomes whose photo was never accepted as a photo: no preview is made of it.
+PHOTO_REFUSED = frozenset({"unsupported_media_type", "invalid_image", "payload_too_large", "invalid_request",
+                           "test_shot_running", "too_many_test_shots"})
+
+
+async def preview_data_url(data: bytes) -> str | None:
+    """A small JPEG of the test photo, inline in the page (the upload itself is deleted with its
+    job): made off the event loop, within the booth's pixel cap, like a thumbnail."""
     try:
-        from PIL import Image, ImageOps
-        with Image.open(io.BytesIO(data)) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            im.thumbnail((640, 640))
-            out = io.BytesIO()
-            im.save(out, "JPEG", quality=80)
-        return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
-    except Exception:  # not an image Pillow reads: the shot's own answer says why
+        small = await media.off_loop(media.preview_jpeg, data, lane="thumbnails")
+    except Exception:  # not an image we read: the shot's own answer says why
         return None
+    return "data:image/jpeg;base64," + base64.b64encode(small).decode("ascii")
 
 
 @routes.post(r"/admin/slots/{slot_id:slot-\d{3}}/test-shot")
@@ -281,9 +287,10 @@ async def test_shot(request, ctx, session):
     if not isinstance(photo, Upload):
         raise ValidationError({"photo": "choose a photo for the test shot"})
     slot = await slots.get(ctx.db, slot_id)
-    answer, outcome, job_id, ms = await request.app[INGEST].rehearse(slot_id, photo.data)
+    answer, outcome, job_id, ms = await request.app[INGEST].rehearse(slot_id, photo.data, admin=session.user)
+    original = None if outcome in PHOTO_REFUSED else await preview_data_url(photo.data)
     shot = {"ok": answer.status == 200, "status": answer.status, "reason": outcome, "ms": ms, "slot_id": slot_id,
-            "job_id": str(job_id) if job_id else None, "original": preview_data_url(photo.data), "detail": None,
+            "job_id": str(job_id) if job_id else None, "original": original, "detail": None,
             "at": ctx.clock.now(), "provider": catalogue.CATALOGUE[slot["provider_id"]].name
             if slot["provider_id"] in catalogue.CATALOGUE else None,
             "key_missing": await provider_status.key_missing(ctx.db, ctx.cfg, slot["provider_id"])}

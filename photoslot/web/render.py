@@ -10,13 +10,14 @@ from pathlib import Path
 
 import aiohttp_jinja2
 import jinja2
+import markupsafe
 from aiohttp import web
 from markupsafe import Markup, escape
 
 from photoslot import auth, outcomes, studio_time
 from photoslot.db import DatabaseUnavailable
 from photoslot.errors import PhotoslotError
-from photoslot.logs import event
+from photoslot.logs import escape_controls, event
 from photoslot.web import i18n, words
 from photoslot.server.keys import CTX
 from photoslot.web.session import BANNER, LANG_COOKIE, PAGE_HEADERS, ZONE, Session, current_claims
@@ -30,10 +31,20 @@ NAV = (("slots", "/admin/", "Slots"), ("jobs", "/admin/jobs", "Jobs"), ("stats",
        ("settings", "/admin/settings", "Settings"), ("audit", "/admin/audit", "Audit"))
 
 
+def _shown(value):
+    """Every `{{ value }}` of a page: besides the HTML escaping, control characters and bidi
+    overrides from outside are written visibly (logs.escape_controls; line breaks stay). Markup
+    (a macro's output) was made of values that passed here already."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return escape_controls(value, keep_lines=True)
+    return value
+
+
 def setup(app: web.Application) -> None:
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(HERE / "templates")),
                          autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-                         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                         finalize=_shown)
     app.middlewares.append(page_errors)
 
 

@@ -2,7 +2,8 @@
 
 - The cookie holds a web session token (sessions.py: the API's JWT with a session id and its
   sign-in time), `HttpOnly` (no script can read it), `SameSite=Strict` (no other site's page sends
-  it), `Secure` when served over TLS. It is kept until the session's absolute end, so a page can
+  it), `Secure` when served over TLS — here, or by a proxy listed in
+  `server.trusted_proxies` that says `X-Forwarded-Proto: https`. It is kept until the session's absolute end, so a page can
   tell "your session ended" from "you never signed in". Every page request goes through
   `auth.authenticate`, so Sign out, `users revoke` or `users reset` end the page session as they
   end the API's. A page used (not its own live refresh) renews the token (sessions.renewal).
@@ -28,7 +29,8 @@ from multidict import MultiDict
 
 from photoslot import auth, media, provider_status, sessions, studio_time, users
 from photoslot.server.keys import CTX
-from photoslot.server.toolkit import FormError, read_bounded, read_form
+from photoslot.server.security import prove_client, served_over_https
+from photoslot.server.toolkit import CompressedPart, FormError, read_bounded, read_form
 
 COOKIE = "photoslot_session"
 LANG_COOKIE = "photoslot_lang"
@@ -58,7 +60,7 @@ def csrf_token(cfg, claims: dict) -> str:
 
 
 def is_tls(request: web.Request) -> bool:
-    return request.secure
+    return served_over_https(request)
 
 
 def set_session(request: web.Request, response: web.StreamResponse, token: dict) -> None:
@@ -77,9 +79,11 @@ async def current_claims(request: web.Request) -> dict | None:
     if not token:
         return None
     try:
-        return await auth.authenticate(request.app[CTX], token)
+        claims = await auth.authenticate(request.app[CTX], token)
     except auth.Unauthorized:
         return None
+    prove_client(request)
+    return claims
 
 
 def had_session(request: web.Request) -> bool:
@@ -228,9 +232,13 @@ async def read_page_form(request: web.Request, max_file_bytes: int) -> MultiDict
 
         try:
             await read_form(request, on_part)
+        except CompressedPart:  # never inflated: refused like any compressed body
+            raise web.HTTPUnsupportedMediaType() from None
         except FormError as exc:
             raise auth.BadRequest(str(exc)) from None
     else:
+        # multipart bodies are read above by our reader, which refuses compressed parts (aiohttp's
+        # own request.post() would inflate a part that says Content-Encoding: gzip)
         posted = await request.post()
         fields = MultiDict((k, v) for k, v in posted.items() if isinstance(v, str))
     request[FORM] = fields

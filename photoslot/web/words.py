@@ -48,6 +48,9 @@ AUDIT_ACTIONS = {
     "secrets.encrypt_stored": "Stored keys encrypted",
     "secrets.rotate": "Encryption key replaced",
     "studio.restore": "Studio restored from a backup",
+    "studio.restore_undo": "Restore undone: the studio before it is back",
+    "studio.restore_discard_previous": "The studio kept from before a restore removed",
+    "settings.ingest_password_revealed": "Ingest password shown to an admin",
 }
 
 AUDIT_SOURCES = {"web": "web page", "http": "admin API", "cli": "command line", "start": "start-up",
@@ -94,6 +97,10 @@ FIELDS = {
     "migrated": "Database updated",
     "results_restored": "Results restored",
     "replaced_existing": "Replaced the studio that was here",
+    "previous_kept": "The studio before it kept, so the restore can be undone",
+    "kept_now": "Kept now, so the undo can be undone",
+    "database": "Database",
+    "paths": "Folders",
 }
 
 # what a session may do (auth.PERMISSIONS), as a refusal says it: "This session may not …"

@@ -143,6 +143,8 @@ def test_restore_into_a_database_refuses_one_that_is_not_empty_unless_forced(stu
     assert read_json(target, scratch_db, "slot", "show", "slot-001")["provider_id"] == "gemini"
     audit = read_json(target, scratch_db, "audit")
     assert [a["action"] for a in audit].count("studio.restore") == 1  # the forced restore replaced everything
+    r = cli(target, scratch_db, "restore", "--discard-previous")  # the studio it replaced was kept until now
+    assert r.returncode == 0 and "removed the kept studio" in r.stdout, r.stderr
 
 
 def test_a_file_that_is_not_a_backup_is_refused(studio_config, pg_dsn, tmp_path):

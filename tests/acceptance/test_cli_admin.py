@@ -143,3 +143,38 @@ async def test_jobs_cancel_finalizes_a_pending_job_as_the_os_user_and_refuses_a_
     assert [j["id"] for j in recent] == [str(job_id)]
     r = cli(config, pg_dsn, "jobs", "--since", "yesterday")
     assert r.returncode == 2 and "--since" in r.stderr
+
+
+def test_the_ingest_password_is_revealed_generated_and_typed_twice_from_the_cli(studio_config, pg_dsn):
+    from tests import logscan
+
+    config, _ = studio_config()
+    r = cli(config, pg_dsn, "settings", "show", "--reveal-ingest-password")
+    assert r.returncode == 0, r.stderr
+    assert f"ingest password: {INGEST_PASSWORD}" in r.stdout
+    logscan.secret(INGEST_PASSWORD, shown_by=r.stdout)  # the one place it may appear: the answer that shows it
+    r = cli(config, pg_dsn, "settings", "show", "--json")
+    assert INGEST_PASSWORD not in r.stdout and json.loads(r.stdout)["ingest_password_revealable"] is True
+
+    r = cli(config, pg_dsn, "settings", "set", "--generate-ingest-password", "--json")
+    assert r.returncode == 0, r.stderr
+    made = json.loads(r.stdout)["ingest_password"]
+    logscan.secret(made, shown_by=r.stdout)
+    assert re.fullmatch(r"[A-Z2-9]{4}(-[A-Z2-9]{4}){3}", made)
+    r = cli(config, pg_dsn, "settings", "show", "--reveal-ingest-password", "--json")
+    assert json.loads(r.stdout)["ingest_password"] == made
+    logscan.secret(made, shown_by=r.stdout)
+
+    # asked for without echo, twice: two different answers change nothing
+    r = cli(config, pg_dsn, "settings", "set", "--ingest-password", input="typed-once-1234\ntyped-twice-1234\n")
+    assert r.returncode != 0
+    r = cli(config, pg_dsn, "settings", "show", "--reveal-ingest-password", "--json")
+    assert json.loads(r.stdout)["ingest_password"] == made
+    logscan.secret(made, shown_by=r.stdout)
+    r = cli(config, pg_dsn, "settings", "set", "--ingest-password", input="typed-same-1234\ntyped-same-1234\n")
+    assert r.returncode == 0, r.stderr
+    logscan.secret("typed-same-1234")
+    r = cli(config, pg_dsn, "audit", "--json", "--limit", "10")
+    actions = [a["action"] for a in json.loads(r.stdout)]
+    assert actions.count("settings.ingest_password_revealed") == 3 and "settings.update" in actions
+    assert made not in r.stdout and INGEST_PASSWORD not in r.stdout  # the audit names the reveal, never the value

@@ -205,8 +205,7 @@ async def test_an_admins_day_from_sign_in_to_sign_out(page, studio):
     assert await ingest(studio, "slot-001", studio.ingest_password) == 200
     await page.get_by_role("link", name="Settings").click()
     await shoot(page, studio, "settings")
-    await page.get_by_label("Generate a new ingest password").check()
-    await page.get_by_role("button", name="Save").click()
+    await page.get_by_role("button", name="Generate a new ingest password").click()
     new_password = (await page.locator("#new-ingest-password").text_content()).strip()
     logscan.secret(new_password)
     assert len(new_password) >= 12 and new_password != studio.ingest_password
@@ -336,3 +335,73 @@ async def test_an_admin_cancels_a_stuck_job_and_the_booth_gets_its_answer_at_onc
             await s.post(studio.emulator_url + "/emulator/control", json={"hang": False})
         if not booth.done():
             booth.cancel()
+
+
+async def ingest_from(studio, address: str, password: str) -> int:
+    """A booth on another PC (another loopback address)."""
+    form = aiohttp.FormData()
+    form.add_field("password", password)
+    form.add_field("fileToUpload", (FIXTURES / "dslr_landscape.jpg").read_bytes(), filename="IMG.JPG",
+                   content_type="image/jpeg")
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0))) as http:
+        async with http.post(f"{studio.base}/ingest/slot-001", data=form) as r:
+            await r.read()
+            return r.status
+
+
+def audit_count(studio, action: str) -> int:
+    return procs.db_rows(studio.dsn, "SELECT count(*) FROM audit_log WHERE action = %s", action)[0][0]
+
+
+@pytest.mark.skipif(not os.uname().sysname == "Linux", reason="another loopback address as the new booth")
+async def test_the_ingest_password_is_handed_to_a_new_booth_without_changing_the_others(page, studio):
+    """Reveal (POST, audited, once), a typed password confirmed, generate (once, even on reload) —
+    and a new booth shooting with what the page showed, while the first booth keeps its password."""
+    if procs.db_rows(studio.dsn, "SELECT count(*) FROM slots WHERE id = 'slot-001' AND enabled")[0][0] == 0:
+        r = procs.cli(studio.config, studio.dsn, "slot", "set", "slot-001", "--provider", "gemini", "--operation",
+                      "image_edit", "--prompt", "sepia")
+        assert r.returncode == 0, r.stderr
+    await sign_in(page, studio)
+    await page.get_by_role("link", name="Settings").click()
+    revealed_before = audit_count(studio, "settings.ingest_password_revealed")
+    await page.get_by_role("button", name="Show the current ingest password").click()
+    await expect(page).to_have_url(studio.base + "/admin/settings")  # POST, then a redirect: nothing in the URL
+    shown = (await page.locator("#new-ingest-password").text_content()).strip()
+    assert shown == studio.ingest_password
+    await shoot(page, studio, "settings-password-revealed")
+    assert audit_count(studio, "settings.ingest_password_revealed") == revealed_before + 1
+    await page.reload()  # a reload shows it no more and reveals nothing again
+    await expect(page.locator("#new-ingest-password")).to_have_count(0)
+    assert audit_count(studio, "settings.ingest_password_revealed") == revealed_before + 1
+    assert await ingest_from(studio, "127.0.0.7", shown) == 200  # the new booth, with what the page showed
+    assert await ingest(studio, "slot-001", studio.ingest_password) == 200  # the first booth, unchanged
+
+    # a typed password must be typed twice alike
+    await page.get_by_label("Ingest password", exact=True).fill("typo-password-one")
+    await page.get_by_label("Confirm ingest password").fill("typo-password-two")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.locator("#err-ingest_password_confirm")).to_be_visible()
+    assert await ingest(studio, "slot-001", studio.ingest_password) == 200  # nothing changed
+    typed = "studio-typed-password-9"
+    logscan.secret(typed)
+    await page.get_by_label("Ingest password", exact=True).fill(typed)
+    await page.get_by_label("Confirm ingest password").fill(typed)
+    await page.get_by_role("button", name="Save").click()
+    await expect(page).to_have_url(studio.base + "/admin/settings?done=saved")
+    assert await ingest(studio, "slot-001", typed) == 200
+    studio.ingest_password = typed
+
+    # generate: once, whatever the reloads; no look-alike characters, in groups
+    updates = audit_count(studio, "settings.update")
+    await page.get_by_role("button", name="Generate a new ingest password").click()
+    made = (await page.locator("#new-ingest-password").text_content()).strip()
+    logscan.secret(made)
+    assert len(made) == 19 and made.count("-") == 3 and not set(made) & set("IlO01o")
+    await shoot(page, studio, "settings-password-generated")
+    await page.reload()
+    await expect(page.locator("#new-ingest-password")).to_have_count(0)
+    assert audit_count(studio, "settings.update") == updates + 1
+    assert await ingest_from(studio, "127.0.0.7", made) == 200
+    assert await ingest(studio, "slot-001", typed) == 401
+    studio.ingest_password = made
+    assert not [u for u in page.watch.requests if made in u or typed in u or shown in u]  # never in a URL

@@ -22,7 +22,7 @@ async def test_get_settings_shows_state_and_bounds_but_no_secret(make_cfg, pg_ds
         api = await logged_in(s)
         status, _, body = await api.call("GET", "/api/settings")
         assert status == 200
-        assert body["dslr_password"] == {"is_set": False, "updated_at": None, "updated_by": None}
+        assert body["dslr_password"] == {"is_set": False, "updated_at": None, "updated_by": None, "revealable": False}
         assert body["ingest"] == {"sync_response_timeout_sec": 3, "ingest_ttl_sec": 3, "bounds": [2, 30]}
         assert body["media_cache"] == {"processed_media_ttl_hours": 72, "public_link_ttl_sec": 3}
         # the test config sets the emulator's key in the config file: configured, value not shown

@@ -3,11 +3,16 @@ document declares, and each real answer is validated against the declared schema
 does the validation on every call)."""
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
+import psycopg2
 import pytest
 
 from photoslot import auth
-from tests.conftest import FIXTURES
+from photoslot.passwords import hash_password
+from tests import logscan
+from tests.conftest import FIXTURES, INGEST_PASSWORD
 from tests.integration import adminapi
 from tests.integration.adminapi import DOC, Api, all_api_operations, all_secured_routes, validate
 from tests.integration.studio import Studio
@@ -61,6 +66,15 @@ def test_the_validator_rejects_what_the_schema_forbids():
     with pytest.raises(AssertionError):
         validate({"scope": "all"}, {"$ref": "#/components/schemas/PurgeRequest"})
     validate({"error": {"code": "x", "message": "m", "details": {}}}, {"$ref": "#/components/schemas/Error"})
+
+
+def _remove_ingest_password(dsn: str) -> None:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM settings WHERE key = 'ingest_password'")
+    finally:
+        conn.close()
 
 
 async def test_every_documented_status_of_every_endpoint_is_real(make_cfg, pg_dsn, emulator):
@@ -123,6 +137,17 @@ async def test_every_documented_status_of_every_endpoint_is_real(make_cfg, pg_ds
         assert (await call("PUT", "/api/settings", json={"ingest": {"sync_response_timeout_sec": 3}}))[0] == 200
         assert (await call("PUT", "/api/settings", json={"ingest": {"sync_response_timeout_sec": 600}}))[0] == 422
         assert (await call("PUT", "/api/settings", data=b"x", headers={"Content-Type": "application/json"}))[0] == 400
+        _, _, shown = await call("POST", "/api/settings/ingest-password/reveal")
+        assert shown["value"] == INGEST_PASSWORD
+        _, _, made = await call("POST", "/api/settings/ingest-password/generate")
+        assert (await call("POST", "/api/settings/ingest-password/reveal"))[2]["value"] == made["value"]
+        logscan.secret(made["value"])
+        await s.ctx.db.execute("setting_upsert", key="ingest_password", value=hash_password(INGEST_PASSWORD),
+                               now=s.clock.now(), actor="an older photoslot")
+        assert (await call("POST", "/api/settings/ingest-password/reveal"))[0] == 409  # a hash only: nothing to show
+        _remove_ingest_password(pg_dsn)
+        assert (await call("POST", "/api/settings/ingest-password/reveal"))[0] == 404
+        await s.set_password()
 
         # template media (slot-003 on style transfer needs a 'style' template)
         _, _, saved = await call("PUT", "/api/slots/slot-003", json={
@@ -205,6 +230,9 @@ async def test_every_documented_status_of_every_endpoint_is_real(make_cfg, pg_ds
         assert (await call("GET", "/api/stats/series", params={"slot_id": "slot-000"}))[0] == 404
         status, shot_headers, _ = await call("POST", "/api/slots/slot-001/test_shot", data=_form(small))
         assert status == 200 and shot_headers["X-Test-Shot-Outcome"] == "succeeded"
+        both = await asyncio.gather(*(call("POST", "/api/slots/slot-001/test_shot", data=_form(small))
+                                      for _ in range(2)))
+        assert sorted(status for status, _, _ in both) == [200, 429]  # one test shot of a slot at a time
         assert (await call("POST", "/api/slots/slot-001/test_shot", data=b"x",
                            headers={"Content-Type": "text/plain"}))[0] == 400
         no_file = aiohttp.FormData()

@@ -15,7 +15,7 @@ from photoslot import settings as live_settings
 from photoslot.config import load_config
 from photoslot.context import AppContext
 from tests import logscan
-from tests.conftest import EMULATOR_KEY
+from tests.conftest import EMULATOR_KEY, INGEST_PASSWORD
 from tests.integration.studio import Studio
 
 pytestmark = pytest.mark.usefixtures("clean_state")
@@ -95,6 +95,23 @@ async def test_rotate_re_encrypts_every_stored_key_and_drops_the_old_key(make_cf
         assert old_key.strip() not in dump and new_key.strip() not in dump  # never a key in the audit
         if POSIX:
             assert stat.S_IMODE(secrets.key_path(s.cfg).stat().st_mode) == 0o600
+
+
+async def test_rotate_re_keys_the_ingest_password_and_booths_keep_shooting(make_cfg, pg_dsn, photo_bytes):
+    async with Studio(make_cfg(ingest__sync_response_seconds=10), pg_dsn) as s:
+        await s.set_password()
+        await s.configure("slot-001")
+        before = (await s.ctx.db.fetchone("setting_get", key="ingest_password"))["value"]
+        assert (await s.ingest("slot-001", photo_bytes))[0] == 200
+        report = await secrets.rotate(s.ctx, actor="os:tester", source="cli")
+        assert report["ingest_password"] is True
+        after = (await s.ctx.db.fetchone("setting_get", key="ingest_password"))["value"]
+        assert after["kid"] != before["kid"] and after["hash"] != before["hash"] and after["sealed"] != before["sealed"]
+        assert secrets.ingest_password_from(s.cfg, after) == INGEST_PASSWORD
+        assert (await s.ingest("slot-001", photo_bytes))[0] == 200  # the booth's password, keyed anew
+        assert (await s.ingest("slot-001", photo_bytes, password="not-the-password"))[0] == 401
+        entry = (await audit.entries(s.ctx.db, action="secrets.rotate"))[0]
+        assert entry["details"]["ingest_password"] is True
 
 
 async def test_a_data_dir_without_the_key_reports_it_and_falls_back_to_the_config(make_cfg, pg_dsn, tmp_path, caplog):

@@ -27,6 +27,8 @@ async def client(aiohttp_client):
     app.router.add_get("/page", _page)
     app.router.add_get("/crash", _crash)
     app.router.add_get("/json", _json)
+    app.router.add_get("/api/things", _json)
+    app.router.add_get("/api/crash", _crash)
     return await aiohttp_client(app)
 
 
@@ -44,3 +46,15 @@ async def test_a_page_keeps_its_own_policy(client):
     r = await client.get("/page")
     assert r.headers["Content-Security-Policy"] == "default-src 'self'; frame-ancestors 'none'"
     assert r.headers["X-Frame-Options"] == "DENY" and r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("method, path, status", [("GET", "/api/things", 200), ("GET", "/api/nowhere", 404),
+                                                  ("POST", "/api/things", 405), ("GET", "/api/crash", 500)])
+async def test_every_api_answer_is_never_cached(client, method, path, status):
+    r = await client.request(method, path)
+    assert r.status == status and r.headers["Cache-Control"] == "no-store"
+
+
+async def test_other_answers_keep_their_own_caching(client):
+    r = await client.get("/json")
+    assert "Cache-Control" not in r.headers

@@ -2,13 +2,15 @@
 Chromium): sign-in through the login throttle, the cookie, the page headers, the language."""
 from __future__ import annotations
 
+import asyncio
 import re
 
 import aiohttp
 import pytest
 
-from photoslot import users
+from photoslot import secrets, users
 from tests import logscan
+from tests.conftest import INGEST_PASSWORD
 from tests.integration.studio import Studio
 
 pytestmark = pytest.mark.usefixtures("clean_state")
@@ -91,10 +93,10 @@ async def test_the_language_follows_the_browser_and_the_switch(make_cfg, pg_dsn)
                 assert r.headers["Location"] == "/admin/"
 
 
-async def signed_in(s, cfg) -> tuple[aiohttp.ClientSession, str]:
+async def signed_in(s, cfg, user: str = "serg") -> tuple[aiohttp.ClientSession, str]:
     """A browser-like session signed in through the form, and its CSRF token."""
     http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    async with http.post(s.base_url + "/admin/login", data={"username": "serg", "password": password_of(cfg, "serg")}) as r:
+    async with http.post(s.base_url + "/admin/login", data={"username": user, "password": password_of(cfg, user)}) as r:
         page = await r.text()
         assert r.status == 200
     return http, re.search(r'name="csrf" value="(\w+)"', page).group(1)
@@ -142,39 +144,66 @@ async def test_a_save_over_someone_elses_says_so_and_changes_nothing(make_cfg, p
             async with http.post(s.base_url + "/admin/slots/slot-003", data=form) as r:
                 page = await r.text()
                 assert r.status == 422
-                assert re.search(r'id="err-settings_json-prompt">a prompt is required', page)
+                assert re.search(r'id="err-settings_json-prompt">a prompt is required', page), re.findall(r"err-[^<]*", page)
 
 
-async def test_rotating_the_ingest_password_changes_only_it_and_shows_the_new_one_once(make_cfg, pg_dsn):
+async def test_generating_the_ingest_password_changes_only_it_and_shows_it_once_never_in_a_url(make_cfg, pg_dsn):
     cfg = make_cfg()
     async with Studio(cfg, pg_dsn, workers=0) as s:
         await s.set_password()
         http, csrf = await signed_in(s, cfg)
         async with http:
+            async with http.post(s.base_url + "/admin/settings/ingest-password/generate", data={"csrf": csrf},
+                                 allow_redirects=False) as r:
+                assert r.status == 303 and r.headers["Location"] == "/admin/settings"  # POST/Redirect/GET
+                assert "photoslot_flash" in r.cookies and r.cookies["photoslot_flash"]["httponly"]
             async with http.get(s.base_url + "/admin/settings") as r:
                 page = await r.text()
-            window = re.search(r'name="sync_response_seconds"[^>]*value="([^"]+)"', page).group(1)
-            retention = re.search(r'name="result_retention_hours"[^>]*value="([^"]+)"', page).group(1)
-            form = {"csrf": csrf, "sync_response_seconds": window, "result_retention_hours": retention,
-                    "ingest_password": "", "generate": "on"}
-            async with http.post(s.base_url + "/admin/settings", data=form) as r:
-                page = await r.text()
-                assert r.status == 200
+                assert r.headers["Cache-Control"] == "no-store"
             new = re.search(r'id="new-ingest-password">([^<]+)<', page).group(1)
             logscan.secret(new)
-            async with http.get(s.base_url + "/admin/settings") as r:
+            assert re.fullmatch(r"[A-Z2-9]{4}(-[A-Z2-9]{4}){3}", new)
+            async with http.get(s.base_url + "/admin/settings") as r:  # a reload: gone, nothing generated
                 assert new not in await r.text()
-            # unchanged fields were not sent: the window and retention still follow the config file
+            # the window and retention were not touched: they still follow the config file
             keys = {r["key"] for r in await s.ctx.db.fetchall("settings_all")}
             assert "sync_response_seconds" not in keys and "result_retention_hours" not in keys
-            entry = (await s.ctx.db.fetchall("audit_page", limit=1, action=None))[0]
-            assert (entry["actor"], entry["source"], entry["details"]) == (
-                "admin:serg", "web", {"ingest_password": "<changed>"})
+            entries = await s.ctx.db.fetchall("audit_page", limit=5, action=None)
+            assert [(e["actor"], e["source"], e["details"]) for e in entries if e["action"] == "settings.update"][0] == (
+                "admin:serg", "web", {"ingest_password": "<generated>"})
+            assert len([e for e in entries if e["action"] == "settings.update" and e["source"] == "web"]) == 1
             status, _, _ = await s.ingest("slot-001", b"x", password=new)
             assert status != 401  # the booth's new password is the one shown
-            # a form with nothing changed changes nothing
-            async with http.post(s.base_url + "/admin/settings", data={**form, "generate": ""}) as r:
-                assert r.status == 200 and "Nothing to change." in await r.text()
+            # the flash belongs to the session that made it: another session's cookie shows nothing
+            other, _ = await signed_in(s, cfg, user="igor")
+            async with other:
+                async with http.post(s.base_url + "/admin/settings/ingest-password/reveal", data={"csrf": csrf},
+                                     allow_redirects=False) as r:
+                    flash = r.cookies["photoslot_flash"].value
+                other.cookie_jar.update_cookies({"photoslot_flash": flash})
+                async with other.get(s.base_url + "/admin/settings") as r:
+                    assert new not in await r.text()
+            # a form with nothing changed changes nothing, and says so after its redirect
+            async with http.post(s.base_url + "/admin/settings", data={"csrf": csrf}, allow_redirects=False) as r:
+                assert r.status == 303 and r.headers["Location"] == "/admin/settings?done=nothing"
+
+
+async def test_a_typed_ingest_password_needs_the_same_twice(make_cfg, pg_dsn):
+    cfg = make_cfg()
+    async with Studio(cfg, pg_dsn, workers=0) as s:
+        await s.set_password()
+        http, csrf = await signed_in(s, cfg)
+        async with http:
+            form = {"csrf": csrf, "ingest_password": "typed-password-one", "ingest_password_confirm": "typed-password-1"}
+            async with http.post(s.base_url + "/admin/settings", data=form) as r:
+                assert r.status == 422 and 'id="err-ingest_password_confirm"' in await r.text()
+            record = (await s.ctx.db.fetchone("setting_get", key="ingest_password"))["value"]
+            assert secrets.ingest_password_from(s.cfg, record) == INGEST_PASSWORD  # unchanged
+            form["ingest_password_confirm"] = "typed-password-one"
+            async with http.post(s.base_url + "/admin/settings", data=form, allow_redirects=False) as r:
+                assert r.status == 303
+            record = (await s.ctx.db.fetchone("setting_get", key="ingest_password"))["value"]
+            assert secrets.ingest_password_from(s.cfg, record) == "typed-password-one"
 
 
 async def test_the_slot_page_saves_as_sent_as_no_output_format_and_a_named_one_as_chosen(make_cfg, pg_dsn):
@@ -196,3 +225,85 @@ async def test_the_slot_page_saves_as_sent_as_no_output_format_and_a_named_one_a
                     page = await r.text()
                 selected = re.search(r'<option value="(\w*)" selected>', page[page.index('id="output_format"'):])
                 assert selected.group(1) == (stored or "")
+
+
+async def test_the_session_cookie_is_secure_when_a_trusted_proxy_says_https_and_only_then(make_cfg, pg_dsn):
+    cfg = make_cfg(server__trusted_proxies=["127.0.0.1"])
+    password = password_of(cfg, "serg")
+    async with Studio(cfg, pg_dsn, workers=0) as s:
+        for proto, secure in (("https", True), ("http", False), (None, False)):
+            headers = {"X-Forwarded-Proto": proto} if proto else {}
+            async with aiohttp.ClientSession() as http:
+                async with http.post(s.base_url + "/admin/login", data={"username": "serg", "password": password},
+                                     headers=headers, allow_redirects=False) as r:
+                    assert r.status == 303
+                    assert ("Secure" in r.headers["Set-Cookie"]) is secure, (proto, r.headers["Set-Cookie"])
+    untrusted = make_cfg()  # the same header from a peer that is no listed proxy: not believed
+    async with Studio(untrusted, pg_dsn, workers=0) as s:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(s.base_url + "/admin/login", data={"username": "serg", "password": password},
+                                 headers={"X-Forwarded-Proto": "https"}, allow_redirects=False) as r:
+                assert r.status == 303 and "Secure" not in r.headers["Set-Cookie"]
+
+
+async def test_an_unknown_provider_or_operation_in_the_address_shows_the_form_with_a_message(make_cfg, pg_dsn):
+    cfg = make_cfg()
+    async with Studio(cfg, pg_dsn, workers=0) as s:
+        await s.configure("slot-004")
+        http, _ = await signed_in(s, cfg)
+        async with http:
+            for query, message in (("provider_id=zzz", "names a provider that does not exist"),
+                                   ("provider_id=gemini&operation_id=zzz", "names an operation that does not exist"),
+                                   ("provider_id=%00%1b", "names a provider that does not exist")):
+                async with http.get(s.base_url + f"/admin/slots/slot-004?{query}") as r:
+                    page = await r.text()
+                    assert r.status == 200, (query, page[-500:])
+                    assert message in page and 'id="slot-form"' in page
+                    assert page.count("zzz") == page.count("%3Dzzz")  # not echoed (only in the language links' address)
+
+
+async def test_a_test_shot_of_a_huge_declared_png_stays_off_the_event_loop_and_within_the_caps(make_cfg, pg_dsn):
+    """A 79 MP PNG of a few hundred KB (the booth's 80 MP cap lets it in): the check, the provider's
+    copy and the page's preview are reduced decodes on the image threads — /healthz keeps answering
+    at once, and the process does not grow by the image's full size."""
+    import resource
+    import struct
+    import time
+    import zlib
+
+    width, height = 10_000, 7_900
+    row = b"\x00" + bytes(width * 3)
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    assert len(png) < 1024 * 1024
+    cfg = make_cfg(ingest__sync_response_seconds=30)
+    async with Studio(cfg, pg_dsn) as s:
+        await s.configure("slot-001")
+        http, csrf = await signed_in(s, cfg)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
+        slowest = 0.0
+        async with http:
+            form = aiohttp.FormData()
+            form.add_field("csrf", csrf)
+            form.add_field("photo", png, filename="huge.png", content_type="image/png")
+            shot = asyncio.ensure_future(http.post(s.base_url + "/admin/slots/slot-001/test-shot", data=form))
+            while not shot.done():
+                started = time.perf_counter()
+                async with s.http.get(s.base_url + "/healthz") as r:
+                    assert r.status == 200
+                slowest = max(slowest, time.perf_counter() - started)
+                await asyncio.sleep(0.05)
+            async with await shot as r:
+                page = await r.text()
+                assert r.status == 200
+            # the booth's answer, in words, and the original's preview beside the result
+            assert "Done in" in page and 'alt="Original"' in page and "data:image/jpeg;base64," in page, page[-2000:]
+        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        assert slowest < 0.5, slowest
+        assert grown_mb < 400, grown_mb  # decoded whole it would take 237 MB of RGB, and many times that in copies

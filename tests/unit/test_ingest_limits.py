@@ -1,10 +1,9 @@
-"""Pure rules of the ingest door: the guess throttle's back-off table, its bounded memory and
-report, the early-photo buffer budget, the client key."""
-import asyncio
-
+"""Pure rules of the ingest door: the guess throttle's delays, its bounded memory and report, the
+known clients, the early-photo buffer budget, the client key, the test-shot limits."""
 import pytest
 
-from photoslot.ingest_limits import (MAX_ADDRESSES, BufferBudget, PasswordThrottle, StrangerGate, backoff_seconds,
+from photoslot.ingest_limits import (MAX_ADDRESSES, BufferBudget, KnownClients, PasswordThrottle, RehearsalLimits,
+                                     RehearsalRefused, backoff_seconds,
                                      client_key)  # backoff_seconds: the admin sign-in's, reused
 
 
@@ -23,24 +22,18 @@ def test_backoff_of_an_absurd_failure_count_stays_at_the_cap():
     assert backoff_seconds(10**9, free=5, first=1.0, cap=60.0) == 60.0
 
 
-def test_an_address_waits_only_after_its_free_failures_and_only_after_its_newest_one():
-    t = throttle()
-    for i in range(3):
-        assert t.wait("10.0.0.9", now=100.0 + i) == 0
-        t.failed("10.0.0.9", now=100.0 + i)
-    assert t.wait("10.0.0.9", now=102.5) == pytest.approx(0.5)  # 1 s after the third failure at 102
-    assert t.wait("10.0.0.9", now=103.0) == 0
-    t.failed("10.0.0.9", now=103.0)
-    assert t.wait("10.0.0.9", now=104.0) == pytest.approx(1.0)  # fourth failure: 2 s
+def test_wrong_answers_are_free_then_delayed_doubling_up_to_the_cap():
+    t = throttle()  # 3 free, then 1 s doubling to 8 s
+    delays = [t.failed("10.0.0.9", now=100.0 + i) for i in range(8)]
+    assert delays == [0, 0, 0, 1, 2, 4, 8, 8]
 
 
-def test_another_address_never_waits_for_a_guesser():
+def test_another_address_is_never_delayed_by_a_guesser():
     t = throttle()
     for i in range(10):
         t.failed("10.0.0.9", now=100.0 + i)
-    assert t.wait("10.0.0.9", now=110.0) > 0
-    assert t.wait("10.0.0.7", now=110.0) == 0
-    assert len(t) == 1  # only failing addresses are remembered
+    assert t.failed("10.0.0.7", now=110.0) == 0
+    assert len(t) == 2 and t.failures("10.0.0.9", now=110.0) == 10
 
 
 def test_the_right_password_clears_the_address_and_failures_are_forgotten_after_the_window():
@@ -49,10 +42,10 @@ def test_the_right_password_clears_the_address_and_failures_are_forgotten_after_
         t.failed("a", now=100.0 + i)
         t.failed("b", now=100.0 + i)
     t.succeeded("a")
-    assert t.wait("a", now=104.5) == 0
-    assert t.wait("b", now=104.5) > 0
-    assert t.wait("b", now=104.0 + 101) == 0  # the window passed since the newest failure
-    assert len(t) == 0
+    assert t.failed("a", now=104.5) == 0  # a booth PC's second profile starts afresh
+    assert t.failed("b", now=104.5) > 0
+    assert t.failed("b", now=104.5 + 101) == 0  # the window passed since the newest failure
+    assert t.proven("a") and not t.proven("b")
 
 
 def test_the_table_of_addresses_is_capped_and_drops_the_stalest_first():
@@ -61,8 +54,8 @@ def test_the_table_of_addresses_is_capped_and_drops_the_stalest_first():
         for _ in range(4):
             t.failed(address, now=100.0 + i)
     assert len(t) == 3
-    assert t.wait("a", now=103.5) == 0  # dropped: oldest newest-failure
-    assert t.wait("d", now=103.5) > 0
+    assert t.failures("a", now=103.5) == 0  # dropped: oldest newest-failure
+    assert t.failures("d", now=103.5) == 4
 
 
 def test_a_flood_of_rotating_addresses_cannot_grow_memory():
@@ -76,17 +69,15 @@ def test_a_flood_of_rotating_addresses_cannot_grow_memory():
     assert sum(c["wrong"] for _a, c in report.top) + report.other["wrong"] == MAX_ADDRESSES * 3
 
 
-def test_the_report_names_who_guessed_and_counts_refusals_then_starts_afresh():
+def test_the_report_names_who_guessed_and_counts_delayed_answers_then_starts_afresh():
     t = throttle()
     for i in range(5):
         t.failed("10.0.0.9", now=100.0)
-    t.wait("10.0.0.9", now=100.1)
-    t.wait("10.0.0.9", now=100.2)
     t.note("10.0.0.8", "busy")
     report = t.report()
-    assert report.top == [("10.0.0.9", {"wrong": 5, "refused": 2, "busy": 0}),
-                          ("10.0.0.8", {"wrong": 0, "refused": 0, "busy": 1})]
-    assert report.other_addresses == 0 and report.other == {"wrong": 0, "refused": 0, "busy": 0}
+    assert report.top == [("10.0.0.9", {"wrong": 5, "delayed": 2, "busy": 0}),
+                          ("10.0.0.8", {"wrong": 0, "delayed": 0, "busy": 1})]
+    assert report.other_addresses == 0 and report.other == {"wrong": 0, "delayed": 0, "busy": 0}
     assert t.report() is None
 
 
@@ -94,7 +85,7 @@ def test_a_success_keeps_the_guesses_for_the_report():
     t = throttle()
     t.failed("10.0.0.9", now=100.0)
     t.succeeded("10.0.0.9")
-    assert t.report().top == [("10.0.0.9", {"wrong": 1, "refused": 0, "busy": 0})]
+    assert t.report().top == [("10.0.0.9", {"wrong": 1, "delayed": 0, "busy": 0})]
 
 
 @pytest.mark.parametrize("address, key", [
@@ -120,36 +111,42 @@ def test_buffer_budget_refuses_what_does_not_fit_and_takes_back_what_is_returned
     assert budget.used == 0
 
 
-def test_only_the_right_password_proves_an_address_and_the_proven_are_bounded():
-    t = throttle(max_addresses=2)
+def test_only_the_right_password_proves_an_address_and_the_known_are_bounded():
+    known = KnownClients(limit=2)
+    t = throttle(known=known)
     t.failed("a", now=100.0)
     assert not t.proven("a")
     for address in ("a", "b", "c"):
         t.succeeded(address)
-    assert [t.proven(a) for a in ("a", "b", "c")] == [False, True, True]  # the oldest proven was dropped
+    assert [t.proven(a) for a in ("a", "b", "c")] == [False, True, True]  # the oldest known was dropped
+    known.add("b")  # seen again: the newest now
+    known.add("d")
+    assert "b" in known and "c" not in known and len(known) == 2
 
 
-async def test_stranger_gate_lets_a_few_in_queues_a_few_more_and_refuses_the_rest():
-    gate = StrangerGate(places=2, line=2)
-    assert await gate.enter() and await gate.enter()
-    third = asyncio.ensure_future(gate.enter())
-    fourth = asyncio.ensure_future(gate.enter())
-    await asyncio.sleep(0)
-    assert gate.waiting == 2 and not third.done()
-    assert await gate.enter() is False  # the line is full: no at once
-    gate.leave()  # a place is handed to the first in line
-    assert await third is True and gate.inside == 2 and gate.waiting == 1
-    fourth.cancel()  # one in line gives up: it leaves no trace
-    await asyncio.sleep(0)
-    assert gate.waiting == 0
-    gate.leave()
-    gate.leave()
-    assert gate.inside == 0 and await gate.enter()
-
-
-def test_busy_refusals_of_an_address_count_toward_its_back_off_and_are_reported_as_busy():
+def test_busy_refusals_of_an_address_count_toward_its_delays_and_are_reported_as_busy():
     t = throttle(free=2)
-    t.failed("10.0.0.9", now=100.0, kind="busy")
-    t.failed("10.0.0.9", now=100.0, kind="busy")
-    assert t.wait("10.0.0.9", now=100.5) > 0
-    assert t.report().top == [("10.0.0.9", {"wrong": 0, "refused": 1, "busy": 2})]
+    assert t.failed("10.0.0.9", now=100.0, kind="busy") == 0
+    assert t.failed("10.0.0.9", now=100.0, kind="busy") == 0
+    assert t.failed("10.0.0.9", now=100.5) == 1  # the third failure: past the free two
+    assert t.report().top == [("10.0.0.9", {"wrong": 1, "delayed": 1, "busy": 2})]
+
+
+def test_test_shots_one_per_slot_at_a_time_and_a_bucket_per_admin():
+    limits = RehearsalLimits(per_minute=3)
+    limits.begin("slot-001", "serg", now=0.0)
+    with pytest.raises(RehearsalRefused) as exc:
+        limits.begin("slot-001", "igor", now=0.0)  # the slot's shot is still running
+    assert exc.value.reason == "test_shot_running"
+    limits.end("slot-001")
+    limits.begin("slot-001", "serg", now=0.0)
+    limits.end("slot-001")
+    limits.begin("slot-002", "serg", now=0.0)
+    limits.end("slot-002")
+    with pytest.raises(RehearsalRefused) as exc:  # serg's three are spent …
+        limits.begin("slot-003", "serg", now=1.0)
+    assert exc.value.reason == "too_many_test_shots" and exc.value.retry_after == 19
+    assert "slot-003" not in limits.running  # nothing taken by a refusal
+    limits.begin("slot-003", "igor", now=1.0)  # … igor's are his own
+    limits.end("slot-003")
+    limits.begin("slot-003", "serg", now=21.0)  # one came back after 20 s

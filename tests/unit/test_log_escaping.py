@@ -118,3 +118,56 @@ def test_long_values_are_cut_and_ordinary_ones_left_alone(captured):
     assert logs.value("IMG 0001.JPG") == '"IMG 0001.JPG"'
     assert logs.value("Фото_1.jpg") == "Фото_1.jpg"  # printable Unicode is not a threat
     assert logs.value("x" * 1000).endswith("…") and len(logs.value("x" * 1000)) == logs.MAX_VALUE + 1
+
+
+# The same function for the CLI's tables and the web pages (logs.escape_controls).
+
+TERMINAL_ATTACKS = ["Booth\x1b]0;pwned\x07 1", "Booth\x1b[31mred", "Booth \u202egnp.exe", "Booth\x9b2J", "[bold]x[/bold]"]
+
+
+@pytest.mark.parametrize("value", TERMINAL_ATTACKS)
+def test_a_cli_table_shows_outside_text_as_text(value):
+    from rich.console import Console
+
+    from photoslot.cli.common import new_table
+
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=True, color_system=None)  # a terminal, no colours
+    table = new_table("slots", ("slot", "name"))
+    table.add_row("slot-001", value)
+    console.print(table)
+    text = out.getvalue()
+    assert not any(c in text for c in "\x07\x9b\u202e")
+    assert "\x1b]" not in text and "\x1b[31m" not in text  # no title change, no colour from the value
+    assert logs.escape_controls(value) in text  # shown as typed (rich markup too), control characters visible
+
+
+def test_a_page_shows_control_characters_visibly_and_keeps_line_breaks():
+    import jinja2
+    import markupsafe
+
+    from photoslot.web import render
+
+    env = jinja2.Environment(autoescape=True, finalize=render._shown)
+    html = env.from_string("<p>{{ name }}</p><textarea>{{ prompt }}</textarea>{{ m }}").render(
+        name="Booth\x1b]0;pwned\x07 \u202eevil", prompt="line one\nline two\ttab <b>",
+        m=markupsafe.Markup("<i>trusted</i>"))
+    assert "\x1b" not in html and "\x07" not in html and "\u202e" not in html
+    assert "Booth\\x1b]0;pwned\\x07 \\u202eevil" in html
+    assert "line one\nline two\ttab &lt;b&gt;" in html  # a prompt's lines stay, HTML is still escaped
+    assert "<i>trusted</i>" in html  # a macro's output is not escaped twice
+
+
+@pytest.mark.parametrize("name", ["Booth\x1b]0;pwned\x07", "line\nbreak", "tab\there", "\u202eevil", "nul\x00",
+                                  "mark\u200f"])
+def test_a_slot_name_with_control_characters_is_refused(name):
+    from photoslot import slots
+    from photoslot.errors import ValidationError
+
+    with pytest.raises(ValidationError) as exc:
+        slots.check_configuration(name=name, provider_id="gemini", operation_id="image_edit",
+                                  settings_json={"prompt": "p"}, enabled=True)
+    assert exc.value.details == {"name": "must not contain control characters (line breaks, tabs, escape or "
+                                         "direction codes)"}
+    slots.check_configuration(name="Свадьба · Booth №2 «A»", provider_id="gemini", operation_id="image_edit",
+                              settings_json={"prompt": "p"}, enabled=True)

@@ -1,9 +1,12 @@
 """Live settings: the checks on every change, and the admin API's nested shape around them."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from photoslot import settings
+from photoslot.passwords import READABLE_ALPHABET, generate_readable
 from photoslot.config import load_config
 from photoslot.errors import ValidationError
 from photoslot.server.api_settings import settings_request, settings_view
@@ -41,8 +44,15 @@ def test_the_ingest_password_is_12_to_256_characters(password):
         {"ingest_password": "must be 12 to 256 characters"}
 
 
-def test_the_generated_first_start_password_is_longer_than_the_minimum():
-    assert len(settings.generate_password(settings.GENERATED_PASSWORD_BYTES)) >= 16
+def test_a_generated_ingest_password_is_grouped_has_no_look_alikes_and_passes_the_minimum():
+    made = {generate_readable() for _ in range(200)}
+    assert len(made) == 200
+    for password in made:
+        assert re.fullmatch(r"[A-Z2-9]{4}(-[A-Z2-9]{4}){3}", password), password
+        assert not set(password) & set("IlO01o")
+        assert len(password.replace("-", "")) >= settings.INGEST_PASSWORD_MIN
+        assert settings.check_changes(BOUNDS, ingest_password=password) == {settings.PASSWORD_KEY: password}
+    assert len(READABLE_ALPHABET) == 32 == len(set(READABLE_ALPHABET))  # 5 bits a symbol, 80 in all
 
 
 def test_provider_keys_name_a_known_provider_and_hold_no_spaces():
