@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 from dataclasses import dataclass, field
 
@@ -36,7 +37,8 @@ class AppContext:
 
     @classmethod
     async def open(cls, cfg, *, clock=None, dsn: str | None = None, listen: bool = False) -> "AppContext":
-        dsn = dsn or await asyncio.to_thread(dbmod.resolve_dsn, cfg)
+        # A long-running process (listen=True) has its embedded PostgreSQL watched: stopped even when it is killed.
+        dsn = dsn or await asyncio.to_thread(functools.partial(dbmod.resolve_dsn, cfg, watch=listen))
         database = await dbmod.connect(dsn, pool_size=int(cfg.get("database.pool_size")),
                                        synchronous_commit=bool(cfg.get("database.synchronous_commit")))
         media = MediaStore(cfg.media_root)

@@ -50,18 +50,18 @@ def _adapt(params: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- embedded PostgreSQL
 
-def start_embedded(data_dir: Path) -> str:
+def start_embedded(data_dir: Path, *, watch: bool = False) -> str:
     """Start (or join) the pgserver PostgreSQL in <data_dir>/pg and return a DSN for our database.
 
-    pgserver keeps a per-data-dir list of the processes using the server and stops it when the
-    last one exits, so `serve`, `work` and CLI commands on one data dir share one server.
+    The processes using the server are listed beside it and the last one to exit stops it, so
+    `serve`, `work` and CLI commands on one data dir share one server; `watch` (serve, work) also
+    stops it when this process is killed (photoslot/embedded_pg.py).
     """
-    from photoslot import pgbin  # imported lazily: a DSN deployment never needs the binaries
+    from photoslot import embedded_pg, pgbin  # imported lazily: a DSN deployment never needs the binaries
 
-    pgserver = pgbin.import_pgserver()
     data_dir.mkdir(parents=True, exist_ok=True)
     pgbin.use_stable_copy(data_dir)  # the one-file binary: never run PostgreSQL from its temp folder
-    server = pgserver.get_server(data_dir / "pg", cleanup_mode="stop")
+    server = embedded_pg.join(data_dir, watch=watch)
     admin_dsn = server.get_uri()
     conn = psycopg2.connect(admin_dsn)
     try:
@@ -78,8 +78,8 @@ def start_embedded(data_dir: Path) -> str:
     return server.get_uri(EMBEDDED_DB_NAME)
 
 
-def resolve_dsn(cfg) -> str:
-    return cfg.dsn or start_embedded(cfg.data_dir)
+def resolve_dsn(cfg, *, watch: bool = False) -> str:
+    return cfg.dsn or start_embedded(cfg.data_dir, watch=watch)
 
 
 # ---------------------------------------------------------------- queries
