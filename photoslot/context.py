@@ -63,9 +63,10 @@ class AppContext:
         self.health.start(self.db)
         self.refusals.start(self.db, float(self.cfg.get("stats.flush_seconds")))
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 5) -> None:
+        """`timeout`: how long connections still in use may take to come back (a stop is bounded)."""
         await self.health.stop()
         await self.refusals.stop(self.db)  # the last refusals counted are written before the pool closes
         if self.listener is not None:
             await self.listener.stop()
-        await self.db.close()
+        await self.db.close(timeout)

@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from photoslot.logs import event
+
 log = logging.getLogger("photoslot.db")
 
 WATCH_FLAG = "--watch-embedded-postgres"
@@ -90,8 +92,7 @@ def join(data_dir: Path, *, watch: bool = False):
             alive = [p for p in pids if _alive(p)]
             if alive != pids:
                 _write_pids(pgdata, alive)
-                log.info("event=embedded_postgres_stale_users_dropped pids=%s", ",".join(str(p) for p in pids
-                                                                                        if p not in alive))
+                event(log, "embedded_postgres_stale_users_dropped", pids=",".join(str(p) for p in pids if p not in alive))
     server = pgserver.get_server(pgdata, cleanup_mode="stop")
     # Our release replaces pgserver's atexit clean-up: it stops the postmaster running now, not the
     # one pgserver met when it joined.
@@ -117,7 +118,7 @@ def _start_watcher(pgdata: Path) -> None:
         _watchers[pgdata] = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                              stderr=subprocess.DEVNULL, close_fds=True, **options)
     except OSError as exc:  # no watcher: a clean exit still releases; a killed process is pruned at the next start
-        log.warning("event=embedded_postgres_watcher_failed error=%s", exc.__class__.__name__)
+        event(log, "embedded_postgres_watcher_failed", logging.WARNING, error=exc.__class__.__name__)
 
 
 def release(pgdata: Path, pid: int) -> bool:

@@ -52,6 +52,10 @@ LINGER_SECONDS = 1.0         # a refused connection's request is read and droppe
 MAX_LINGERING = 64           # beyond this many lingering refusals, close right after the answer
 HEAD_END = b"\r\n\r\n"
 RETRY_AFTER = 1
+# At a stop aiohttp waits this long for a request still being handled (then cancels it, and waits
+# as long again) — its default is 60 s. serve has already given its shots the grace and their
+# answers by then (runtime.py); what is left is an admin page or a download, and the stop is bounded.
+SHUTDOWN_TIMEOUT = 1.0
 
 
 def fd_ceiling(configured: int, fd_limit: int | None) -> int:
@@ -111,6 +115,9 @@ class ConnectionTable:
 
     def head_done(self, conn) -> None:
         self._waiting.pop(conn, None)
+
+    def connections(self) -> list:
+        return list(self._open)
 
     def close(self, conn) -> None:
         """Forget `conn` (again: nothing happens)."""
@@ -254,6 +261,18 @@ class ConnectionGuard:
     def __getattr__(self, name):
         return getattr(self.server, name)
 
+    def close_all(self) -> int:
+        """The end of a stop: close every connection still open (one that never finished its request,
+        one whose answer is still being written — it is sent first); returns how many there were."""
+        closed = 0
+        for conn in self.table.connections():
+            transport = conn.transport
+            if transport is not None and not transport.is_closing():
+                transport.close()
+                closed += 1
+            self.table.close(conn)
+        return closed
+
     def refuse(self, transport, reason: str) -> None:
         """503 in the ingest's JSON, then close — after reading and dropping the request a moment,
         so the client sees the answer rather than a reset."""
@@ -300,7 +319,7 @@ def make_runner(app: web.Application, cfg) -> GuardedRunner:
                "max_per_client": int(cfg.get("server.max_connections_per_client")),
                "is_relay": lambda host: client_address.listed(host, proxies)}
     return GuardedRunner(app, guard_options=options, handler_cancellation=True, access_log=None,
-                         keepalive_timeout=header_timeout)
+                         keepalive_timeout=header_timeout, shutdown_timeout=SHUTDOWN_TIMEOUT)
 
 
 def limit_accept_error_logs(loop: asyncio.AbstractEventLoop, seconds: float = 1.0) -> None:
