@@ -156,6 +156,37 @@ async def test_serve_stops_on_time_with_a_shot_hanging_at_the_provider_and_a_can
     assert db_rows(pg_dsn, "SELECT count(*) FROM jobs WHERE NOT is_finalized") == [(0,)]
 
 
+async def test_serve_stops_on_time_while_a_client_trickles_a_sign_in_form(studio_config, pg_dsn):
+    """A form body read without a deadline (the sign-in page reads its whole form first): a client
+    sending it a byte a second must not hold the stop."""
+    config, port = studio_config(server__shutdown_grace_seconds=GRACE)
+    serve = await start_serve(config, pg_dsn, port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = b"username=serg&password=" + b"x" * 200
+    writer.write(b"POST /admin/login HTTP/1.1\r\nHost: studio\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+    await writer.drain()
+
+    async def drip() -> None:
+        for byte in body[10:]:
+            await asyncio.sleep(1.0)
+            try:
+                writer.write(bytes([byte]))
+                await writer.drain()
+            except ConnectionError:
+                return
+
+    dripping = asyncio.create_task(drip())
+    await asyncio.sleep(1.5)
+    try:
+        code, took = await stop_within_bound(serve)
+    finally:
+        dripping.cancel()
+        writer.close()
+    assert took <= BOUND and code == 0, (took, code, serve.output[-2000:])
+    assert await closed_by_server(reader, timeout=2)
+
+
 async def test_serve_stops_on_time_with_a_kept_alive_browser_connection(studio_config, pg_dsn):
     config, port = studio_config(server__shutdown_grace_seconds=GRACE)
     serve = await start_serve(config, pg_dsn, port)
