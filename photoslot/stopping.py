@@ -108,12 +108,13 @@ class Stop:
         end = time.monotonic() + min(self.grace, max(0.0, self.left()))
         hurry = asyncio.ensure_future(self.hurried.wait())
         try:
-            while running and not hurry.done():
-                self.doing = f"the grace: {len(running)} {what} still running"
+            while not hurry.done():
+                pending = {t for t in running if not t.done()}
                 remaining = end - time.monotonic()
-                if remaining <= 0:
+                if not pending or remaining <= 0:
                     break
-                await asyncio.wait(set(running) | {hurry}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                self.doing = f"the grace: {len(pending)} {what} still running"
+                await asyncio.wait(pending | {hurry}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         finally:
             hurry.cancel()
 
