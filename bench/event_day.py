@@ -34,10 +34,12 @@ What it measures (`--json FILE`, exactly these keys):
 
 - `requests`: booth requests sent (both of booth 15's profiles);
 - `answered_200_share_outside_outage`, `answered_504_share_outside_outage`: among the booths'
-  shots with the right password whose time in flight does not touch an outage window (the
-  provider outage and its cool-down, the PostgreSQL restart, the `serve` restart — each plus one
-  response window), the share answered 200 / 504; a refused connection or a shot without an
-  answer counts as a failure;
+  shots with the right password whose time in flight does not touch an outage window — the
+  provider outage (plus one cool-down and one provider call for the probe), the PostgreSQL
+  restart (plus 2 s for the pool's next connection), the `serve` restart (SIGTERM to listening
+  again) — the share answered 200 / 504. A refused connection or a shot without an answer counts
+  against it; the admin's own cancel and the provider's content refusals (502 provider_refused:
+  the provider judged the photo) are counted apart (`--details`), as is the share with them;
 - `availability`: the share of once-a-second `/healthz` probes answered 200 within 1 s, outside the
   planned `serve` restart (from its SIGTERM until it listens again; reported on its own);
 - `lost_jobs`: booth requests that were sent and got no answer (connection dropped, no answer
@@ -170,7 +172,7 @@ class Day:
         self.emu = f"http://127.0.0.1:{self.emu_port}"
         self.t0 = 0.0
         self.procs: dict[str, subprocess.Popen] = {}
-        self.instances: list[dict] = []  # every serve/work/emulate process started: name, pid, samples
+        self.instances: list[dict] = []  # every serve, work and emulate process started: name, pid, samples
         self.shots: list[Shot] = []
         self.probes: list[tuple[float, bool]] = []
         self.outages: list[Window] = []
@@ -240,7 +242,7 @@ class Day:
         it; freeing the file clears it. No size-limited folder is needed."""
         self.data.mkdir(parents=True, exist_ok=True)
         total, used, free = disk_usage(self.data)
-        margin = max(0.25, min(1.0, 100 * 0.25 * free / total))  # ≤ a quarter of the free space
+        margin = max(0.25, min(1.0, 100 * 0.2 * free / total))  # the fill takes ≤ 30 % of the free space
         return {"total": total, "used_at_start": used, "threshold_percent": round(100 * used / total + margin, 3),
                 "margin_percent": margin}
 
@@ -665,7 +667,7 @@ class Day:
         total, used, free = disk_usage(self.data)
         target = self.disk["threshold_percent"] + self.disk["margin_percent"] / 2
         size = int(total * target / 100 - used)
-        if size <= 0 or size > free - 2 * 2**30:
+        if size <= 0 or size > free / 2:
             self.disk["skipped"] = f"cannot fill {size} bytes with {free} free"
             self.note("media disk fill skipped", reason=self.disk["skipped"])
             return
@@ -1380,14 +1382,15 @@ async def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the working folder (logs, data dir)")
     args = ap.parse_args()
     day = Day(args)
-    code = 0
     try:
         figures = await day.run()
     finally:
-        for name, proc in day.procs.items():
+        for proc in day.procs.values():  # a run that failed half-way leaves nothing running
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        if postmasters(day.pgdata):
+            embedded_pg.stop_postmaster(day.pgdata.resolve())
         fill = day.data / "disk-fill.bin"
         if fill.exists():
             fill.unlink()
@@ -1406,7 +1409,7 @@ async def main() -> int:
         print(f"kept {day.dir}")
     else:
         shutil.rmtree(day.dir, ignore_errors=True)
-    return code
+    return 0
 
 
 if __name__ == "__main__":

@@ -40,7 +40,10 @@ async def stop_within_bound(proc, sig=signal.SIGTERM) -> tuple[int, float]:
     except asyncio.TimeoutError:
         pytest.fail(f"{proc.name} still running {BOUND + 1} s after {sig.name}; last lines:\n"
                     + "\n".join(proc.lines[-15:]))
-    return code, time.monotonic() - started
+    took = time.monotonic() - started
+    print(f"[measured] {os.environ.get('PYTEST_CURRENT_TEST', '').split(' ')[0]}: {proc.name} exited {code} "
+          f"{took:.2f} s after {sig.name}")
+    return code, took
 
 
 async def trickle(port: int, stop: asyncio.Event) -> bytes:
@@ -380,7 +383,6 @@ async def test_a_stop_the_database_does_not_answer_is_ended_at_the_bound_with_a_
         line = next((x for x in serve.lines if "shutdown_overdue" in x), None)
         assert line is not None, serve.output[-3000:]
         assert "waiting_for=" in line
-        print("[measured] frozen database:", round(took, 2), "s, exit", code)
         print("\n".join(x for x in serve.lines if "photoslot.runtime" in x or "photoslot.db" in x))
         await asyncio.gather(shot, return_exceptions=True)
     finally:
