@@ -600,6 +600,7 @@ class Day:
         proc = self.procs[name]
         inst = next(i for i in reversed(self.instances) if i["pid"] == proc.pid)
         started = time.monotonic()
+        inst["stopping"] = self.now()  # its growth is measured up to here
         proc.send_signal(signal.SIGTERM)
         try:
             code = await asyncio.to_thread(proc.wait, bound + 5)
@@ -913,6 +914,8 @@ class Day:
             "jobs": post_run, "ttl_violations": list(self.ttl_violations.values()),
             "processes": [{k: v for k, v in inst.items() if k != "samples"} | (self.growth(inst) or {})
                           for inst in self.instances],
+            "samples": {inst["name"]: [[t, round(rss / 2**20, 1), fds] for t, rss, fds in inst["samples"]]
+                        for inst in self.instances},
             "db_pool_in_use_at_rest": rest, "db_pool_in_use_max_during": max((v for _, v in self.pool_samples),
                                                                               default=None),
             "db_pool_closed_in_use": logs["pool_closed_in_use"],
@@ -928,7 +931,10 @@ class Day:
         return figures
 
     def growth(self, inst: dict) -> dict | None:
-        samples = inst["samples"]
+        """Warm-up: a quarter of the process's life (at most 3 minutes); then its first and its last
+        sample before its stop began (or before it was killed)."""
+        end = inst.get("stopping", inst.get("ended"))
+        samples = [s for s in inst["samples"] if end is None or s[0] < end]
         if len(samples) < 4:
             return None
         life = samples[-1][0] - samples[0][0]
@@ -1260,7 +1266,7 @@ def svg(day: Day, figures: dict) -> str:
             parts.append(f'<rect x="{a:.1f}" y="{y}" width="{max(2.0, b - a):.1f}" height="{h}" fill="#fbe9e7" '
                          f'opacity="0.9"/>')
             if labels:
-                parts.append(f'<text x="{(a + b) / 2:.1f}" y="{y - 8}" text-anchor="middle" font-size="10" '
+                parts.append(f'<text x="{(a + b) / 2:.1f}" y="{y + 12}" text-anchor="middle" font-size="10" '
                              f'fill="#bf360c">{short.get(w.label, w.label)}</text>')
         for e in day.timeline:
             if e["what"] in ("kill -9 of work", "media disk filled past the alert", "T_sync_response changed",
@@ -1348,7 +1354,7 @@ def svg(day: Day, figures: dict) -> str:
         lx += 90
     parts.append(f'<text x="{lx}" y="{y0 + h + 17}" fill="#555">(dashed: the process started again after a fault)</text>')
     # the time axis: minutes of the run, hours of the event
-    for k in range(9):
+    for k in range(0, 9, 2):
         t = run * k / 8
         anchor = "start" if k == 0 else "end" if k == 8 else "middle"
         parts.append(f'<text x="{x(t):.1f}" y="{y0 + h + 38}" text-anchor="{anchor}" fill="#555">'
