@@ -916,6 +916,9 @@ class Day:
                           for inst in self.instances],
             "samples": {inst["name"]: [[t, round(rss / 2**20, 1), fds] for t, rss, fds in inst["samples"]]
                         for inst in self.instances},
+            "window_changes": self.window_changes,
+            "shots": [[s.booth, s.profile, round(s.sent, 2), round(s.done, 2), s.status, s.outcome,
+                       None if s.seconds is None else round(s.seconds, 3), s.window] for s in self.shots],
             "db_pool_in_use_at_rest": rest, "db_pool_in_use_max_during": max((v for _, v in self.pool_samples),
                                                                               default=None),
             "db_pool_closed_in_use": logs["pool_closed_in_use"],
@@ -1258,16 +1261,14 @@ def svg(day: Day, figures: dict) -> str:
 
     short = {"provider outage": "provider", "PostgreSQL restart": "PostgreSQL", "serve restart": "serve"}
 
-    def frame(y: float, h: float, title: str, labels: bool = False) -> None:
+    def frame(y: float, h: float, title: str) -> None:
         parts.append(f'<text x="{left}" y="{y - 8}" font-weight="bold">{html.escape(title)}</text>')
         parts.append(f'<rect x="{left}" y="{y}" width="{plot_w}" height="{h}" fill="none" stroke="#999"/>')
         for w in day.outages:
             a, b = x(w.start), x(w.end if w.end is not None else w.start)
             parts.append(f'<rect x="{a:.1f}" y="{y}" width="{max(2.0, b - a):.1f}" height="{h}" fill="#fbe9e7" '
                          f'opacity="0.9"/>')
-            if labels:
-                parts.append(f'<text x="{(a + b) / 2:.1f}" y="{y + 12}" text-anchor="middle" font-size="10" '
-                             f'fill="#bf360c">{short.get(w.label, w.label)}</text>')
+
         for e in day.timeline:
             if e["what"] in ("kill -9 of work", "media disk filled past the alert", "T_sync_response changed",
                              "a burst of 429 begins"):
@@ -1283,7 +1284,7 @@ def svg(day: Day, figures: dict) -> str:
 
     # 1. answers per bin, stacked
     title, h = panels[0]
-    frame(y0, h, f"{title} ({span:g} s each) by status", labels=True)
+    frame(y0, h, f"{title} ({span:g} s each) by status")
     peak = max((sum(c.values()) for c in counts), default=1) or 1
     top_value = _nice(peak)
     y_axis(y0, h, top_value)
@@ -1296,6 +1297,11 @@ def svg(day: Day, figures: dict) -> str:
             base -= bh
             parts.append(f'<rect x="{x(b * span) + 2:.1f}" y="{base:.1f}" width="{plot_w / bins - 4:.1f}" '
                          f'height="{bh:.1f}" fill="{colours[k]}"><title>{k}: {c[k]}</title></rect>')
+    for w in day.outages:  # named over the bars
+        a, b = x(w.start), x(w.end if w.end is not None else w.start)
+        parts.append(f'<text x="{(a + b) / 2:.1f}" y="{y0 + 12}" text-anchor="middle" font-size="11" '
+                     f'fill="#bf360c" stroke="white" stroke-width="3" paint-order="stroke">'
+                     f'{short.get(w.label, w.label)}</text>')
     lx = left
     for k, label in (("200", "200"), ("504", "504"), ("5xx", "other 5xx"), ("4xx", "4xx"), ("none", "no answer / refused")):
         parts.append(f'<rect x="{lx}" y="{y0 + h + 8}" width="10" height="10" fill="{colours[k]}"/>'
@@ -1376,6 +1382,22 @@ def _nice(v: float) -> float:
 
 # ---------------------------------------------------------------- main
 
+def replot(details_file: Path, svg_file: Path) -> None:
+    """The picture again from a --details file (no run): its shots, faults and samples."""
+    d = json.loads(details_file.read_text())
+    day = Day.__new__(Day)
+    day.scale = Scale(d["scale"]["minutes"], d["scale"]["speed_x"])
+    day.shots = [Shot(booth=b, profile=p, sent=sent, done=done, status=status, outcome=outcome, seconds=seconds,
+                      window=window) for b, p, sent, done, status, outcome, seconds, window in d["shots"]]
+    day.outages = [Window(o["label"], o["start"], o["end"], o["tail_s"]) for o in d["outages"]]
+    day.timeline = d["timeline"]
+    day.window_changes = [tuple(w) for w in d["window_changes"]]
+    day.window = day.window_changes[-1][1]
+    day.instances = [{"name": name, "role": name.split("#")[0], "samples": [(t, mb * 2**20, fds) for t, mb, fds in rows]}
+                     for name, rows in d["samples"].items()]
+    svg_file.write_text(svg(day, d["figures"]), encoding="utf-8")
+
+
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=20, help="real minutes standing for the 8-hour day (20)")
@@ -1386,7 +1408,12 @@ async def main() -> int:
     ap.add_argument("--svg", type=Path, default=None, help="the picture")
     ap.add_argument("--details", type=Path, default=None, help="everything else measured")
     ap.add_argument("--keep", action="store_true", help="keep the working folder (logs, data dir)")
+    ap.add_argument("--replot", type=Path, default=None, metavar="DETAILS",
+                    help="no run: draw --svg again from a --details file")
     args = ap.parse_args()
+    if args.replot:
+        replot(args.replot, args.svg or Path("event-day.svg"))
+        return 0
     day = Day(args)
     try:
         figures = await day.run()
