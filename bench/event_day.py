@@ -903,8 +903,8 @@ class Day:
             "statuses_all_booth_shots": statuses,
             "answer_s_200": {"p50": round(pct(answered, 50), 2), "p95": round(pct(answered, 95), 2),
                              "max": round(max(answered), 2)} if answered else None,
-            "outages": [{"label": w.label, "start": round(w.start, 1), "end": round(w.end or 0, 1),
-                         "tail_s": round(w.tail, 1)} for w in self.outages],
+            "outages": [{"label": w.label, "start": round(w.start, 3), "end": round(w.end or 0, 3),
+                         "tail_s": round(w.tail, 3)} for w in self.outages],
             "availability_all_probes": round(sum(1 for _, g in self.probes if g) / len(self.probes), 4)
             if self.probes else None,
             "probes": len(self.probes), "probes_outside_restart": len(probes),
@@ -917,7 +917,7 @@ class Day:
             "samples": {inst["name"]: [[t, round(rss / 2**20, 1), fds] for t, rss, fds in inst["samples"]]
                         for inst in self.instances},
             "window_changes": self.window_changes,
-            "shots": [[s.booth, s.profile, round(s.sent, 2), round(s.done, 2), s.status, s.outcome,
+            "shots": [[s.booth, s.profile, round(s.sent, 4), round(s.done, 4), s.status, s.outcome,
                        None if s.seconds is None else round(s.seconds, 3), s.window] for s in self.shots],
             "db_pool_in_use_at_rest": rest, "db_pool_in_use_max_during": max((v for _, v in self.pool_samples),
                                                                               default=None),
