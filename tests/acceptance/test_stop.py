@@ -348,7 +348,9 @@ async def test_a_killed_serve_does_not_leave_its_embedded_postgresql_running(pg_
     assert postgres_of(pgdata)
     serve.kill9()
     await serve.wait()
+    killed_at = time.monotonic()
     stopped = await until(lambda: not postgres_of(pgdata), timeout=BOUND)
+    print(f"[measured] PostgreSQL gone {time.monotonic() - killed_at:.2f} s after serve was killed")
     assert stopped, f"PostgreSQL still running {BOUND} s after serve was killed: {postgres_of(pgdata)}"
     # and the next start takes the data dir over as if nothing happened
     serve = await start_serve(config, "", port)
