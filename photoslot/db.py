@@ -212,9 +212,10 @@ class Database(_Runner):
 
         return await asyncio.to_thread(schema.migrate_dsn, self.dsn)
 
-    async def close(self, timeout: float = 5) -> None:
+    async def close(self, timeout: float = 5, *, quiet: bool = False) -> None:
         """Close the pool: connections in use get `timeout` seconds to come back, then are closed.
-        Logs `db_pool_closed` with how many were still handed out (0 after a clean stop)."""
+        Logs `db_pool_closed` with how many were still handed out (0 after a clean stop), unless
+        `quiet` (a pool closed because it could not be used at all)."""
         in_use, started = self.in_use, time.perf_counter()
         self.pool.close()
         terminated = False
@@ -226,8 +227,9 @@ class Database(_Runner):
             # aiopg waits here for connections still being opened too: bounded as well
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.pool.wait_closed(), 1.0)
-        event(log, "db_pool_closed", in_use=in_use, terminated=terminated,
-              ms=int((time.perf_counter() - started) * 1000))
+        if not quiet:
+            event(log, "db_pool_closed", in_use=in_use, terminated=terminated,
+                  ms=int((time.perf_counter() - started) * 1000))
 
 
 async def connect(dsn: str, *, pool_size: int = 10, apply_schema: bool = True,
@@ -245,7 +247,7 @@ async def connect(dsn: str, *, pool_size: int = 10, apply_schema: bool = True,
         try:
             await db.apply_schema()
         except BaseException:  # e.g. schema.SchemaTooNew: the process stops, its pool must not leak
-            await db.close()
+            await db.close(quiet=True)
             raise
     return db
 
