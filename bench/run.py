@@ -286,15 +286,18 @@ def portable_flame_title(svg: Path, title: str) -> None:
     svg.write_text(re.sub(r'(<text id="title"[^>]*>)[^<]*', lambda m: m.group(1) + title, text, count=1),
                    encoding="utf-8")
 
-async def post(session: aiohttp.ClientSession, url: str, data: bytes):
+async def post(session: aiohttp.ClientSession, url: str, data: bytes, *, password: str = PASSWORD):
+    """One shot as DSLR Remote Pro sends it: (status, job id, seconds from the headers leaving to the
+    last byte, body size, the body itself when it is an error's JSON, else None)."""
     form = aiohttp.FormData()
-    form.add_field("password", PASSWORD)
+    form.add_field("password", password)
     form.add_field("time", dt.datetime.now().strftime("%H:%M:%S"))
     form.add_field("fileToUpload", data, filename="IMG_0001.JPG", content_type="image/jpeg")
     marks: dict = {}
     async with session.post(url, data=form, trace_request_ctx=marks) as r:
         body = await r.read()
-        return r.status, r.headers.get("X-Job-Id"), time.perf_counter() - marks["sent"], len(body)
+        return (r.status, r.headers.get("X-Job-Id"), time.perf_counter() - marks["sent"], len(body),
+                body if r.status != 200 else None)
 
 
 async def load(url: str, data: bytes, clients: int, per_client: int, stagger: float = 0.0):

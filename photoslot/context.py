@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sys
 from dataclasses import dataclass, field
 
@@ -44,7 +45,8 @@ class AppContext:
 
     @classmethod
     async def open(cls, cfg, *, clock=None, dsn: str | None = None, listen: bool = False) -> "AppContext":
-        dsn = dsn or await asyncio.to_thread(dbmod.resolve_dsn, cfg)
+        # A long-running process (listen=True) has its embedded PostgreSQL watched: stopped even when it is killed.
+        dsn = dsn or await asyncio.to_thread(functools.partial(dbmod.resolve_dsn, cfg, watch=listen))
         database = await dbmod.connect(dsn, pool_size=int(cfg.get("database.pool_size")),
                                        synchronous_commit=bool(cfg.get("database.synchronous_commit")))
         media = MediaStore(cfg.media_root)
@@ -81,7 +83,8 @@ class AppContext:
         """The public address changed (NOTIFY) or the listener reconnected: read it again."""
         asyncio.ensure_future(public_address.refresh(self))
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 5) -> None:
+        """`timeout`: how long connections still in use may take to come back (a stop is bounded)."""
         await self.health.stop()
         if self._address_poll is not None:
             self._address_poll.cancel()
@@ -90,4 +93,4 @@ class AppContext:
         await self.refusals.stop(self.db)  # the last refusals counted are written before the pool closes
         if self.listener is not None:
             await self.listener.stop()
-        await self.db.close()
+        await self.db.close(timeout)

@@ -9,6 +9,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
@@ -19,6 +20,7 @@ import psycopg2.extensions
 import psycopg2.extras
 
 from photoslot import schema
+from photoslot.logs import event
 from photoslot.sql import QUERIES
 
 log = logging.getLogger("photoslot.db")
@@ -50,18 +52,18 @@ def _adapt(params: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- embedded PostgreSQL
 
-def start_embedded(data_dir: Path) -> str:
+def start_embedded(data_dir: Path, *, watch: bool = False) -> str:
     """Start (or join) the pgserver PostgreSQL in <data_dir>/pg and return a DSN for our database.
 
-    pgserver keeps a per-data-dir list of the processes using the server and stops it when the
-    last one exits, so `serve`, `work` and CLI commands on one data dir share one server.
+    The processes using the server are listed beside it and the last one to exit stops it, so
+    `serve`, `work` and CLI commands on one data dir share one server; `watch` (serve, work) also
+    stops it when this process is killed (photoslot/embedded_pg.py).
     """
-    from photoslot import pgbin  # imported lazily: a DSN deployment never needs the binaries
+    from photoslot import embedded_pg, pgbin  # imported lazily: a DSN deployment never needs the binaries
 
-    pgserver = pgbin.import_pgserver()
     data_dir.mkdir(parents=True, exist_ok=True)
     pgbin.use_stable_copy(data_dir)  # the one-file binary: never run PostgreSQL from its temp folder
-    server = pgserver.get_server(data_dir / "pg", cleanup_mode="stop")
+    server = embedded_pg.join(data_dir, watch=watch)
     admin_dsn = server.get_uri()
     conn = psycopg2.connect(admin_dsn)
     try:
@@ -78,8 +80,8 @@ def start_embedded(data_dir: Path) -> str:
     return server.get_uri(EMBEDDED_DB_NAME)
 
 
-def resolve_dsn(cfg) -> str:
-    return cfg.dsn or start_embedded(cfg.data_dir)
+def resolve_dsn(cfg, *, watch: bool = False) -> str:
+    return cfg.dsn or start_embedded(cfg.data_dir, watch=watch)
 
 
 # ---------------------------------------------------------------- queries
@@ -143,6 +145,9 @@ class Database(_Runner):
         self.dsn = dsn
         self._down_until = 0.0  # loop time until which the database counts as recently failed
         self.statements = collections.Counter()
+        # Connections handed out and not given back yet (the gauge photoslot_db_pool_in_use): at rest
+        # it is 0, and a connection that never comes back shows here and in `db_pool_closed`.
+        self.in_use = 0
 
     def _mark_down(self) -> None:
         self._down_until = asyncio.get_running_loop().time() + DOWN_MEMORY_SECONDS
@@ -162,7 +167,12 @@ class Database(_Runner):
             self.pool.release(conn)
             self._mark_down()
             raise DatabaseUnavailable("database connection lost")
+        self.in_use += 1
         return conn
+
+    def _release(self, conn) -> None:
+        self.in_use -= 1
+        self.pool.release(conn)
 
     @contextlib.asynccontextmanager
     async def _cursor(self):
@@ -171,7 +181,7 @@ class Database(_Runner):
             async with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
                 yield cur
         finally:
-            self.pool.release(conn)
+            self._release(conn)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[_Tx]:
@@ -194,7 +204,7 @@ class Database(_Runner):
             self._mark_down()
             raise DatabaseUnavailable(str(exc).strip().splitlines()[0] if str(exc) else "database connection lost") from exc
         finally:
-            self.pool.release(conn)
+            self._release(conn)
 
     async def apply_schema(self) -> dict:
         """Bring the schema to this photoslot's latest migration (photoslot/schema.py); raises
@@ -202,13 +212,24 @@ class Database(_Runner):
 
         return await asyncio.to_thread(schema.migrate_dsn, self.dsn)
 
-    async def close(self, timeout: float = 5) -> None:
+    async def close(self, timeout: float = 5, *, quiet: bool = False) -> None:
+        """Close the pool: connections in use get `timeout` seconds to come back, then are closed.
+        Logs `db_pool_closed` with how many were still handed out (0 after a clean stop), unless
+        `quiet` (a pool closed because it could not be used at all)."""
+        in_use, started = self.in_use, time.perf_counter()
         self.pool.close()
+        terminated = False
         try:
             await asyncio.wait_for(self.pool.wait_closed(), timeout)
         except asyncio.TimeoutError:  # a connection stuck mid-query must not hang a shutdown
+            terminated = True
             self.pool.terminate()
-            await self.pool.wait_closed()
+            # aiopg waits here for connections still being opened too: bounded as well
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.pool.wait_closed(), 1.0)
+        if not quiet:
+            event(log, "db_pool_closed", in_use=in_use, terminated=terminated,
+                  ms=int((time.perf_counter() - started) * 1000))
 
 
 async def connect(dsn: str, *, pool_size: int = 10, apply_schema: bool = True,
@@ -226,7 +247,7 @@ async def connect(dsn: str, *, pool_size: int = 10, apply_schema: bool = True,
         try:
             await db.apply_schema()
         except BaseException:  # e.g. schema.SchemaTooNew: the process stops, its pool must not leak
-            await db.close()
+            await db.close(quiet=True)
             raise
     return db
 

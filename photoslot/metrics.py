@@ -110,6 +110,8 @@ async def snapshot(ctx) -> dict:
     snap["media"] = await asyncio.to_thread(media_usage, ctx.media)
     # this process's copy of the shared provider health (photoslot/provider_health.py): no query needed
     snap["providers_up"] = {p: 0 if ctx.health.get(p).is_down else 1 for p in catalogue.CATALOGUE}
+    # read before this scrape's own queries take a connection: at rest it is 0
+    snap["db_pool_in_use"] = getattr(ctx.db, "in_use", 0)
     # what each provider last said is left on the account (Turbotext's limits.foto_limit), same copy
     snap["quota_remaining"] = {p: ctx.health.quota(p).remaining for p in catalogue.CATALOGUE
                                if ctx.health.quota(p).remaining is not None}
@@ -191,6 +193,11 @@ class DatabaseCollector:
         used = GaugeMetricFamily("photoslot_media_disk_used_ratio", "Used share (0–1) of the media root's filesystem")
         used.add_metric([], media["disk_used"] / media["disk_total"] if media["disk_total"] else 0)
         yield used
+
+        pool = GaugeMetricFamily("photoslot_db_pool_in_use", "Database connections this process has handed out "
+                                 "and not got back (0 at rest; one that stays up is a leak)")
+        pool.add_metric([], s.get("db_pool_in_use", 0))
+        yield pool
 
         pup = GaugeMetricFamily("photoslot_provider_up", "1 while the provider is up, 0 while it is down "
                                 "(consecutive failed calls; shared by all processes)", labels=["provider"])

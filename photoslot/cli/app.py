@@ -71,9 +71,11 @@ def serve(host: Optional[str] = typer.Option(None, "--host", help="listen addres
         cfg.set("server.port", port)
     n = workers if workers is not None else int(cfg.get("workers.in_process"))
     try:
-        run_async(runtime.serve(cfg, host=cfg.get("server.host"), port=int(cfg.get("server.port")), workers=n))
+        code = run_async(runtime.serve(cfg, host=cfg.get("server.host"), port=int(cfg.get("server.port")), workers=n))
     except OSError as exc:
         fail(f"cannot start the server: {exc}", 1)
+    if code:  # the stop had to cut something off (its log names it)
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -84,7 +86,9 @@ def work(concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1,
 
     cfg = config()
     logs.setup(cfg.get("logging.level"))
-    run_async(runtime.work(cfg, concurrency=concurrency or int(cfg.get("workers.in_process"))))
+    code = run_async(runtime.work(cfg, concurrency=concurrency or int(cfg.get("workers.in_process"))))
+    if code:  # the stop had to cut something off (its log names it)
+        raise typer.Exit(code)
 
 
 @app.command()

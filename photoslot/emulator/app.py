@@ -13,13 +13,14 @@ import asyncio
 import dataclasses
 import json
 import logging
-import signal
 import socket
 from typing import Any
 
 from aiohttp import web
 
 from . import gemini, turbotext
+from photoslot.stopping import Stop
+
 from .control import ControlError, EmulatorState
 from .keys import STATE_KEY
 
@@ -160,30 +161,25 @@ def run(
 ) -> None:
     """Serve until SIGINT/SIGTERM (blocking)."""
 
-    async def main() -> None:
+    async def main() -> int:
+        # The same bounded stop as serve's (photoslot/stopping.py): SIGINT/SIGTERM → hung and sleeping
+        # calls released, the server closed, the process gone within 10 s whatever its clients do.
+        stop = Stop("emulate", grace=0)
+        stop.install()
         emulator = await start_emulator(host, port, latency_seconds=latency_seconds,
                                         gemini_api_key=gemini_api_key,
                                         turbotext_api_key=turbotext_api_key)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        installed = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-                installed.append(sig)
-            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-POSIX
-                pass
         print(
             f"photoslot emulator listening on {emulator.base_url} "
             f"(gemini key: {'set' if gemini_api_key is not None else 'any'}, "
             f"turbotext key: {'set' if turbotext_api_key is not None else 'any'})",
             flush=True,
         )
-        try:
-            await stop.wait()
-        finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-            await emulator.stop()
+        await stop.requested.wait()
+        await stop.step("stopping the emulator", emulator.stop(), 2 * SHUTDOWN_TIMEOUT + 3)
+        await stop.leftover_tasks()
+        return stop.exit_code
 
-    asyncio.run(main())
+    code = asyncio.run(main())
+    if code:
+        raise SystemExit(code)

@@ -40,6 +40,7 @@ KNOB_FIELDS = (
     "no_quota",
     "foto_limit",
     "latency_seconds",
+    "latency_max_seconds",
     "fail_rate",
     "fail_status",
     "no_image_rate",
@@ -91,6 +92,9 @@ class ProviderKnobs:
     no_quota: bool = False  # Gemini: every generateContent is the zero-quota 429 (models.get still works)
     foto_limit: int | None = DEFAULT_FOTO_LIMIT  # Turbotext: photos left; null = answers carry no `limits`
     latency_seconds: float = 0.0
+    # Above latency_seconds: each request's latency is drawn uniformly between the two (a real
+    # provider's spread); 0 or below it: every request takes latency_seconds.
+    latency_max_seconds: float = 0.0
     fail_rate: float = 0.0
     fail_status: int = 503
     no_image_rate: float = 0.0
@@ -152,11 +156,12 @@ def validate_control(body: Any) -> dict[str, Any]:
         if not isinstance(body["reset"], bool):
             raise ControlError("reset must be a boolean")
         out["reset"] = body["reset"]
-    if "latency_seconds" in body:
-        v = body["latency_seconds"]
-        if not _is_number(v) or v < 0 or v > 3600:
-            raise ControlError("latency_seconds must be a number between 0 and 3600")
-        out["latency_seconds"] = float(v)
+    for field in ("latency_seconds", "latency_max_seconds"):
+        if field in body:
+            v = body[field]
+            if not _is_number(v) or v < 0 or v > 3600:
+                raise ControlError(f"{field} must be a number between 0 and 3600")
+            out[field] = float(v)
     for rate in ("fail_rate", "no_image_rate", "safety_rate"):
         if rate in body:
             v = body[rate]
@@ -295,6 +300,13 @@ class EmulatorState:
         if outcome == "fail":
             outcome = f"fail:{knobs.fail_status}"
         return outcome
+
+    def latency(self, provider: str) -> float:
+        """This request's latency: `latency_seconds`, or drawn up to `latency_max_seconds`."""
+        knobs = self.knobs[provider]
+        if knobs.latency_max_seconds > knobs.latency_seconds:
+            return self.rng.uniform(knobs.latency_seconds, knobs.latency_max_seconds)
+        return knobs.latency_seconds
 
     def release_hangs(self, provider: str) -> None:
         self._release[provider].set()

@@ -324,8 +324,9 @@ async def _serve(request: web.Request, state: EmulatorState, entry: dict,
     if state.closing:
         return "shutdown", google_error(503)
 
-    if knobs.latency_seconds:
-        await asyncio.sleep(knobs.latency_seconds)
+    latency = state.latency("gemini")
+    if latency:
+        await asyncio.sleep(latency)
 
     prompt_tokens = 258 * len(images) + max(1, len(prompt) // 4)
     if outcome.startswith("fail:"):

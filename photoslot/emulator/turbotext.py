@@ -318,8 +318,9 @@ async def _process(app: web.Application, state: EmulatorState, store: TurbotextS
             images[role] = data
 
         knobs = state.knobs["turbotext"]
-        if knobs.latency_seconds:
-            await asyncio.sleep(knobs.latency_seconds)
+        latency = state.latency("turbotext")
+        if latency:
+            await asyncio.sleep(latency)
 
         outcome = item.outcome
         if outcome == "no_image":

@@ -83,6 +83,11 @@ MALFORMED_REPORT_SECONDS = 60.0
 MALFORMED_ADDRESSES = 1024   # addresses counted by name between two reports; the rest are summed
 
 HEAD, BODY, HANDLER, PENALTY = "head", "body", "handler", "penalty"
+# At a stop aiohttp waits this long for a request still being handled (then cancels it, and waits
+# as long again) — its default is 60 s. serve has already given its shots the grace and their
+# answers by then (runtime.py); what is left is an admin page or a download, and the stop is bounded.
+SHUTDOWN_TIMEOUT = 1.0
+
 
 
 def fd_ceiling(configured: int, fd_limit: int | None) -> int:
@@ -174,6 +179,9 @@ class ConnectionTable:
             self._strangers += 1
         self._file(conn, entry)
         return None, shed
+
+    def connections(self) -> list:
+        return list(self._open)
 
     def set_phase(self, conn, phase: str) -> None:
         entry = self._open.get(conn)
@@ -558,6 +566,18 @@ class ConnectionGuard:
     def connection_of(self, request: web.BaseRequest) -> _Guarded | None:
         return self.by_protocol.get(request.protocol)
 
+    def close_all(self) -> int:
+        """The end of a stop: close every connection still open (one that never finished its request,
+        one whose answer is still being written — it is sent first); returns how many there were."""
+        closed = 0
+        for conn in self.table.connections():
+            transport = conn.transport
+            if transport is not None and not transport.is_closing():
+                transport.close()
+                closed += 1
+            self.table.close(conn)
+        return closed
+
     def refuse(self, transport, reason: str) -> None:
         """503 in the ingest's JSON, then close — after reading and dropping the request a moment,
         so the client sees the answer rather than a reset."""
@@ -662,7 +682,8 @@ def make_runner(app: web.Application, cfg) -> GuardedRunner:
     # aiohttp's own keep-alive close comes a second after the guard's head deadline: the guard's rules
     # decide, aiohttp's is only the fallback.
     return GuardedRunner(app, guard_options=options, handler_cancellation=True, access_log=None,
-                         keepalive_timeout=header_timeout + 1, auto_decompress=False)
+                         keepalive_timeout=header_timeout + 1, auto_decompress=False,
+                         shutdown_timeout=SHUTDOWN_TIMEOUT)
 
 
 def limit_accept_error_logs(loop: asyncio.AbstractEventLoop, seconds: float = 1.0) -> None:

@@ -67,6 +67,8 @@ CROWD_CAP = 0.15
 PATH_CAP = 0.06
 PATH_HALF_LIFE = 30.0  # seconds
 URGENT_SECONDS = 1.5  # the loop-lag probe runs fine-grained this long before a window ends
+SHUTTING_DOWN = "the server is shutting down; send the photo again"
+SHUTDOWN_FINALIZE_SECONDS = 2.0  # at a stop, an answer waits this long at most for its job's finalize
 GUESS_REPORT_SECONDS = 60  # who is guessing: one summary per minute at most, never a line per guess
 # Outcomes a guesser produces by the thousand: counted in the guess report and the metrics, not
 # logged one line each.
@@ -135,7 +137,8 @@ class IngestHandler:
         self._report_at = float("-inf")
         self._report_handle: asyncio.TimerHandle | None = None
         self.shutdown = shutdown      # set when serve gives up waiting for in-flight ingests
-        self.in_flight: set[asyncio.Task] = set()
+        self.in_flight: set[asyncio.Task] = set()  # booths' shots and admins' test shots being handled
+        self._receiving: set = set()  # the upload windows (asyncio.Timeout) of shots still reading their form
         self._tasks: set[asyncio.Task] = set()
         self.margin = float(self.cfg.get("ingest.deadline_margin_ms")) / 1000.0
         self.lag = LagMonitor(busy=lambda: bool(self.in_flight), urgent=self._deadline_near)
@@ -248,6 +251,8 @@ class IngestHandler:
                     client="admin-test-shot", is_test=True)
         answer: web.StreamResponse | None = None
         outcome = "internal_error"
+        task = asyncio.current_task()
+        self.in_flight.add(task)  # a stop gives it the grace and an answer, like a booth's shot
         try:
             try:
                 answer, outcome = await self._rehearse_stages(shot, data)
@@ -255,6 +260,7 @@ class IngestHandler:
                 outcome, shot.detail = exc.reason, exc.details
                 answer = error_response(exc.status, exc.reason, exc.details, job_id=shot.answered_job)
         finally:
+            self.in_flight.discard(task)
             self.rehearsals.end(slot_id)
             self._account(shot, answer, outcome)
         if shot.queued:
@@ -349,7 +355,8 @@ class IngestHandler:
             await self._check_password(request, shot, unread_body=unread_body)
             admission = await self._admit_context(shot, declared_size=request.content_length)
             admitted.append(admission)
-            window.reschedule(admission.deadline)
+            # the admission's window — unless the stop already ended this upload (begin_shutdown)
+            window.reschedule(asyncio.get_running_loop().time() if self.shutdown.is_set() else admission.deadline)
             if not admission.slot_ready:
                 raise IngestError(404, "slot_not_found", f"{shot.slot_id} is not configured or is disabled",
                                   unread_body=unread_body)
@@ -383,14 +390,22 @@ class IngestHandler:
 
         try:
             async with window:
-                await read_form(request, on_part)
-                if not shot.password_checked:  # the form ended without a password field
-                    await prove(unread_body=False)
+                self._receiving.add(window)  # begin_shutdown ends it early
+                try:
+                    if self.shutdown.is_set():
+                        window.reschedule(asyncio.get_running_loop().time())
+                    await read_form(request, on_part)
+                    if not shot.password_checked:  # the form ended without a password field
+                        await prove(unread_body=False)
+                finally:
+                    self._receiving.discard(window)
         except CompressedPart as exc:
             raise IngestError(415, "unsupported_media_type", str(exc), unread_body=True) from None
         except FormError as exc:
             raise IngestError(400, "invalid_request", str(exc), unread_body=True) from None
         except TimeoutError:
+            if self.shutdown.is_set():
+                raise IngestError(500, "internal_error", SHUTTING_DOWN, unread_body=True) from None
             raise IngestError(504, "timeout", "the upload did not finish within the response window",
                               unread_body=True) from None
         return admitted[0]
@@ -575,6 +590,17 @@ class IngestHandler:
             event(log, "ingest_refused_before_password", logging.WARNING, client="others",
                   addresses=report.other_addresses, **report.other)
 
+    def begin_shutdown(self) -> None:
+        """The stop's grace is over: every shot still in flight is answered now — one waiting for its
+        result gets the "shutting down" answer (its job finalized), one still uploading too (its
+        upload window is ended at once: a trickling body must not hold the stop until its window)."""
+        self.shutdown.set()
+        self.ctx.waiters.wake_all()
+        now = asyncio.get_running_loop().time()
+        for window in list(self._receiving):
+            with contextlib.suppress(RuntimeError):  # already expiring or left
+                window.reschedule(now)
+
     def close(self) -> None:
         """At the app's clean-up: the last guess report, and the old-record checker's thread."""
         if self._report_handle is not None:
@@ -662,6 +688,8 @@ class IngestHandler:
             delivered = self.ctx.waiters.delivered(job_id)
             if delivered is not None:  # finalized by a worker of this process: no re-read
                 return delivered
+            if self.shutdown.is_set():  # the stop answers now, without a read the database may not answer
+                return None
             try:
                 job = await jobs.get(self.ctx.db, job_id)
             except DatabaseUnavailable:
@@ -673,8 +701,10 @@ class IngestHandler:
         """Finalize the job ourselves — unless the worker won the race — and answer inside the window."""
         ctx = self.ctx
         loop = asyncio.get_running_loop()
+        wait = max(0.01, hard_deadline - loop.time() - 0.005)
         if self.shutdown.is_set() and loop.time() < deadline:
-            reason, detail = "internal_error", "the server is shutting down; send the photo again"
+            reason, detail = "internal_error", SHUTTING_DOWN
+            wait = min(wait, SHUTDOWN_FINALIZE_SECONDS)  # a stop is bounded: the sweeper finalizes the rest
         else:
             reason, detail = "timeout", "no result within the response window"
         try:
@@ -684,8 +714,7 @@ class IngestHandler:
                 jobs.finalize_failure(ctx.db, ctx.media, job_id=job_id, now=ctx.clock.now(), reason=reason,
                                       detail=detail))
             finalize.add_done_callback(lambda t: t.cancelled() or t.exception())  # an outage: the sweeper's job
-            row = await asyncio.wait_for(asyncio.shield(finalize),
-                                         timeout=max(0.01, hard_deadline - loop.time() - 0.005))
+            row = await asyncio.wait_for(asyncio.shield(finalize), timeout=wait)
         except (asyncio.TimeoutError, DatabaseUnavailable):
             row = {"failure_reason": reason}  # answer on time; the sweeper finalizes the row later
             event(log, "finalize_deferred", logging.WARNING, job=str(job_id), reason=reason)

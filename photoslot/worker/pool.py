@@ -72,19 +72,36 @@ class WorkerPool:
         self._tasks.append(asyncio.create_task(self._ticker(), name="photoslot-worker-ticker"))
         event(log, "workers_started", worker=self.worker_id, concurrency=self.concurrency)
 
-    async def stop(self, grace: float) -> None:
-        """Stop claiming; let running jobs finish for `grace` seconds; hand the rest back to the queue."""
+    async def stop(self, grace: float, hurry: asyncio.Event | None = None) -> None:
+        """Stop claiming; let running jobs finish for `grace` seconds (or until `hurry` is set); hand
+        the rest back to the queue. Bounded by its caller (runtime.py runs it as a step of the stop)."""
         self._stopping = True
         self._wake_all()
-        if self._running:
+        if self._running and grace > 0:
             event(log, "workers_draining", worker=self.worker_id, running=len(self._running), grace_s=grace)
-            _, pending = await asyncio.wait(list(self._tasks), timeout=grace)
+            loop = asyncio.get_running_loop()
+            end = loop.time() + grace
+            hurried = asyncio.ensure_future(hurry.wait()) if hurry is not None else None
+            try:
+                while self._running and not (hurried is not None and hurried.done()):
+                    remaining = end - loop.time()
+                    if remaining <= 0:
+                        break
+                    await asyncio.wait({*self._running.values(), *([hurried] if hurried else [])},
+                                       timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if hurried is not None:
+                    hurried.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for client in self.clients.values():
             await client.close()
         event(log, "workers_stopped", worker=self.worker_id)
+
+    def busy(self) -> list[asyncio.Task]:
+        """The pool's tasks that have not ended (a stop that is cut off names them)."""
+        return [t for t in self._tasks if not t.done()]
 
     def _wake_one(self, provider_id: str | None = None) -> None:
         """One notification, one idle worker: waking all of them for every enqueued or finished job

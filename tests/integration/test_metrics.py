@@ -1,6 +1,8 @@
 """GET /metrics: Prometheus text with process-local instruments and values read from PostgreSQL."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -119,3 +121,24 @@ async def test_media_bytes_by_kind_and_free_disk(make_cfg, pg_dsn, photo_bytes):
         assert value(m, "photoslot_media_bytes", kind="uploads") == 0
         assert value(m, "photoslot_media_disk_free_bytes") > 0
         assert 0 < value(m, "photoslot_media_disk_used_ratio") < 1
+
+
+async def test_db_pool_in_use_is_zero_at_rest_and_counts_a_connection_held(make_cfg, pg_dsn, photo_bytes):
+    async def at_rest(s: Studio) -> float | None:
+        """The gauge once the shot's own background write (its answer's timing) is done."""
+        for _ in range(40):
+            seen = value(await scrape(s), "photoslot_db_pool_in_use")
+            if seen == 0:
+                return seen
+            await asyncio.sleep(0.05)
+        return seen
+
+    async with Studio(make_cfg(), pg_dsn) as s:
+        await s.set_password()
+        await s.configure("slot-001")
+        assert (await s.ingest("slot-001", photo_bytes))[0] == 200
+        assert await at_rest(s) == 0  # every connection came back
+        async with s.ctx.db.transaction():  # a connection held (as a leak would hold it)
+            assert value(await scrape(s), "photoslot_db_pool_in_use") >= 1
+            assert await at_rest(s) >= 1  # it does not come back while held
+        assert await at_rest(s) == 0
