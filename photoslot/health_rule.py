@@ -8,7 +8,10 @@ one probe call decides whether it is back.
     probe (or any call) succeeds ──▶ up;  the probe fails ──▶ down again, a new cool-down
 
 A failed call is one that says nothing about the photo and everything about the provider: a
-connection error, a call timeout, an HTTP 5xx, a 429 (the provider's limit, not our quota). The
+connection error, a call timeout, an HTTP 5xx, a 429 (the provider's limit, not our quota). A call
+cut off by the job's deadline is a call timeout only when it had a fair chance (`timed_out`): sent
+with at least half the job's window still ahead. The
+
 state lives in PostgreSQL (photoslot/provider_health.py applies these functions under a row lock);
 here are only the transitions, so they are tested without a database.
 """
@@ -20,6 +23,16 @@ import math
 from dataclasses import dataclass
 
 UP, DOWN = "up", "down"
+FAIR_SHARE_OF_WINDOW = 0.5  # a call sent with less of the job's window ahead says nothing when cut off
+
+
+def timed_out(seconds_ahead: float, window_seconds: float) -> bool:
+    """Whether a call cut off by the job's deadline counts as the provider's failure: it was sent
+    with `seconds_ahead` of the job's `window_seconds` left. One sent late — the job waited in the
+    queue, the database was away, earlier tries took the time — had no fair chance to answer, and
+    five such calls (a PostgreSQL restart strands a whole queue) must not take a provider down.
+    A hanging provider still is: its calls sent early in their windows time out too."""
+    return seconds_ahead >= FAIR_SHARE_OF_WINDOW * window_seconds
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from photoslot.db import DatabaseUnavailable
 from photoslot.errors import NotFound
 from photoslot.logs import event
 from photoslot.providers import catalogue
-from photoslot.health_rule import describe
+from photoslot.health_rule import describe, timed_out
 from photoslot.providers.base import Problems, ProviderClient, ProviderFailure, ProviderInput, ProviderResult
 
 log = logging.getLogger("photoslot.worker")
@@ -45,6 +45,7 @@ class Attempt:
         self.links: list[str] = []  # public links made for this job (Turbotext); closed before finalizing
         self.problems = Problems(job["provider_id"])  # the failed calls, for the job's failure_detail
         self.in_call = False  # a request is out and its outcome not reported yet
+        self.sent_at = 0.0    # loop time the last request went out
         self.deadline = float("inf")
         self.fields = dict(job=str(job["id"]), slot=job["slot_id"], provider=job["provider_id"],
                            attempt=job["attempts"])
@@ -66,13 +67,13 @@ class Attempt:
             await self.fail(exc.reason, exc.detail, exc.answer_status)
         except (asyncio.TimeoutError, TimeoutError) as exc:
             self._observe("timeout", time.monotonic() - self.started)
-            if self.in_call:
+            if self._call_timed_out():
                 await self._on_health(False, "no answer before the job's deadline")
             # The ingest answers 504 at the deadline and finalizes; the sweeper is the backstop.
             event(log, "job_deadline_reached", **self.fields, requests=self.requests,
                   last=str(exc) or "provider call cut off")
         except asyncio.CancelledError:
-            if self.in_call and asyncio.get_running_loop().time() >= self.deadline - CALL_TIMEOUT_SLACK:
+            if asyncio.get_running_loop().time() >= self.deadline - CALL_TIMEOUT_SLACK and self._call_timed_out():
                 # The ingest ended the job at its deadline with our call still open: a call timeout.
                 late = asyncio.ensure_future(self._on_health(False, "no answer before the job's deadline"))
                 _reports.add(late)
@@ -262,6 +263,13 @@ class Attempt:
         await quotas.take_request(ctx.db, ctx.cfg, self.job["provider_id"], ctx.clock.now(), self.job_id)
         self.requests += 1
         self.in_call = True
+        self.sent_at = asyncio.get_running_loop().time()
+
+    def _call_timed_out(self) -> bool:
+        """A request still open at the deadline, sent early enough to count as the provider's failure
+        (health_rule.timed_out); one sent late counts for nothing."""
+        window = (self.job["expires_at"] - self.job["created_at"]).total_seconds()
+        return self.in_call and timed_out(self.deadline - self.sent_at, window)
 
     async def _on_health(self, ok: bool, problem: str | None, *, down_reason: str | None = None) -> None:
         """A call's outcome: into the provider's shared health, and (a failure) into the job's detail

@@ -130,3 +130,30 @@ async def test_every_process_sees_the_same_health_through_postgresql(make_cfg, p
         assert status == 503 and body["failure_reason"] == "provider_unavailable"
         rows = await provider_health.board_view(other.ctx, ["gemini"])
         assert rows[0]["state"] == "down"
+
+
+async def test_calls_sent_too_late_to_answer_in_time_do_not_take_the_provider_down(make_cfg, pg_dsn, emulator):
+    # One call at a time, each taking 1.5 s of a 2.5 s window: the shot queued behind the first is
+    # sent with 1 s left, less than half its window, and cut off at its deadline. That says nothing
+    # of the provider (a restart of PostgreSQL strands a whole queue the same way): it stays up.
+    await emulator_control(emulator, provider="gemini", latency_seconds=1.5)
+    cfg = make_cfg(ingest__sync_response_seconds=2.5, ingest__sync_response_bounds=[2, 3],
+                   providers__gemini__down_after_failures=1, providers__gemini__max_parallel=1,
+                   providers__gemini__max_attempts=1, alerts__webhook_url=None)
+    async with Studio(cfg, pg_dsn) as s:
+        await s.set_password()
+        await s.configure("slot-001")
+        first = asyncio.create_task(shot(s))
+        await asyncio.sleep(0.1)
+        second = asyncio.create_task(shot(s))
+        (a_status, *_), (b_status, *_) = await asyncio.wait_for(asyncio.gather(first, second), 15)
+        assert a_status == 200 and b_status == 504
+        await asyncio.sleep(0.3)
+        (health,) = await provider_health.board_view(s.ctx, ["gemini"])
+        assert health["state"] == "up" and health["consecutive_failures"] == 0
+        # a call that had its whole window and still did not answer is the provider's failure
+        await emulator_control(emulator, provider="gemini", latency_seconds=5)
+        assert (await shot(s))[0] == 504
+        await asyncio.sleep(0.3)
+        (health,) = await provider_health.board_view(s.ctx, ["gemini"])
+        assert health["state"] == "down"

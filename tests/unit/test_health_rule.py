@@ -92,3 +92,10 @@ def test_an_answer_with_a_down_reason_takes_it_down_at_once_and_the_reason_is_sa
     assert ordinary.state == hr.DOWN and ordinary.reason is None  # the probe said something else this time
     up = hr.succeeded(ordinary, at(20))
     assert up.state == hr.UP and up.reason is None
+
+
+def test_a_deadline_cut_off_counts_against_the_provider_only_when_the_call_had_half_the_window():
+    from photoslot.health_rule import timed_out
+    assert timed_out(30.0, 48.0) and timed_out(24.0, 48.0)  # sent early: the provider had its chance
+    assert not timed_out(23.9, 48.0)   # sent late: the window went to the queue or the database
+    assert not timed_out(0.4, 48.0)
