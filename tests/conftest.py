@@ -35,6 +35,46 @@ def pytest_configure(config):
     logscan.install()
 
 
+# A test still running after this long is probably waiting for something that will never come: the
+# stacks of every thread and every asyncio task go to the real stderr (past pytest's capture), so a CI
+# log shows where it waits even if the run is then killed. The test itself is left running.
+HANG_REPORT_SECONDS = float(os.environ.get("PHOTOSLOT_TEST_HANG_SECONDS", "300"))
+
+
+def _report_hang(name: str, capture) -> None:
+    import contextlib
+
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        _write_hang_report(name, sys.__stderr__)
+
+
+def _write_hang_report(name: str, out) -> None:
+    import faulthandler
+    import gc
+
+    out.write(f"\n=== {name} still running after {HANG_REPORT_SECONDS:.0f} s: threads, then asyncio tasks ===\n")
+    faulthandler.dump_traceback(file=out, all_threads=True)
+    for loop in [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and o.is_running()]:
+        for task in list(asyncio.all_tasks(loop)):
+            out.write(f"--- {task!r}\n")
+            task.print_stack(file=out)
+    out.flush()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    import threading
+
+    capture = item.config.pluginmanager.getplugin("capturemanager")
+    timer = threading.Timer(HANG_REPORT_SECONDS, _report_hang, args=(item.nodeid, capture))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 def pytest_sessionfinish(session, exitstatus):
     # Everything logged during the run (in-process records and the output of every photoslot process
     # the tests started) must be free of the secrets and image bytes the tests used (docs/ARCHITECTURE.md).

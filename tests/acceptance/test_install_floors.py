@@ -73,9 +73,14 @@ def test_the_gemini_integration_tests_pass_on_the_oldest_google_genai_the_floor_
     version = subprocess.run([str(python), "-c", "import google.genai as g; print(g.__version__)"],
                              capture_output=True, text=True, env=env, timeout=60)
     assert same_release(version.stdout.strip(), floor), (version.stdout, version.stderr)
-    run = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'pt'}",
-                          *GEMINI_TESTS, "-k", "gemini"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=900)
+    env["PHOTOSLOT_TEST_HANG_SECONDS"] = "60"  # a test of these waiting that long reports where (conftest.py)
+    try:
+        run = subprocess.run([str(python), "-m", "pytest", "-v", "-p", "no:cacheprovider",
+                              f"--basetemp={tmp_path / 'pt'}", *GEMINI_TESTS, "-k", "gemini"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired as exc:  # say which test hung, and where it waits
+        pytest.fail(f"the floor's run did not end in 600 s:\n{(exc.stdout or b'')[-3000:]!r}\n"
+                    f"{(exc.stderr or b'')[-12000:]!r}")
     summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else run.stderr[-2000:]
     print(f"\ngoogle-genai {floor}: {summary}")
     assert run.returncode == 0, run.stdout[-6000:]
