@@ -41,9 +41,20 @@ RETURNING id;
 
 -- name: job_release
 -- A stopping worker hands its job back so another process can take it while the deadline allows.
-UPDATE jobs SET status = 'pending', worker_id = NULL, lease_expires_at = NULL, updated_at = %(now)s
-WHERE id = %(job_id)s AND worker_id = %(worker_id)s AND status = 'processing'
-RETURNING id;
+-- The provider's probe that job held is handed back with it (and announced): otherwise a serve
+-- restart in the middle of a probe keeps the provider down until the probe's lease runs out.
+WITH released AS (
+    UPDATE jobs SET status = 'pending', worker_id = NULL, lease_expires_at = NULL, updated_at = %(now)s
+    WHERE id = %(job_id)s AND worker_id = %(worker_id)s AND status = 'processing'
+    RETURNING id, provider_id
+), probe AS (
+    UPDATE provider_health h SET probe_job = NULL, probe_until = NULL, updated_at = %(now)s
+    FROM released r
+    WHERE h.provider_id = r.provider_id AND h.probe_job = r.id::text
+    RETURNING h.provider_id
+)
+SELECT r.id, (SELECT pg_notify('photoslot_provider_health', p.provider_id) FROM probe p) AS probe_released
+FROM released r;
 
 -- name: job_record_provider
 UPDATE jobs

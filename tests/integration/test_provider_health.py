@@ -157,3 +157,34 @@ async def test_calls_sent_too_late_to_answer_in_time_do_not_take_the_provider_do
         await asyncio.sleep(0.3)
         (health,) = await provider_health.board_view(s.ctx, ["gemini"])
         assert health["state"] == "down"
+
+
+async def test_a_probe_handed_back_by_a_stopping_worker_is_free_for_the_next_shot_at_once(make_cfg, pg_dsn, emulator):
+    # serve restarted while the probe call was out: the job goes back to the queue, and the probe's
+    # lease with it — the provider must not stay down for the lease's minute
+    await emulator_control(emulator, provider="gemini", fail_rate=1.0, fail_status=503)
+    cfg = make_cfg(ingest__sync_response_seconds=20, providers__gemini__down_after_failures=1,
+                   providers__gemini__down_cooldown_seconds=0.5, providers__gemini__max_attempts=1,
+                   alerts__webhook_url=None)
+    async with Studio(cfg, pg_dsn) as s:
+        await s.set_password()
+        await s.configure("slot-001")
+        assert (await shot(s))[0] == 503
+        await asyncio.sleep(0.6)
+        await emulator_control(emulator, provider="gemini", fail_rate=0.0, hang=True)
+        probe_shot = asyncio.create_task(shot(s))
+        for _ in range(100):
+            (health,) = await provider_health.board_view(s.ctx, ["gemini"])
+            if health["probe_running"]:
+                break
+            await asyncio.sleep(0.05)
+        assert health["probe_running"]
+        await s.pool.stop(grace=0)  # the stop hands the job back
+        s.pool = None
+        (health,) = await provider_health.board_view(s.ctx, ["gemini"])
+        assert health["state"] == "down" and not health["probe_running"]
+        (row,) = [r for r in await s.ctx.db.fetchall("provider_health_all") if r["provider_id"] == "gemini"]
+        assert row["probe_job"] is None and row["probe_until"] is None
+        await emulator_control(emulator, provider="gemini", hang=False)
+        probe_shot.cancel()
+        await asyncio.gather(probe_shot, return_exceptions=True)
