@@ -70,13 +70,24 @@ from photoslot.server.security import SECURITY_HEADERS, SERVER_NAME
 
 log = logging.getLogger("photoslot.connections")
 
-# Descriptors kept out of the cap: 128 for the database pool, files, provider calls, logs, and 128
-# for one accept burst — asyncio accepts up to the listen backlog (aiohttp's 128) per wake-up, and
-# a connection shed or refused meanwhile gives its descriptor back only at the next loop iteration.
-FD_RESERVE = 256
+# Descriptors kept out of the cap, each for a reason the cap cannot see:
+# - FD_OWN: the database pool, photos being written, provider calls, logs;
+# - MAX_LINGERING (below): refused connections reading and dropping their request for a second;
+# - accepts in flight: asyncio accepts up to the listen backlog (aiohttp's 128) per wake-up of the
+#   listening socket, and a connection reaches the guard two loop iterations later (the transport
+#   is made in a task, `connection_made` is scheduled by it); one shed or refused gives its
+#   descriptor back one iteration after that. Under a flood a new burst is accepted every
+#   iteration, so three bursts can be open before the first is settled (the hostile drill's
+#   1,000 connections at once found the single burst once reserved too few: EMFILE in accept).
+#   Windows' select() counts a socket only while its transport watches it — one burst.
+FD_OWN = 128
+ACCEPT_BURST = 128
+ACCEPT_BURSTS_IN_FLIGHT = 3
 WINDOWS_SELECT_LIMIT = 512   # sockets Python's select() handles on Windows (the selector loop aiopg needs)
 LINGER_SECONDS = 1.0         # a refused connection's request is read and dropped this long, then closed
 MAX_LINGERING = 64           # beyond this many lingering refusals, close right after the answer
+FD_RESERVE = FD_OWN + MAX_LINGERING + ACCEPT_BURSTS_IN_FLIGHT * ACCEPT_BURST    # 576
+WINDOWS_RESERVE = FD_OWN + MAX_LINGERING + ACCEPT_BURST                           # 320
 RETRY_AFTER = 1
 KNOWN_SHARE = 10             # 1/KNOWN_SHARE of the total is kept for known clients
 MALFORMED_REPORT_SECONDS = 60.0
@@ -90,11 +101,17 @@ SHUTDOWN_TIMEOUT = 1.0
 
 
 
-def fd_ceiling(configured: int, fd_limit: int | None) -> int:
-    """The connection cap that fits `fd_limit` open files (None = no limit) with FD_RESERVE to spare."""
+def fd_ceiling(configured: int, fd_limit: int | None, *, reserve: int | None = None) -> int:
+    """The connection cap that fits `fd_limit` open files (None = no limit) with `reserve`
+    (this platform's: `fd_reserve()`) to spare."""
     if fd_limit is None:
         return configured
-    return max(1, min(configured, fd_limit - FD_RESERVE))
+    reserve = fd_reserve() if reserve is None else reserve
+    return max(1, min(configured, fd_limit - reserve))
+
+
+def fd_reserve() -> int:
+    return WINDOWS_RESERVE if sys.platform == "win32" or resource is None else FD_RESERVE
 
 
 def open_file_limit() -> int | None:
@@ -520,7 +537,19 @@ class _Guarded(asyncio.Protocol):
             self.guard.table.close(self, hold_until=self.penalty_until, now=asyncio.get_running_loop().time())
         self.penalty_until = None
         if self.transport is not None:
-            self.transport.close()
+            let_go(self.transport)
+
+
+def let_go(transport) -> None:
+    """Close a connection we are done with so that its descriptor is free at once: a close waits
+    for the unsent part of an answer, and a client that stopped reading would keep the descriptor
+    (uncounted, as it has left the table) for as long as it likes; so what is still unsent is
+    dropped. Only connections past a deadline, shed or refused come here: the answers of the
+    others are written in full."""
+    if transport.get_write_buffer_size():
+        transport.abort()
+    else:
+        transport.close()
 
 
 class ConnectionGuard:
@@ -584,14 +613,14 @@ class ConnectionGuard:
         self.refused[reason] += 1
         transport.write(REFUSALS[reason])
         if self.lingering >= MAX_LINGERING or not transport.can_write_eof():
-            transport.close()
+            let_go(transport)
             return
         transport.write_eof()
         self.lingering += 1
 
         def done() -> None:
             self.lingering -= 1
-            transport.close()
+            let_go(transport)
 
         asyncio.get_running_loop().call_later(LINGER_SECONDS, done)
 

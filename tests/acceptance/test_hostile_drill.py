@@ -96,6 +96,13 @@ class Studio:
                     return int(line.split()[1]) / 1024
         return 0.0
 
+    def open_files(self) -> int:
+        """Descriptors `serve` holds now (sockets, files, pipes)."""
+        try:
+            return len(os.listdir(f"/proc/{self.pid}/fd"))
+        except OSError:
+            return 0
+
     def cpu_seconds(self) -> float:
         """User + system CPU time `serve` has used so far."""
         with open(f"/proc/{self.pid}/stat") as fh:
@@ -365,13 +372,14 @@ async def phase(studio: Studio, dsn: str, attack=None) -> dict:
     """The booth's shots while `attack` runs (none: the quiet time), and what it cost `serve`."""
     stop = asyncio.Event()
     counts: collections.Counter = collections.Counter()
-    rss = [studio.rss_mb()]
+    rss, fds = [studio.rss_mb()], [studio.open_files()]
     started, cpu_before = time.monotonic(), studio.cpu_seconds()
     task = asyncio.create_task(attack(studio, stop, counts)) if attack else None
 
     async def sample_rss() -> None:
         while not stop.is_set():
             rss.append(studio.rss_mb())
+            fds.append(studio.open_files())
             await asyncio.sleep(0.2)
 
     sampler = asyncio.create_task(sample_rss())
@@ -387,7 +395,7 @@ async def phase(studio: Studio, dsn: str, attack=None) -> dict:
     return {"statuses": [shot["status"] for shot in shots], "seconds": seconds,
             "p50": round(statistics.median(seconds), 3), "max": max(seconds), "attack": dict(counts),
             "serve_cpu_cores": round((studio.cpu_seconds() - cpu_before) / wall, 2),
-            "serve_peak_rss_mb": round(max(rss)), "wall_s": round(wall, 1)}
+            "serve_peak_rss_mb": round(max(rss)), "serve_peak_open_files": max(fds), "wall_s": round(wall, 1)}
 
 
 async def test_no_client_on_the_network_can_make_the_booth_wait(tmp_path, pg_dsn, clean_state):

@@ -4,8 +4,8 @@ clients, penalty holds, the cap fitted to the open-file limit, the once-per-seco
 accept() errors, the refusal's bytes."""
 import json
 
-from photoslot.server.connection_guard import (BODY, FD_RESERVE, HANDLER, PENALTY, REFUSALS, ConnectionTable, OncePer,
-                                               fd_ceiling)
+from photoslot.server.connection_guard import (ACCEPT_BURST, BODY, FD_OWN, FD_RESERVE, HANDLER, MAX_LINGERING, PENALTY,
+                                               REFUSALS, WINDOWS_RESERVE, ConnectionTable, OncePer, fd_ceiling)
 
 
 def test_per_client_cap_refuses_only_that_client():
@@ -127,6 +127,10 @@ def test_the_total_fits_the_open_file_limit_with_a_reserve():
     assert fd_ceiling(1000, 1024) == 1024 - FD_RESERVE
     assert fd_ceiling(1000, 65536) == 1000
     assert fd_ceiling(1000, 100) == 1  # absurdly low limit: still serve one
+    # Windows: select() watches 512 sockets; one accept burst in flight, not three
+    assert fd_ceiling(1000, 512, reserve=WINDOWS_RESERVE) == 512 - WINDOWS_RESERVE == 192
+    # the reserve holds three accept bursts, the lingering refusals and our own files
+    assert FD_RESERVE == FD_OWN + MAX_LINGERING + 3 * ACCEPT_BURST
 
 
 def test_once_per_second_lets_one_through_and_counts_the_rest():
