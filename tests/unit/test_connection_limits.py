@@ -124,7 +124,7 @@ def test_a_relay_counts_toward_the_total_only():
 
 def test_the_total_fits_the_open_file_limit_with_a_reserve():
     assert fd_ceiling(1000, None) == 1000
-    assert fd_ceiling(1000, 1024) == 1024 - FD_RESERVE
+    assert fd_ceiling(1000, 1024, reserve=FD_RESERVE) == 1024 - FD_RESERVE
     assert fd_ceiling(1000, 65536) == 1000
     assert fd_ceiling(1000, 100) == 1  # absurdly low limit: still serve one
     # Windows: select() watches 512 sockets; one accept burst in flight, not three
