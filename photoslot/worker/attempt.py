@@ -51,7 +51,16 @@ class Attempt:
                            attempt=job["attempts"])
 
     async def run(self, deadline: float) -> None:
-        """The whole attempt; `deadline` is the job's expires_at in event-loop time."""
+        """The whole attempt; `deadline` is the job's expires_at in event-loop time. Nothing but a
+        cancellation leaves it: the pool waits for it without reading its outcome."""
+        try:
+            await self._run(deadline)
+        except DatabaseUnavailable as exc:
+            # lost while reporting a failure, a timeout or a crash (the handlers below talk to the
+            # database too): the lease runs out and the job is claimed again or ended by the sweeper
+            event(log, "job_db_unavailable", logging.ERROR, **self.fields, error=exc)
+
+    async def _run(self, deadline: float) -> None:
         job = self.job
         self.deadline = deadline
         try:

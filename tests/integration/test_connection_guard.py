@@ -6,6 +6,7 @@ of files."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import logging
@@ -373,20 +374,31 @@ async def test_accept_running_out_of_files_is_logged_once_per_second(caplog):
     assert seen == ["something else went wrong"]  # other loop errors go where they went before
 
 
-async def test_a_connection_let_go_with_an_unread_answer_frees_its_descriptor_at_once():
-    """A client that stopped reading must not keep a descriptor the caps no longer count: a plain
-    close would wait for its unread answer for ever."""
-    accepted: asyncio.Future = asyncio.get_running_loop().create_future()
 
-    class Writer(asyncio.Protocol):
+@contextlib.asynccontextmanager
+async def server_side_of_a_connection():
+    """(the server's transport, the client's reader) of one loopback connection to a bare server."""
+    loop = asyncio.get_running_loop()
+    accepted: asyncio.Future = loop.create_future()
+
+    class Accept(asyncio.Protocol):
         def connection_made(self, transport):
             accepted.set_result(transport)
 
-    server = await asyncio.get_running_loop().create_server(Writer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)  # never reads
+    server = await loop.create_server(Accept, "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
     try:
-        transport = await asyncio.wait_for(accepted, 5)
+        yield await asyncio.wait_for(accepted, 5), reader
+    finally:
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_connection_let_go_with_an_unread_answer_frees_its_descriptor_at_once():
+    """A client that stopped reading must not keep a descriptor the caps no longer count: a plain
+    close would wait for its unread answer for ever."""
+    async with server_side_of_a_connection() as (transport, _reader):  # the client never reads
         transport.write(b"x" * (64 * 1024 * 1024))  # more than any socket buffers hold
         await asyncio.sleep(0.1)
         assert transport.get_write_buffer_size() > 0
@@ -395,28 +407,10 @@ async def test_a_connection_let_go_with_an_unread_answer_frees_its_descriptor_at
         for _ in range(3):
             await asyncio.sleep(0)
         assert sock.fileno() == -1  # closed, not waiting for the client to read
-    finally:
-        writer.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_a_connection_let_go_with_its_answer_sent_is_closed_politely():
-    accepted: asyncio.Future = asyncio.get_running_loop().create_future()
-
-    class Writer(asyncio.Protocol):
-        def connection_made(self, transport):
-            accepted.set_result(transport)
-
-    server = await asyncio.get_running_loop().create_server(Writer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        transport = await asyncio.wait_for(accepted, 5)
+    async with server_side_of_a_connection() as (transport, reader):
         transport.write(b"HTTP/1.1 503 Service Unavailable\r\n\r\n")
         let_go(transport)
         assert await asyncio.wait_for(reader.read(), 5) == b"HTTP/1.1 503 Service Unavailable\r\n\r\n"  # then EOF
-    finally:
-        writer.close()
-        server.close()
-        await server.wait_closed()

@@ -5,6 +5,7 @@ Uses a PostgreSQL of its own (tests/pg_instance.py), really stopped and started 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 
@@ -74,3 +75,27 @@ async def test_ingests_during_an_outage_answer_503_fast_and_the_studio_recovers_
 
         logged = logscan.since(start_log)
         assert not any("Traceback" in line for line in logged)
+
+
+async def test_a_provider_failure_met_by_an_outage_ends_its_attempt_with_one_line_not_a_lost_task(
+        make_cfg, own_pg, emulator, photo_bytes):
+    """The provider refuses while PostgreSQL is away: the failure cannot be written, and the
+    attempt ends with `job_db_unavailable` (the job's lease runs out, the sweeper ends it) instead
+    of an exception nobody reads ("Task exception was never retrieved" — the event day met it)."""
+    cfg = make_cfg(database__dsn=own_pg.dsn, ingest__sync_response_seconds=3, providers__gemini__max_attempts=1)
+    async with Studio(cfg, own_pg.dsn, workers=1) as s:
+        await s.set_password()
+        await s.configure("slot-001")
+        await emulator_control(emulator, latency_seconds=1.0, fail_rate=1.0, fail_status=400)
+        start_log = logscan.mark()
+        in_flight = asyncio.create_task(s.ingest("slot-001", photo_bytes))
+        await asyncio.sleep(0.5)  # the call is out
+        own_pg.stop()
+        status, _, body = await in_flight
+        assert status in (502, 503, 504), body[:300]
+        await asyncio.sleep(0.5)
+        gc.collect()  # an exception nobody read is reported when its task is collected
+        logged = logscan.since(start_log)
+        assert any("event=job_db_unavailable" in line for line in logged), logged[-20:]
+        assert not any("never retrieved" in line or "Traceback" in line for line in logged), logged[-20:]
+        own_pg.start_again()
