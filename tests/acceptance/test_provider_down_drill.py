@@ -100,6 +100,10 @@ async def test_provider_down_drill_serve_and_two_work_processes(studio_config, p
         assert sum(1 for b in burst if b[2]["failure_reason"] == "provider_unavailable") >= 4
         FIGURES["burst_slowest_ms"] = round(max(b[3] for b in burst))
         assert max(b[3] for b in burst) < 15000  # the queued ones ended at once, not at the 20 s window
+        # A retry the other work process sent in the very moment the provider went down (its copy of
+        # the health is one NOTIFY behind, a few ms; seen once in the whole suite) belongs to the
+        # transition, not to "while down": count from a moment after it, well inside the cool-down.
+        await asyncio.sleep(0.5)
         calls_when_down = await gemini_calls(emu_port)
         FIGURES["calls_to_go_down"] = calls_when_down - 1  # less the healthy first shot
         down = [await timed_shot(port, photo_bytes) for _ in range(10)]
