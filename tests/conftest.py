@@ -7,6 +7,7 @@ unconfigured) and a reset emulator.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -42,8 +43,6 @@ HANG_REPORT_SECONDS = float(os.environ.get("PHOTOSLOT_TEST_HANG_SECONDS", "300")
 
 
 def _report_hang(name: str, capture) -> None:
-    import contextlib
-
     with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
         _write_hang_report(name, sys.__stderr__)
 
@@ -116,14 +115,14 @@ def pg_safe_tmp():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture
-def scratch_db(pg_dsn):
-    """An empty database of the test's own on the session's PostgreSQL, dropped afterwards."""
+@contextlib.contextmanager
+def database_of_its_own(pg_dsn: str, prefix: str):
+    """An empty database on the session's PostgreSQL (its DSN), dropped afterwards."""
     import uuid
 
     from psycopg2.extensions import make_dsn
 
-    name = f"photoslot_scratch_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(pg_dsn)
     admin.autocommit = True
     with admin.cursor() as cur:
@@ -134,6 +133,13 @@ def scratch_db(pg_dsn):
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def scratch_db(pg_dsn):
+    """An empty database of the test's own on the session's PostgreSQL, dropped afterwards."""
+    with database_of_its_own(pg_dsn, "photoslot_scratch") as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from tests.acceptance.procs import cli
-from tests.conftest import FIXTURES, INGEST_PASSWORD
+from tests.conftest import FIXTURES, INGEST_PASSWORD, database_of_its_own
 
 pytestmark = pytest.mark.slow
 
@@ -126,21 +126,8 @@ def studio(tmp_path, pg_dsn, scratch_db, emulator):
 @pytest.fixture
 def empty_db(pg_dsn):
     """A second empty database of the test's own (scratch_db is the studio's)."""
-    import uuid
-
-    from psycopg2.extensions import make_dsn
-
-    name = f"photoslot_empty_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(pg_dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_dsn(pg_dsn, dbname=name)
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with database_of_its_own(pg_dsn, "photoslot_empty") as dsn:
+        yield dsn
 
 
 def restore(config, dsn, *args):
