@@ -177,6 +177,18 @@ async def take_probe(ctx, provider_id: str, job_id) -> bool:
     return after is not None
 
 
+async def hand_back_probe(ctx, provider_id: str, job_id) -> bool:
+    """The probe this job held, handed back without an outcome (queries/provider_health.sql
+    `provider_probe_hand_back`); True when it held it."""
+    row = await ctx.db.fetchone("provider_probe_hand_back", provider_id=provider_id, job_id=str(job_id),
+                                now=ctx.clock.now())
+    handed_back = bool(row and row["handed_back"])
+    if handed_back:
+        ctx.health.put(dataclasses.replace(ctx.health.get(provider_id), probe_job=None, probe_until=None))
+        event(log, "provider_probe_handed_back", provider=provider_id, job=str(job_id))
+    return handed_back
+
+
 async def _save(tx, h: Health, now: dt.datetime) -> None:
     await tx.execute("provider_health_save", now=now, **dataclasses.asdict(h))
 

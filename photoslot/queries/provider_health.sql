@@ -42,3 +42,15 @@ FROM (SELECT id, upload_path AS old_upload_path FROM jobs
       FOR UPDATE SKIP LOCKED) o
 WHERE j.id = o.id AND NOT j.is_finalized
 RETURNING j.id, j.slot_id, o.old_upload_path;
+
+-- name: provider_probe_hand_back
+-- The probe's job ended without an outcome for the provider (its call was cut off too late in its
+-- window to count, it never got to send, the database was away): the probe is free for the next
+-- job at once, announced, instead of keeping the provider down — and the shots admitted for the
+-- probe waiting — until the probe's lease runs out.
+WITH probe AS (
+    UPDATE provider_health SET probe_job = NULL, probe_until = NULL, updated_at = %(now)s
+    WHERE provider_id = %(provider_id)s AND probe_job = %(job_id)s
+    RETURNING provider_id
+)
+SELECT (SELECT pg_notify('photoslot_provider_health', p.provider_id) FROM probe p) IS NOT NULL AS handed_back;

@@ -31,6 +31,14 @@ _reports: set[asyncio.Task] = set()  # health reports made while the attempt its
 _NOT_READ = object()
 
 
+def _in_background(coro) -> None:
+    """A report that must run to its end even while the attempt is being cancelled."""
+    task = asyncio.ensure_future(coro)
+    _reports.add(task)
+    task.add_done_callback(_reports.discard)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
 class Attempt:
     def __init__(self, ctx, client: ProviderClient | None, job: dict, *, finalizing: set[str]) -> None:
         self.ctx = ctx
@@ -45,6 +53,7 @@ class Attempt:
         self.links: list[str] = []  # public links made for this job (Turbotext); closed before finalizing
         self.problems = Problems(job["provider_id"])  # the failed calls, for the job's failure_detail
         self.in_call = False  # a request is out and its outcome not reported yet
+        self.reported = False  # an outcome of this job's calls went into the provider's health
         self.sent_at = 0.0    # loop time the last request went out
         self.deadline = float("inf")
         self.fields = dict(job=str(job["id"]), slot=job["slot_id"], provider=job["provider_id"],
@@ -59,6 +68,11 @@ class Attempt:
             # lost while reporting a failure, a timeout or a crash (the handlers below talk to the
             # database too): the lease runs out and the job is claimed again or ended by the sweeper
             event(log, "job_db_unavailable", logging.ERROR, **self.fields, error=exc)
+        finally:
+            if not self.reported and self.ctx.health.get(self.job["provider_id"]).probe_job == str(self.job_id):
+                # the probe ends with no word on the provider: free for the next job now (a task:
+                # this may be a cancellation)
+                _in_background(provider_health.hand_back_probe(self.ctx, self.job["provider_id"], self.job_id))
 
     async def _run(self, deadline: float) -> None:
         job = self.job
@@ -84,10 +98,8 @@ class Attempt:
         except asyncio.CancelledError:
             if asyncio.get_running_loop().time() >= self.deadline - CALL_TIMEOUT_SLACK and self._call_timed_out():
                 # The ingest ended the job at its deadline with our call still open: a call timeout.
-                late = asyncio.ensure_future(self._on_health(False, "no answer before the job's deadline"))
-                _reports.add(late)
-                late.add_done_callback(_reports.discard)
-                late.add_done_callback(lambda t: t.cancelled() or t.exception())
+                self.reported = True
+                _in_background(self._on_health(False, "no answer before the job's deadline"))
             event(log, "job_abandoned", **self.fields, requests=self.requests,
                   why="finalized elsewhere or worker stopping")
             raise
@@ -285,6 +297,7 @@ class Attempt:
         so far, which a timeout keeps ("HTTP 503 × 17 from gemini, last: …"). A `down_reason` takes the
         provider down at once with it (providers/base.py HealthHook)."""
         self.in_call = False
+        self.reported = True
         ctx = self.ctx
         if not ok:
             self.problems.add(problem or "unknown problem")

@@ -188,3 +188,37 @@ async def test_a_probe_handed_back_by_a_stopping_worker_is_free_for_the_next_sho
         await emulator_control(emulator, provider="gemini", hang=False)
         probe_shot.cancel()
         await asyncio.gather(probe_shot, return_exceptions=True)
+
+
+async def test_a_probe_cut_off_too_late_to_count_is_handed_back_not_held_for_its_lease(make_cfg, pg_dsn, emulator):
+    # The probe's job waited in the queue: its call went out with a fifth of the window left and was
+    # cut off at the deadline. That says nothing about the provider (health_rule.timed_out), so
+    # nothing is reported — and the probe must be free for the next job at once, not held for its
+    # lease while every shot admitted for it waits into a 504 (the two-minute event day met that).
+    await emulator_control(emulator, provider="gemini", fail_rate=1.0, fail_status=503)
+    cfg = make_cfg(ingest__sync_response_seconds=20, providers__gemini__down_after_failures=1,
+                   providers__gemini__down_cooldown_seconds=0.5, providers__gemini__max_attempts=1,
+                   alerts__webhook_url=None)
+    async with Studio(cfg, pg_dsn) as s:
+        await s.set_password()
+        await s.configure("slot-001")
+        assert (await shot(s))[0] == 503
+        await asyncio.sleep(0.6)  # the cool-down is over: the next job is the probe
+        await emulator_control(emulator, provider="gemini", fail_rate=0.0, hang=True)
+        job_id = await s.queue_job("slot-001", created_ago=8, window=10)  # 2 s of its 10 s left
+        for _ in range(100):
+            (health,) = await provider_health.board_view(s.ctx, ["gemini"])
+            if health["probe_running"]:
+                break
+            await asyncio.sleep(0.05)
+        assert health["probe_running"]
+        await s.wait_job(job_id, lambda j: j["is_finalized"] or j["lease_expires_at"] is None, timeout=10)
+        for _ in range(40):  # the hand-back runs beside the attempt's end
+            (row,) = [r for r in await s.ctx.db.fetchall("provider_health_all") if r["provider_id"] == "gemini"]
+            if row["probe_job"] is None:
+                break
+            await asyncio.sleep(0.05)
+        assert row["probe_job"] is None and row["probe_until"] is None, row  # the lease would hold it 8 s more
+        (health,) = await provider_health.board_view(s.ctx, ["gemini"])
+        assert health["state"] == "down" and health["consecutive_failures"] == 1  # nothing was counted
+        await emulator_control(emulator, provider="gemini", hang=False)
