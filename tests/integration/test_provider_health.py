@@ -159,26 +159,41 @@ async def test_calls_sent_too_late_to_answer_in_time_do_not_take_the_provider_do
         assert health["state"] == "down"
 
 
+
+def probe_cfg(make_cfg):
+    return make_cfg(ingest__sync_response_seconds=20, providers__gemini__down_after_failures=1,
+                    providers__gemini__down_cooldown_seconds=0.5, providers__gemini__max_attempts=1,
+                    alerts__webhook_url=None)
+
+
+async def down_with_its_probe_due_and_a_hanging_provider(s, emulator) -> None:
+    """Gemini taken down by one failed shot, its cool-down over (the next job is the probe), and
+    every call from now on left hanging."""
+    await s.set_password()
+    await s.configure("slot-001")
+    assert (await shot(s))[0] == 503
+    await asyncio.sleep(0.6)
+    await emulator_control(emulator, provider="gemini", fail_rate=0.0, hang=True)
+
+
+async def the_probe_running(s) -> None:
+    for _ in range(100):
+        (health,) = await provider_health.board_view(s.ctx, ["gemini"])
+        if health["probe_running"]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no probe running: {health}")
+
+
+
 async def test_a_probe_handed_back_by_a_stopping_worker_is_free_for_the_next_shot_at_once(make_cfg, pg_dsn, emulator):
     # serve restarted while the probe call was out: the job goes back to the queue, and the probe's
     # lease with it — the provider must not stay down for the lease's minute
     await emulator_control(emulator, provider="gemini", fail_rate=1.0, fail_status=503)
-    cfg = make_cfg(ingest__sync_response_seconds=20, providers__gemini__down_after_failures=1,
-                   providers__gemini__down_cooldown_seconds=0.5, providers__gemini__max_attempts=1,
-                   alerts__webhook_url=None)
-    async with Studio(cfg, pg_dsn) as s:
-        await s.set_password()
-        await s.configure("slot-001")
-        assert (await shot(s))[0] == 503
-        await asyncio.sleep(0.6)
-        await emulator_control(emulator, provider="gemini", fail_rate=0.0, hang=True)
+    async with Studio(probe_cfg(make_cfg), pg_dsn) as s:
+        await down_with_its_probe_due_and_a_hanging_provider(s, emulator)
         probe_shot = asyncio.create_task(shot(s))
-        for _ in range(100):
-            (health,) = await provider_health.board_view(s.ctx, ["gemini"])
-            if health["probe_running"]:
-                break
-            await asyncio.sleep(0.05)
-        assert health["probe_running"]
+        await the_probe_running(s)
         await s.pool.stop(grace=0)  # the stop hands the job back
         s.pool = None
         (health,) = await provider_health.board_view(s.ctx, ["gemini"])
@@ -196,22 +211,10 @@ async def test_a_probe_cut_off_too_late_to_count_is_handed_back_not_held_for_its
     # nothing is reported — and the probe must be free for the next job at once, not held for its
     # lease while every shot admitted for it waits into a 504 (the two-minute event day met that).
     await emulator_control(emulator, provider="gemini", fail_rate=1.0, fail_status=503)
-    cfg = make_cfg(ingest__sync_response_seconds=20, providers__gemini__down_after_failures=1,
-                   providers__gemini__down_cooldown_seconds=0.5, providers__gemini__max_attempts=1,
-                   alerts__webhook_url=None)
-    async with Studio(cfg, pg_dsn) as s:
-        await s.set_password()
-        await s.configure("slot-001")
-        assert (await shot(s))[0] == 503
-        await asyncio.sleep(0.6)  # the cool-down is over: the next job is the probe
-        await emulator_control(emulator, provider="gemini", fail_rate=0.0, hang=True)
+    async with Studio(probe_cfg(make_cfg), pg_dsn) as s:
+        await down_with_its_probe_due_and_a_hanging_provider(s, emulator)
         job_id = await s.queue_job("slot-001", created_ago=8, window=10)  # 2 s of its 10 s left
-        for _ in range(100):
-            (health,) = await provider_health.board_view(s.ctx, ["gemini"])
-            if health["probe_running"]:
-                break
-            await asyncio.sleep(0.05)
-        assert health["probe_running"]
+        await the_probe_running(s)
         await s.wait_job(job_id, lambda j: j["is_finalized"] or j["lease_expires_at"] is None, timeout=10)
         for _ in range(40):  # the hand-back runs beside the attempt's end
             (row,) = [r for r in await s.ctx.db.fetchall("provider_health_all") if r["provider_id"] == "gemini"]
