@@ -43,6 +43,22 @@ async def cut_by_server(reader: asyncio.StreamReader, within: float = 15) -> byt
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: studio\r\n\r\n"
 
 
+async def trickle_a_sign_in_body(studio: Studio, chunk: bytes, *, every: float) -> float:
+    """A sign-in whose 100,000-byte body comes as `chunk` every `every` seconds, for up to 10 s;
+    the seconds until the server cut it (fails if it never answers anything but the cut)."""
+    reader, writer = await connect(studio)
+    writer.write(b"POST /api/login HTTP/1.1\r\nHost: studio\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 100000\r\n\r\n{")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    closed = asyncio.ensure_future(cut_by_server(reader))
+    while not closed.done() and loop.time() - started < 10:
+        writer.write(chunk)
+        await asyncio.sleep(every)
+    assert await closed == b""
+    return loop.time() - started
+
+
 async def test_a_half_sent_request_head_is_closed_after_the_header_timeout(make_cfg, pg_dsn):
     async with Studio(make_cfg(server__header_timeout_seconds=0.5), pg_dsn, workers=0) as s:
         reader, writer = await connect(s)
@@ -156,17 +172,8 @@ async def test_a_kept_alive_head_trickled_byte_by_byte_is_closed_at_the_header_t
 async def test_a_body_trickling_below_the_minimum_rate_is_closed(make_cfg, pg_dsn):
     cfg = make_cfg(server__body_rate_window_seconds=0.5, server__body_min_bytes_per_second=1000)
     async with Studio(cfg, pg_dsn, workers=0) as s:
-        reader, writer = await connect(s)
-        writer.write(b"POST /api/login HTTP/1.1\r\nHost: studio\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 100000\r\n\r\n{")
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        closed = asyncio.ensure_future(cut_by_server(reader))
-        while not closed.done() and loop.time() - started < 10:
-            writer.write(b" ")  # 20 bytes a second, against 1,000 asked for
-            await asyncio.sleep(0.05)
-        assert await closed == b""
-        assert loop.time() - started < 1.5
+        held = await trickle_a_sign_in_body(s, b" ", every=0.05)  # 20 bytes a second, against 1,000 asked for
+        assert held < 1.5
         assert s.runner.guard.slow_bodies == 1 and s.runner.guard.table.total == 0
 
 
@@ -176,17 +183,8 @@ async def test_a_body_at_the_minimum_rate_is_closed_at_the_body_deadline(make_cf
                    ingest__sync_response_seconds=1)
     async with Studio(cfg, pg_dsn, workers=0) as s:
         assert s.runner.guard.body_timeout == 3.5  # never below the ingest window's upper bound + 2 s
-        reader, writer = await connect(s)
-        writer.write(b"POST /api/login HTTP/1.1\r\nHost: studio\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 100000\r\n\r\n{")
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        closed = asyncio.ensure_future(cut_by_server(reader))
-        while not closed.done() and loop.time() - started < 10:
-            writer.write(b" " * 30)  # 300 bytes a second: fast enough, but it never ends
-            await asyncio.sleep(0.1)
-        assert await closed == b""
-        assert 3.4 <= loop.time() - started < 5
+        held = await trickle_a_sign_in_body(s, b" " * 30, every=0.1)  # 300 bytes a second: fast enough, but it never ends
+        assert 3.4 <= held < 5
         assert s.runner.guard.body_timeouts == 1 and s.runner.guard.slow_bodies == 0
 
 

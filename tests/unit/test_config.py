@@ -85,13 +85,13 @@ def test_public_base_url_defaults_to_a_reachable_loopback_address(tmp_path):
 def test_a_relative_data_dir_is_read_from_the_config_files_folder_not_the_current_one(tmp_path, monkeypatch):
     studio = tmp_path / "studio"
     studio.mkdir()
-    (studio / "photoslot.yaml").write_text("data_dir: ./data\nmedia_root: ../shared-media\n")
+    (studio / "photoslot.yaml").write_text("data_dir: ./data\nmedia_root: ../studio-media\n")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     cfg = load_config(studio / "photoslot.yaml", environ={})
     assert cfg.data_dir == (studio / "data").resolve()
-    assert cfg.media_root == (tmp_path / "shared-media").resolve()
+    assert cfg.media_root == (tmp_path / "studio-media").resolve()
     (studio / "photoslot.yaml").write_text("server: {port: 8090}\n")  # the default ./photoslot-data too
     assert load_config(studio / "photoslot.yaml", environ={}).data_dir == (studio / "photoslot-data").resolve()
 
