@@ -20,15 +20,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.acceptance import browser, procs
-from tests.conftest import FIXTURES, INGEST_PASSWORD, free_port, write_config
-from tests.dbstate import reset_database
+from tests.conftest import FIXTURES, INGEST_PASSWORD
 
 pytestmark = pytest.mark.slow
 playwright_api = pytest.importorskip("playwright.async_api", reason="browser tests skipped: playwright is not installed (pip install -e '.[test]')")
@@ -41,51 +38,21 @@ PHOTO = (FIXTURES / "dslr_landscape.jpg").read_bytes()
 FIGURES: dict[str, dict] = {}  # page → {state/lang: scrollWidth at 390 px}, printed for the docs
 
 
-@dataclass
-class Studio:
-    base: str
-    port: int
-    config: Path
-    dsn: str
-    passwords: dict
-    emulator_url: str
-    shots: Path
+Studio = browser.WebStudio
 
 
 @pytest.fixture(scope="module")
 async def chromium():
-    path, why = browser.ensure_chromium()
-    if path is None:
-        pytest.skip(why)
-    async with playwright_api.async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-dev-shm-usage"])
+    async with browser.launched_chromium(playwright_api, skip=pytest.skip) as launched:
         yield launched
-        await launched.close()
 
 
 @pytest.fixture(scope="module")
 async def studio(tmp_path_factory, pg_dsn, chromium):
-    reset_database(pg_dsn)
-    tmp = tmp_path_factory.mktemp("web-a11y")
-    emu_port, port = free_port(), free_port()
-    emulator_url = f"http://127.0.0.1:{emu_port}"
-    config = write_config(tmp / "photoslot.yaml", data_dir=tmp / "data", dsn=pg_dsn, emulator_url=emulator_url,
-                          port=port, ingest__sync_response_seconds=15, providers__gemini__down_after_failures=1,
-                          providers__gemini__max_attempts=1, providers__gemini__down_cooldown_seconds=600)
-    r = procs.cli(config, pg_dsn, "settings", "set", "--ingest-password", INGEST_PASSWORD)
-    assert r.returncode == 0, r.stderr
-    emulator = await procs.start(config, pg_dsn, "emulate", "--port", str(emu_port), name="emulate")
-    await emulator.wait_for_line("photoslot emulator listening")
-    serve = await procs.start_serve(config, pg_dsn, port)
-    procs.RUNNING.discard(emulator)
-    procs.RUNNING.discard(serve)
-    try:
-        yield Studio(base=f"http://127.0.0.1:{port}", port=port, config=config, dsn=pg_dsn,
-                     passwords=procs.first_start_passwords(config), emulator_url=emulator_url,
-                     shots=browser.screenshot_dir(tmp / "screenshots"))
-    finally:
-        await serve.stop()
-        await emulator.stop()
+    async with browser.running_studio(tmp_path_factory.mktemp("web-a11y"), pg_dsn, ingest__sync_response_seconds=15,
+                                      providers__gemini__down_after_failures=1, providers__gemini__max_attempts=1,
+                                      providers__gemini__down_cooldown_seconds=600) as running:
+        yield running
 
 
 async def control(studio, **body) -> None:

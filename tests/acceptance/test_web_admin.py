@@ -12,7 +12,6 @@ import asyncio
 import datetime as dt
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -21,8 +20,7 @@ from photoslot import auth
 from photoslot.config import load_config
 from tests import logscan
 from tests.acceptance import browser, procs
-from tests.conftest import FIXTURES, INGEST_PASSWORD, free_port, write_config
-from tests.dbstate import reset_database
+from tests.conftest import FIXTURES
 
 pytestmark = pytest.mark.slow
 playwright_api = pytest.importorskip("playwright.async_api", reason="browser tests skipped: playwright is not installed (pip install -e '.[test]')")
@@ -31,50 +29,17 @@ expect = playwright_api.expect
 
 @pytest.fixture(scope="session")
 async def chromium():
-    path, why = browser.ensure_chromium()
-    if path is None:
-        pytest.skip(why)
-    async with playwright_api.async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-dev-shm-usage"])
+    async with browser.launched_chromium(playwright_api, skip=pytest.skip) as launched:
         yield launched
-        await launched.close()
 
 
-@dataclass
-class Studio:
-    base: str
-    port: int
-    config: Path
-    dsn: str
-    passwords: dict
-    emulator_url: str
-    shots: Path
-    ingest_password: str = INGEST_PASSWORD
+Studio = browser.WebStudio
 
 
 @pytest.fixture(scope="module")
 async def studio(tmp_path_factory, pg_dsn, chromium):
-    reset_database(pg_dsn)
-    tmp = tmp_path_factory.mktemp("web-admin")
-    emu_port, port = free_port(), free_port()
-    emulator_url = f"http://127.0.0.1:{emu_port}"
-    config = write_config(tmp / "photoslot.yaml", data_dir=tmp / "data", dsn=pg_dsn, emulator_url=emulator_url,
-                          port=port, ingest__sync_response_seconds=15)
-    r = procs.cli(config, pg_dsn, "settings", "set", "--ingest-password", INGEST_PASSWORD)
-    assert r.returncode == 0, r.stderr
-    emulator = await procs.start(config, pg_dsn, "emulate", "--port", str(emu_port), name="emulate")
-    await emulator.wait_for_line("photoslot emulator listening")
-    serve = await procs.start_serve(config, pg_dsn, port)
-    # module-long processes: stopped here, not after each test
-    procs.RUNNING.discard(emulator)
-    procs.RUNNING.discard(serve)
-    try:
-        yield Studio(base=f"http://127.0.0.1:{port}", port=port, config=config, dsn=pg_dsn,
-                     passwords=procs.first_start_passwords(config), emulator_url=emulator_url,
-                     shots=browser.screenshot_dir(tmp / "screenshots"))
-    finally:
-        await serve.stop()
-        await emulator.stop()
+    async with browser.running_studio(tmp_path_factory.mktemp("web-admin"), pg_dsn, ingest__sync_response_seconds=15) as running:
+        yield running
 
 
 @dataclass
