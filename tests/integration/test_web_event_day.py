@@ -82,16 +82,21 @@ async def test_a_refusal_flood_is_one_bounded_record_written_once_per_flush(make
         assert row["requests"] == 1 and row["first_at"] == now + dt.timedelta(hours=2)
 
 
+
+async def shoot_a_test_from_the_slot_page(b, slot_id: str, photo: bytes) -> str:
+    """The slot page's test shot, as its form sends it: where the POST/Redirect/GET leads."""
+    await b.get(f"/admin/slots/{slot_id}")
+    status, _, location = await b.post(f"/admin/slots/{slot_id}/test-shot", {}, files={"photo": ("shot.jpg", photo)})
+    assert status == 303
+    return location
+
 async def test_test_shots_are_marked_and_counted_apart_on_every_page(make_cfg, pg_dsn, photo_bytes):
     async with Studio(make_cfg(), pg_dsn) as s:
         await s.set_password()
         await s.configure("slot-002")
         async with Browser(s) as b:
             await b.sign_in()
-            await b.get("/admin/slots/slot-002")
-            status, _, location = await b.post("/admin/slots/slot-002/test-shot", {},
-                                               files={"photo": ("shot.jpg", photo_bytes)})
-            assert status == 303
+            location = await shoot_a_test_from_the_slot_page(b, "slot-002", photo_bytes)
             _, page = await b.get(location)
             assert "Done in" in page and 'class="badge test"' in page
             _, page = await b.get("/admin/")
@@ -109,10 +114,7 @@ async def test_a_reload_never_repeats_a_test_shot_and_a_cancel_asks_first(make_c
         await s.configure("slot-002")
         async with Browser(s) as b:
             await b.sign_in()
-            await b.get("/admin/slots/slot-002")
-            status, _, location = await b.post("/admin/slots/slot-002/test-shot", {},
-                                               files={"photo": ("shot.jpg", photo_bytes)})
-            assert status == 303
+            location = await shoot_a_test_from_the_slot_page(b, "slot-002", photo_bytes)
             for _ in range(3):  # F5 on the result: shown again, never shot again
                 status, page = await b.get(location)
                 assert status == 200 and "Done in" in page
